@@ -1,0 +1,5 @@
+"""alexnet-lab: AlexNet (Krizhevsky, Sutskever & Hinton, NIPS 2012) and its ablations."""
+
+from alexnet_lab.config import register_resolvers
+
+register_resolvers()

@@ -1,0 +1,165 @@
+"""The AlexNet backbone of Krizhevsky, Sutskever & Hinton (NIPS 2012), section 3.
+
+Every ablation the paper discusses is a constructor argument, so Hydra config groups can switch it:
+``columns`` (section 3.2), ``norm`` (3.3), ``pooling`` (3.4), ``activation`` (3.1) and ``init`` (5).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+# Section 3.5: the net's input. The paper writes 224, but an 11x11 stride-4 convolution without padding
+# needs 227 to give the 55x55 maps the paper draws ((227 - 11) / 4 + 1 = 55).
+INPUT_SIZE = 227
+
+# Section 3.5: kernels per layer, conv1..conv5, summed over both GPU columns.
+PAPER_WIDTHS = (96, 256, 384, 384, 256)
+# Section 3.2, footnote: the one-GPU baseline halves conv1..conv4 only; conv5 (and the FC layers) keep
+# their width, "the same number of kernels as in the last convolutional layer of the two-GPU net".
+ONE_GPU_WIDTHS = (48, 128, 192, 192, 256)
+FC_WIDTH = 4096  # Section 3.5: 4096 neurons in each fully-connected hidden layer.
+DROPOUT = 0.5  # Section 4.2: dropout probability in FC6 and FC7.
+
+# Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75.
+LRN_K, LRN_SIZE, LRN_ALPHA, LRN_BETA = 2.0, 5, 1e-4, 0.75
+
+NORMS = ("lrn", "bn", "none")
+POOLINGS = ("overlap", "nonoverlap")
+ACTIVATIONS = ("relu", "tanh")
+INITS = ("paper", "caffe", "kaiming")
+
+
+class PaperLRN(nn.LocalResponseNorm):
+    """Local response normalisation exactly as written in section 3.3.
+
+    b = a / (k + alpha * sum_{j in n adjacent maps} a_j^2) ^ beta
+
+    torch.nn.LocalResponseNorm averages the squares (alpha / n * sum), so it is given alpha * n.
+    """
+
+    def __init__(
+        self, size: int = LRN_SIZE, alpha: float = LRN_ALPHA, beta: float = LRN_BETA, k: float = LRN_K
+    ) -> None:
+        super().__init__(size=size, alpha=alpha * size, beta=beta, k=k)
+        self.paper_alpha = alpha
+
+    def extra_repr(self) -> str:
+        return f"n={self.size}, alpha={self.paper_alpha}, beta={self.beta}, k={self.k} (paper section 3.3)"
+
+
+def _choice(name: str, value: str, options: Sequence[str]) -> str:
+    if value not in options:
+        raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(options)}")
+    return value
+
+
+class AlexNet(nn.Module):
+    """The paper's net: five convolutional and three fully-connected layers (section 3.5).
+
+    Args:
+        num_classes: outputs of FC8 (1000 for ImageNet).
+        columns: 2 = the paper's two-GPU net, where conv2, conv4 and conv5 only see the kernel maps of their
+            own column (grouped convolutions) and conv3 and the FC layers see both; 1 = one column.
+        widths: kernels of conv1..conv5. ``None`` picks the paper's: the two-GPU widths for ``columns=2``
+            and the one-GPU baseline of section 3.2 for ``columns=1``. Pass ``PAPER_WIDTHS`` with
+            ``columns=1`` for a one-column net of full width.
+        norm: ``lrn`` (section 3.3), ``bn`` (BatchNorm2d in the same two places) or ``none``.
+        pooling: ``overlap`` (3x3, stride 2, section 3.4) or ``nonoverlap`` (2x2, stride 2).
+        activation: ``relu`` (section 3.1) or ``tanh``, wherever the paper has a ReLU.
+        init: ``paper`` (section 5), ``caffe`` (BVLC's reference values) or ``kaiming``.
+        dropout: probability in FC6 and FC7 (section 4.2).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        columns: int = 2,
+        widths: Sequence[int] | None = None,
+        norm: str = "lrn",
+        pooling: str = "overlap",
+        activation: str = "relu",
+        init: str = "paper",
+        dropout: float = DROPOUT,
+    ) -> None:
+        super().__init__()
+        if columns not in (1, 2):
+            raise ValueError(f"columns must be 1 or 2, got {columns!r}")
+        self.columns = columns
+        self.norm = _choice("norm", norm, NORMS)
+        self.pooling = _choice("pooling", pooling, POOLINGS)
+        self.activation = _choice("activation", activation, ACTIVATIONS)
+        self.init = _choice("init", init, INITS)
+        c1, c2, c3, c4, c5 = tuple(widths) if widths is not None else self.paper_widths(columns)
+
+        act = self._activation
+        pool = self._pool
+        # Section 3.5: conv3 takes all kernel maps of conv2; conv2, conv4, conv5 only those of their column.
+        self.features = nn.Sequential(OrderedDict([
+            ("conv1", nn.Conv2d(3, c1, kernel_size=11, stride=4)), ("act1", act()), ("norm1", self._norm(c1)),
+            ("pool1", pool()),
+            ("conv2", nn.Conv2d(c1, c2, kernel_size=5, padding=2, groups=columns)), ("act2", act()),
+            ("norm2", self._norm(c2)), ("pool2", pool()),
+            ("conv3", nn.Conv2d(c2, c3, kernel_size=3, padding=1)), ("act3", act()),
+            ("conv4", nn.Conv2d(c3, c4, kernel_size=3, padding=1, groups=columns)), ("act4", act()),
+            ("conv5", nn.Conv2d(c4, c5, kernel_size=3, padding=1, groups=columns)), ("act5", act()),
+            ("pool5", pool()),
+        ]))  # fmt: skip
+        self.classifier = nn.Sequential(OrderedDict([
+            ("fc6", nn.Linear(c5 * 6 * 6, FC_WIDTH)), ("act6", act()), ("drop6", nn.Dropout(dropout)),
+            ("fc7", nn.Linear(FC_WIDTH, FC_WIDTH)), ("act7", act()), ("drop7", nn.Dropout(dropout)),
+            ("fc8", nn.Linear(FC_WIDTH, num_classes)),
+        ]))  # fmt: skip
+        self.reset_parameters()
+
+    @staticmethod
+    def paper_widths(columns: int) -> tuple[int, ...]:
+        return PAPER_WIDTHS if columns == 2 else ONE_GPU_WIDTHS
+
+    def _activation(self) -> nn.Module:
+        return nn.ReLU(inplace=True) if self.activation == "relu" else nn.Tanh()
+
+    def _pool(self) -> nn.Module:
+        # Section 3.4: s = 2, z = 3 overlaps; s = z = 2 is the traditional non-overlapping scheme.
+        # Both give the same 27/13/6 maps from 55/27/13.
+        return nn.MaxPool2d(3, stride=2) if self.pooling == "overlap" else nn.MaxPool2d(2, stride=2)
+
+    def _norm(self, channels: int) -> nn.Module:
+        if self.norm == "lrn":
+            return PaperLRN()
+        if self.norm == "bn":
+            return nn.BatchNorm2d(channels)
+        return nn.Identity()
+
+    @property
+    def layers(self) -> dict[str, nn.Conv2d | nn.Linear]:
+        modules = {**dict(self.features.named_children()), **dict(self.classifier.named_children())}
+        return {name: m for name, m in modules.items() if isinstance(m, nn.Conv2d | nn.Linear)}
+
+    def reset_parameters(self) -> None:
+        if self.init == "paper":
+            # Section 5: weights from N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden FC layers
+            # ("accelerates the early stages of learning by providing the ReLUs with positive inputs"), else 0.
+            stds = dict.fromkeys(self.layers, 0.01)
+            biases = {"conv1": 0.0, "conv2": 1.0, "conv3": 0.0, "conv4": 1.0, "conv5": 1.0,
+                      "fc6": 1.0, "fc7": 1.0, "fc8": 0.0}  # fmt: skip
+        elif self.init == "caffe":
+            # BVLC's reference AlexNet: bias 1 left the loss flat for them, so 0.1; FC6/FC7 weights std 0.005.
+            stds = {**dict.fromkeys(self.layers, 0.01), "fc6": 0.005, "fc7": 0.005}
+            biases = {"conv1": 0.0, "conv2": 0.1, "conv3": 0.0, "conv4": 0.1, "conv5": 0.1,
+                      "fc6": 0.1, "fc7": 0.1, "fc8": 0.0}  # fmt: skip
+        else:
+            nonlinearity = "relu" if self.activation == "relu" else "tanh"
+            for layer in self.layers.values():
+                nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
+                nn.init.zeros_(layer.bias)
+            return
+        for name, layer in self.layers.items():
+            nn.init.normal_(layer.weight, mean=0.0, std=stds[name])
+            nn.init.constant_(layer.bias, biases[name])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(images), 1))

@@ -1,0 +1,143 @@
+"""The LightningModule: the paper's training recipe (section 5) and its error rates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from alexnet_lab.errors import UserError
+from alexnet_lab.model import INPUT_SIZE, AlexNet
+
+SCHEDULES = ("plateau", "step")
+
+
+class TopKError(MulticlassAccuracy):
+    """1 - top-k accuracy, micro-averaged over images (torchmetrics' default is a mean over classes)."""
+
+    def __init__(self, num_classes: int, top_k: int) -> None:
+        super().__init__(num_classes=num_classes, top_k=top_k, average="micro")
+
+    def compute(self) -> torch.Tensor:
+        return 1.0 - super().compute()
+
+
+def error_metrics(num_classes: int) -> MetricCollection:
+    return MetricCollection(
+        {
+            "top1_err": TopKError(num_classes, top_k=1),
+            "top5_err": TopKError(num_classes, top_k=min(5, num_classes)),
+        }
+    )
+
+
+class AlexNetModule(L.LightningModule):
+    """Wraps :class:`AlexNet`; ``net`` holds the backbone's constructor arguments, so a checkpoint alone
+    rebuilds the same architecture. The recipe's numbers (section 5) come from conf/model/alexnet.yaml.
+
+    A batch is ``{"image": float tensor, "label": int tensor}``. An image tensor of shape (B, crops, 3, H, W)
+    is evaluated as the paper's multi-crop test: the softmax is averaged over the crops (section 4.1).
+    """
+
+    def __init__(
+        self,
+        net: dict[str, Any],
+        lr: float,
+        momentum: float,
+        weight_decay: float,
+        lr_factor: float,
+        lr_drops: int,
+        schedule: str = "plateau",
+        plateau_patience: int = 5,
+        step_epochs: int = 30,
+    ) -> None:
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        self.save_hyperparameters()
+        self.net = AlexNet(**dict(net))
+        num_classes = self.net.layers["fc8"].out_features
+        self.train_metrics = error_metrics(num_classes).clone(prefix="train/")
+        self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
+        self.val_loss = MeanMetric()
+        self.example_input_array = torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = F.cross_entropy(logits, batch["label"])
+        self.train_metrics(logits, batch["label"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def predict_probs(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities; for (B, crops, 3, H, W) input the mean softmax over the crops."""
+        if images.dim() == 5:
+            b, crops = images.shape[:2]
+            probs = F.softmax(self(images.flatten(0, 1)), dim=1)
+            return probs.view(b, crops, -1).mean(dim=1)
+        return F.softmax(self(images), dim=1)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        probs = self.predict_probs(batch["image"])
+        loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), batch["label"], reduction="none")
+        # Metric objects, logged per epoch, sum their states over ranks: each image counts once as long as
+        # the sampler hands it to exactly one rank (see alexnet_lab.data.ShardSampler).
+        self.val_loss.update(loss)
+        self.val_metrics.update(probs, batch["label"])
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = torch.optim.SGD(
+            self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+        )
+        if hp.schedule == "step":
+            milestones = [hp.step_epochs * (i + 1) for i in range(hp.lr_drops)]
+            step = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=hp.lr_factor)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": step, "interval": "epoch"}}
+        # Section 5: "divide the learning rate by 10 when the validation error rate stopped improving".
+        # min_lr stops it after lr_drops divisions.
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=hp.lr_factor,
+            patience=hp.plateau_patience,
+            min_lr=hp.lr * hp.lr_factor**hp.lr_drops,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": plateau, "monitor": "val/top1_err", "interval": "epoch"},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {}).get("net") or {}
+        current = dict(self.hparams.get("net") or {})
+        differs = {k: (saved.get(k), current.get(k)) for k in set(saved) | set(current)
+                   if saved.get(k) != current.get(k)}  # fmt: skip
+        if differs:
+            what = ", ".join(f"{k}: checkpoint {a!r} vs this run {b!r}" for k, (a, b) in sorted(differs.items()))
+            raise CheckpointMismatchError(
+                f"checkpoint was trained with a different architecture ({what}); "
+                "resume with the checkpoint's settings or start a new run"
+            )
+
+
+class CheckpointMismatchError(UserError):
+    pass
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

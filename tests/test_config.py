@@ -1,0 +1,96 @@
+"""Each ablation choice, composed from conf/ with Hydra's compose API, changes exactly what it names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from omegaconf.errors import InterpolationResolutionError
+from torch import nn
+
+
+
+def leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(cfg, dict):
+        out: dict[str, Any] = {}
+        for key, value in cfg.items():
+            out.update(leaves(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): cfg}
+
+
+def changed(compose_cfg, *overrides: str) -> dict[str, tuple[Any, Any]]:
+    def resolved(*o: str) -> dict[str, Any]:
+        container = OmegaConf.to_container(compose_cfg(*o), resolve=True)
+        assert isinstance(container, dict)
+        container.pop("hydra")
+        return leaves(container)
+
+    base, other = resolved(), resolved(*overrides)
+    return {k: (base.get(k), other.get(k)) for k in base.keys() | other.keys() if base.get(k) != other.get(k)}
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "default", "value"),
+    [
+        ("norm=bn", "model.net.norm", "lrn", "bn"),
+        ("norm=none", "model.net.norm", "lrn", "none"),
+        ("pooling=nonoverlap", "model.net.pooling", "overlap", "nonoverlap"),
+        ("activation=tanh", "model.net.activation", "relu", "tanh"),
+        ("init=caffe", "model.net.init", "paper", "caffe"),
+        ("init=kaiming", "model.net.init", "paper", "kaiming"),
+    ],
+)
+def test_ablation_group_changes_only_its_key(compose_cfg, override, key, default, value) -> None:
+    assert changed(compose_cfg, override) == {key: (default, value)}
+
+
+def test_defaults_are_the_papers_two_column_net_on_one_device(compose_cfg) -> None:
+    cfg = compose_cfg()
+    net = cfg.model.net
+    assert (net.columns, net.norm, net.pooling, net.activation, net.init) == (2, "lrn", "overlap", "relu", "paper")
+    assert cfg.trainer.devices == 1 and cfg.trainer.strategy == "auto"
+
+
+def test_gpus_1_is_the_one_gpu_baseline_on_one_device(compose_cfg) -> None:
+    assert changed(compose_cfg, "gpus=1") == {"gpus": (None, 1), "model.net.columns": (2, 1)}
+
+
+def test_gpus_2_is_two_columns_on_two_devices_with_ddp(compose_cfg) -> None:
+    diff = changed(compose_cfg, "gpus=2")
+    assert diff == {
+        "gpus": (None, 2),
+        "trainer.devices": (1, 2),
+        "trainer.strategy": ("auto", None),
+        "trainer.strategy._target_": (None, "alexnet_lab.launch.SweepSafeDDPStrategy"),
+    }
+
+
+def test_gpus_other_values_give_a_clear_error(compose_cfg) -> None:
+    cfg = compose_cfg("gpus=3")
+    with pytest.raises(InterpolationResolutionError, match="gpus=3 is not a choice: use gpus=1"):
+        OmegaConf.to_container(cfg.model, resolve=True)
+
+
+@pytest.mark.parametrize(
+    ("override", "check"),
+    [
+        ("norm=bn", lambda net: sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 2),
+        ("norm=none", lambda net: not any(isinstance(m, nn.LocalResponseNorm | nn.BatchNorm2d)
+                                          for m in net.modules())),  # fmt: skip
+        ("pooling=nonoverlap", lambda net: net.features.pool1.kernel_size == 2),
+        ("activation=tanh", lambda net: isinstance(net.features.act1, nn.Tanh)),
+        ("gpus=1", lambda net: net.columns == 1 and net.layers["conv1"].out_channels == 48),
+    ],
+)
+def test_choice_reaches_the_instantiated_net(compose_cfg, override, check) -> None:
+    assert check(instantiate(compose_cfg(override).model).net)
+
+
+def test_experiment_paper(compose_cfg) -> None:
+    cfg = compose_cfg("experiment=paper", "data.root=/nonexistent")
+    assert cfg.trainer.max_epochs == 90  # section 5: "roughly 90 cycles through the training set"
+    assert cfg.data.num_classes == 1000 and cfg.data.batch_size == 128 and cfg.gpus == 2
+    assert cfg.data._target_.endswith("ImageNetDataModule") and cfg.data.sample is None

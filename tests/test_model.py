@@ -1,0 +1,181 @@
+"""The backbone against the paper's section 3 (architecture) and section 5 (initialisation)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from alexnet_lab.model import AlexNet, PaperLRN
+
+# Section 3.5, as written: kernels (count, height, width, depth seen by each kernel) of conv1..conv5.
+# conv2, conv4, conv5 only see the 48 / 192 / 192 maps of their own GPU; conv3 sees all 256 maps.
+PAPER_CONV_KERNELS = [(96, 11, 11, 3), (256, 5, 5, 48), (384, 3, 3, 256), (384, 3, 3, 192), (256, 3, 3, 192)]
+PAPER_FC = 4096  # "The fully-connected layers have 4096 neurons each."
+IMAGENET_CLASSES = 1000
+POOLED = 6  # conv5's 13x13 maps after the last max-pooling
+
+
+def count(conv_kernels: list[tuple[int, int, int, int]], classes: int = IMAGENET_CLASSES) -> int:
+    conv = sum(n * h * w * d + n for n, h, w, d in conv_kernels)
+    fc_in = conv_kernels[-1][0] * POOLED * POOLED
+    return conv + (fc_in * PAPER_FC + PAPER_FC) + (PAPER_FC * PAPER_FC + PAPER_FC) + (PAPER_FC * classes + classes)
+
+
+def one_column(kernel_counts: list[int], kernel_sizes: list[int]) -> list[tuple[int, int, int, int]]:
+    """One column sees every map of the layer below."""
+    depths = [3, *kernel_counts[:-1]]
+    return [(n, k, k, d) for n, k, d in zip(kernel_counts, kernel_sizes, depths, strict=True)]
+
+
+SIZES = [11, 5, 3, 3, 3]
+PAPER_COUNTS = [k[0] for k in PAPER_CONV_KERNELS]
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_two_column_parameter_count_matches_the_papers_layers() -> None:
+    expected = count(PAPER_CONV_KERNELS)
+    assert expected == 60_965_224
+    assert n_params(AlexNet(columns=2)) == expected
+
+
+def test_one_gpu_baseline_halves_conv1_to_conv4_only() -> None:
+    # Section 3.2 footnote: half the kernels in conv1..conv4; conv5 and the FC layers keep their width.
+    counts = [n // 2 for n in PAPER_COUNTS[:4]] + [PAPER_COUNTS[4]]
+    expected = count(one_column(counts, SIZES))
+    assert n_params(AlexNet(columns=1)) == expected
+    assert expected < count(PAPER_CONV_KERNELS)
+
+
+def test_one_column_full_width_net() -> None:
+    expected = count(one_column(PAPER_COUNTS, SIZES))
+    assert n_params(AlexNet(columns=1, widths=PAPER_COUNTS)) == expected
+    assert expected > count(PAPER_CONV_KERNELS)  # the two-column split removes cross-GPU kernel weights
+
+
+def test_num_classes_sets_fc8() -> None:
+    assert AlexNet(num_classes=10)(torch.zeros(1, 3, 227, 227)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("pooling", ["overlap", "nonoverlap"])
+@pytest.mark.parametrize("columns", [1, 2])
+def test_feature_map_sizes(pooling: str, columns: int) -> None:
+    net = AlexNet(num_classes=10, columns=columns, pooling=pooling)
+    sizes: dict[str, int] = {}
+    for name, module in net.features.named_children():
+        if name.startswith(("conv", "pool")):
+            module.register_forward_hook(lambda m, i, o, name=name: sizes.__setitem__(name, o.shape[-1]))
+    net(torch.zeros(1, 3, 227, 227))
+    # Section 3.5 / figure 2: 55x55 after conv1, 27 after pooling, 13 after the second pooling, 6 at the end.
+    assert sizes == {"conv1": 55, "pool1": 27, "conv2": 27, "pool2": 13, "conv3": 13, "conv4": 13, "conv5": 13,
+                     "pool5": 6}  # fmt: skip
+
+
+def test_pooling_windows() -> None:
+    def pools(net: AlexNet) -> set[tuple[int, int]]:
+        return {(m.kernel_size, m.stride) for m in net.modules() if isinstance(m, nn.MaxPool2d)}  # type: ignore
+
+    assert pools(AlexNet(pooling="overlap")) == {(3, 2)}  # section 3.4: z = 3, s = 2
+    assert pools(AlexNet(pooling="nonoverlap")) == {(2, 2)}  # s = z = 2
+
+
+def test_columns_only_see_their_own_maps_in_conv2_conv4_conv5() -> None:
+    torch.manual_seed(0)
+    net = AlexNet(num_classes=10, columns=2)
+    for layer, maps_in in (("conv2", 96), ("conv4", 384), ("conv5", 384)):
+        conv = net.layers[layer]
+        x = torch.randn(1, maps_in, 13, 13)
+        y = conv(x)
+        x2 = x.clone()
+        x2[:, : maps_in // 2] += 1.0  # disturb only the first column's maps
+        y2 = conv(x2)
+        half = y.shape[1] // 2
+        assert torch.equal(y[:, half:], y2[:, half:]), f"{layer}: second column saw the first column's maps"
+        assert not torch.equal(y[:, :half], y2[:, :half])
+    conv3 = net.layers["conv3"]
+    x = torch.randn(1, 256, 13, 13)
+    x2 = x.clone()
+    x2[:, :128] += 1.0
+    assert not torch.equal(conv3(x)[:, 192:], conv3(x2)[:, 192:]), "conv3 must see both columns"
+
+
+def paper_lrn(a: torch.Tensor, k: float = 2.0, n: int = 5, alpha: float = 1e-4, beta: float = 0.75) -> torch.Tensor:
+    """Section 3.3, literally: b_i = a_i / (k + alpha * sum_{j=max(0, i-n/2)}^{min(N-1, i+n/2)} a_j^2)^beta."""
+    maps = a.shape[1]
+    out = torch.empty_like(a)
+    for i in range(maps):
+        lo, hi = max(0, i - n // 2), min(maps - 1, i + n // 2)
+        out[:, i] = a[:, i] / (k + alpha * (a[:, lo : hi + 1] ** 2).sum(dim=1)) ** beta
+    return out
+
+
+def test_lrn_equals_the_papers_formula() -> None:
+    torch.manual_seed(0)
+    a = torch.randn(2, 16, 7, 7, dtype=torch.float64) * 60  # large activations, so the alpha term matters
+    got = PaperLRN().double()(a)
+    assert torch.allclose(got, paper_lrn(a), rtol=1e-10, atol=0)
+    plain_torch = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)(a)
+    assert not torch.allclose(plain_torch, paper_lrn(a), rtol=1e-3), "torch divides alpha by n"
+
+
+def test_norm_placement() -> None:
+    def kinds(net: AlexNet) -> list[str]:
+        return [name for name, m in net.features.named_children() if name.startswith("norm")
+                and not isinstance(m, nn.Identity)]  # fmt: skip
+
+    assert kinds(AlexNet(norm="lrn")) == ["norm1", "norm2"]  # after conv1's and conv2's ReLU
+    assert isinstance(AlexNet(norm="lrn").features.norm1, PaperLRN)
+    bn = AlexNet(norm="bn")
+    assert [type(bn.features.norm1), type(bn.features.norm2)] == [nn.BatchNorm2d, nn.BatchNorm2d]
+    assert kinds(AlexNet(norm="none")) == []
+    names = list(AlexNet().features._modules)
+    assert names.index("act1") < names.index("norm1") < names.index("pool1")
+
+
+def test_activation_everywhere_the_paper_has_relu() -> None:
+    relu = [m for m in AlexNet(activation="relu").modules() if isinstance(m, nn.ReLU | nn.Tanh)]
+    tanh = [m for m in AlexNet(activation="tanh").modules() if isinstance(m, nn.ReLU | nn.Tanh)]
+    assert len(relu) == len(tanh) == 7  # conv1..conv5, FC6, FC7
+    assert all(isinstance(m, nn.ReLU) for m in relu) and all(isinstance(m, nn.Tanh) for m in tanh)
+
+
+def test_dropout_in_fc6_and_fc7() -> None:
+    drops = [m.p for m in AlexNet().classifier if isinstance(m, nn.Dropout)]
+    assert drops == [0.5, 0.5]  # section 4.2
+
+
+def test_paper_init() -> None:
+    torch.manual_seed(0)
+    net = AlexNet(init="paper")
+    # Section 5: "zero-mean Gaussian distribution with standard deviation 0.01"; "neuron biases in the second,
+    # fourth, and fifth convolutional layers, as well as in the fully-connected hidden layers, with the
+    # constant 1. We initialized the neuron biases in the remaining layers with the constant 0."
+    ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+    for name, layer in net.layers.items():
+        w = layer.weight.detach()
+        assert abs(w.mean().item()) < 5 * 0.01 / math.sqrt(w.numel()), name
+        assert w.std().item() == pytest.approx(0.01, rel=0.03), name
+        assert torch.all(layer.bias == (1.0 if name in ones else 0.0)), name
+
+
+def test_caffe_and_kaiming_init() -> None:
+    torch.manual_seed(0)
+    caffe = AlexNet(init="caffe")
+    assert caffe.layers["fc6"].weight.std().item() == pytest.approx(0.005, rel=0.03)
+    assert caffe.layers["conv1"].weight.std().item() == pytest.approx(0.01, rel=0.03)
+    assert torch.all(caffe.layers["conv2"].bias == 0.1) and torch.all(caffe.layers["conv1"].bias == 0)
+    kaiming = AlexNet(init="kaiming")
+    conv3 = kaiming.layers["conv3"].weight
+    assert conv3.std().item() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.03)
+    assert all(torch.all(layer.bias == 0) for layer in kaiming.layers.values())
+
+
+@pytest.mark.parametrize("bad", [{"norm": "group"}, {"pooling": "avg"}, {"activation": "gelu"}, {"columns": 3}])
+def test_unknown_choices_are_rejected(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="|".join(str(v) for v in bad.values())):
+        AlexNet(**bad)  # type: ignore[arg-type]
