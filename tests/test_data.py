@@ -1,0 +1,219 @@
+"""The data module: on-disk layouts, the sample's quirks, preprocessing, augmentations, sharding."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torchvision.datasets import imagenet as tv_imagenet
+
+from alexnet_lab.data import ImageNetDataModule, ShardSampler, read_split
+from alexnet_lab.data.datamodule import ImageDataset, collate
+from alexnet_lab.data.layouts import LAYOUTS, BadImageError, DataRootError, detect_layout, load_rgb
+from alexnet_lab.data.sample import CLASSES, QUIRKS, write_layout
+from alexnet_lab.data.stats import compute_stats
+from alexnet_lab.data.transforms import (
+    Crops,
+    DeviceNormalizer,
+    centre_crop,
+    lighting_offset,
+    preprocess,
+    reference_normalize,
+    ten_crop,
+    train_crop,
+)
+
+SMALL = {"num_classes": 4, "train_per_class": 5, "val_per_class": 3, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("layouts")
+    return {layout: write_layout(base / layout, layout, **SMALL) for layout in LAYOUTS}
+
+
+@pytest.fixture
+def real_md5_of_generated_archives(monkeypatch: pytest.MonkeyPatch, layouts: dict[str, Path]) -> None:
+    """torchvision checks the archives' md5 against the real ImageNet files. Generated archives cannot match,
+    so the expected sums become those of the generated files: the integrity check itself still runs."""
+    root = layouts["archives"]
+    patched = {
+        split: (name, hashlib.md5((root / name).read_bytes()).hexdigest())
+        for split, (name, _) in tv_imagenet.ARCHIVE_META.items()
+    }
+    monkeypatch.setattr(tv_imagenet, "ARCHIVE_META", patched)
+
+
+def mapping(root: Path, split: str) -> dict[str, int]:
+    return {Path(p).name: label for p, label in read_split(root, split).samples}
+
+
+@pytest.mark.usefixtures("real_md5_of_generated_archives")
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_every_layout_gives_the_same_file_to_label_mapping(layouts: dict[str, Path], split: str) -> None:
+    assert [detect_layout(layouts[name]) for name in LAYOUTS] == list(LAYOUTS)
+    folders = mapping(layouts["folders"], split)
+    assert len(folders) == SMALL["num_classes"] * SMALL[f"{split}_per_class"]
+    assert mapping(layouts["archives"], split) == folders
+    assert mapping(layouts["kaggle"], split) == folders
+    # labels are positions of the sorted wnids, whatever the layout
+    wnids = sorted(CLASSES)[: SMALL["num_classes"]]
+    assert all(name.startswith(wnids[label]) for name, label in folders.items() if split == "train")
+
+
+@pytest.mark.usefixtures("real_md5_of_generated_archives")
+def test_torchvision_imagenet_agrees_on_the_archives(layouts: dict[str, Path]) -> None:
+    ours = mapping(layouts["folders"], "val")
+    theirs = tv_imagenet.ImageNet(str(layouts["archives"]), split="val")
+    assert {Path(p).name: t for p, t in theirs.samples} == ours
+    assert theirs.wnids == sorted(CLASSES)[: SMALL["num_classes"]]
+
+
+@pytest.mark.usefixtures("real_md5_of_generated_archives")
+def test_class_names_in_every_layout(layouts: dict[str, Path]) -> None:
+    expected = [CLASSES[w] for w in sorted(CLASSES)[: SMALL["num_classes"]]]
+    for layout in LAYOUTS:
+        assert read_split(layouts[layout], "train").class_names == expected, layout
+
+
+def test_missing_root_and_unknown_layout_name_the_three_layouts(tmp_path: Path) -> None:
+    with pytest.raises(DataRootError, match=r"does not exist.*folders.*archives.*kaggle"):
+        detect_layout(tmp_path / "nowhere")
+    with pytest.raises(DataRootError, match=r"no ImageNet layout.*folders.*archives.*kaggle"):
+        detect_layout(tmp_path)
+    with pytest.raises(DataRootError, match="does not exist"):
+        ImageNetDataModule(root=str(tmp_path / "nowhere"))
+    with pytest.raises(DataRootError, match="IMAGENET_ROOT"):
+        ImageNetDataModule(root=None)
+
+
+def test_quirk_files_decode_to_rgb(layouts: dict[str, Path]) -> None:
+    wnids = sorted(CLASSES)
+    formats = {}
+    for (cls, i), quirk in QUIRKS.items():
+        path = layouts["folders"] / "train" / wnids[cls] / f"{wnids[cls]}_{i}.JPEG"
+        with Image.open(path) as raw:
+            formats[quirk] = (raw.format, raw.mode)
+        image = load_rgb(str(path))
+        assert image.mode == "RGB" and preprocess(image).shape == (3, 256, 256)
+    assert formats == {"grayscale": ("JPEG", "L"), "cmyk": ("JPEG", "CMYK"), "png": ("PNG", "RGB")}
+
+
+def test_truncated_jpeg_raises_with_its_path_or_is_counted_when_skipping(layouts: dict[str, Path],
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    good = next((layouts["folders"] / "val").rglob("*.JPEG"))
+    bad = tmp_path / "n01440764_999.JPEG"
+    bad.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(BadImageError, match=str(bad)):
+        load_rgb(str(bad))
+    samples = [(str(good), 0), (str(bad), 1)]
+    with pytest.raises(BadImageError, match="skip_bad_images=true"):
+        ImageDataset(samples, Crops("centre"))[1]
+    skipping = ImageDataset(samples, Crops("centre"), skip_bad=True)
+    batch = collate([skipping[0], skipping[1]])
+    assert batch["skipped"] == [str(bad)] and batch["image"].shape == (1, 3, 227, 227)
+
+
+def test_crops_and_flips() -> None:
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (3, 256, 256), dtype=torch.uint8)
+    tops, flips = set(), set()
+    for _ in range(200):
+        crop, (top, left, flip) = train_crop(image)
+        assert crop.shape == (3, 227, 227) and 0 <= top <= 29 and 0 <= left <= 29
+        expected = image[:, top : top + 227, left : left + 227]
+        assert torch.equal(crop, expected.flip(-1) if flip else expected)
+        tops.add(int(top))
+        flips.add(int(flip))
+    assert len(tops) > 20 and flips == {0, 1}
+    crop, geometry = centre_crop(image)
+    assert geometry.tolist() == [14, 14, 0] and torch.equal(crop, image[:, 14:241, 14:241])
+    crops, geometry = ten_crop(image)
+    assert crops.shape == (10, 3, 227, 227)
+    corners = {(0, 0), (0, 29), (29, 0), (29, 29), (14, 14)}
+    assert {(t, left) for t, left, _ in geometry.tolist()} == corners
+    assert [f for *_, f in geometry.tolist()] == [0] * 5 + [1] * 5
+    for k in range(5):
+        assert torch.equal(crops[k + 5], crops[k].flip(-1))  # each reflection mirrors its patch
+
+
+def test_preprocess_rescales_the_short_side_then_takes_the_centre() -> None:
+    wide = Image.new("RGB", (512, 300), (10, 20, 30))
+    wide.paste((250, 0, 0), (0, 0, 100, 300))  # a red band on the left edge is cut away by the centre crop
+    out = preprocess(wide)
+    assert out.shape == (3, 256, 256)
+    assert out[0, :, 5].float().mean() < 50  # scaled width 437: the first 90 columns are cropped
+
+
+def test_device_normalizer_equals_the_cpu_reference() -> None:
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 256, 256), dtype=torch.uint8)
+    mean_image = torch.rand(3, 256, 256) * 255
+    eigvecs, _ = torch.linalg.qr(torch.randn(3, 3))
+    eigvals = torch.tensor([0.2, 0.02, 0.004])
+    normalizer = DeviceNormalizer(mean_image, eigvals, eigvecs)
+    geometry = torch.tensor([[0, 0, 0], [29, 3, 1], [14, 14, 0], [7, 29, 1]])
+    crops = torch.stack([reference_normalize(img, torch.zeros(3, 256, 256), tuple(g.tolist())) for img, g
+                         in zip(images, geometry, strict=True)]).to(torch.uint8)  # fmt: skip
+    alpha = torch.randn(4, 3) * 0.1
+    got = normalizer(crops, geometry, lighting=True, alpha=alpha)
+    offsets = 255 * lighting_offset(alpha, eigvals, eigvecs)
+    for img, g, offset, out in zip(images, geometry, offsets, got, strict=True):
+        assert torch.allclose(out, reference_normalize(img, mean_image, tuple(g.tolist()), offset=offset), atol=1e-3)
+    no_light = normalizer(crops, geometry)
+    assert torch.allclose(no_light[1], reference_normalize(images[1], mean_image, (29, 3, True)), atol=1e-3)
+    ten = normalizer(crops[None].expand(2, 4, 3, 227, 227), geometry[None].expand(2, 4, 3))
+    assert torch.allclose(ten[1], no_light)
+
+
+def test_pca_lighting_offsets_have_the_implied_covariance() -> None:
+    torch.manual_seed(0)
+    eigvecs, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
+    eigvals = torch.tensor([0.2175, 0.0188, 0.0045], dtype=torch.float64)
+    normalizer = DeviceNormalizer(torch.zeros(3, 256, 256), eigvals, eigvecs, lighting_std=0.1)
+    n = 20000
+    zeros = torch.zeros(n, 3, 2, 2, dtype=torch.uint8)
+    out = normalizer(zeros, torch.zeros(n, 3, dtype=torch.long), lighting=True).double() / 255
+    assert torch.allclose(out, out[:, :, :1, :1].expand_as(out), atol=1e-5)  # one offset per image
+    offsets = out[:, :, 0, 0]
+    # offset = P diag(lambda) alpha, alpha ~ N(0, 0.1^2 I)  =>  Cov = 0.01 P diag(lambda^2) P^T
+    implied = 0.1**2 * eigvecs @ torch.diag(eigvals**2) @ eigvecs.T
+    sample = torch.cov(offsets.T)
+    assert torch.allclose(sample, implied, atol=0.03 * implied.abs().max())
+    assert offsets.mean(0).abs().max() < 4 * (0.1 * eigvals.max()) / n**0.5
+
+
+def test_statistics_are_the_mean_image_and_rgb_covariance(layouts: dict[str, Path]) -> None:
+    paths = [p for p, _ in read_split(layouts["folders"], "train").samples][:6]
+    stats = compute_stats(paths, batch_size=4)
+    images = torch.stack([preprocess(load_rgb(p)) for p in paths]).double()
+    assert torch.allclose(stats["mean_image"].double(), images.mean(0), atol=1e-3)
+    pixels = (images / 255).permute(1, 0, 2, 3).reshape(3, -1)
+    assert torch.allclose(stats["rgb_covariance"].double(), torch.cov(pixels, correction=0), atol=1e-6)
+    p, lam = stats["eigvecs"].double(), stats["eigvals"].double()
+    assert torch.allclose(p @ torch.diag(lam) @ p.T, stats["rgb_covariance"].double(), atol=1e-6)
+    assert lam[0] >= lam[1] >= lam[2]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_val_shards_count_every_image_once(world: int) -> None:
+    shards = [list(ShardSampler(101, world, rank)) for rank in range(world)]
+    assert sorted(i for shard in shards for i in shard) == list(range(101))
+    assert [len(s) for s in shards] == [len(ShardSampler(101, world, r)) for r in range(world)]
+
+
+def test_datamodule_generates_the_sample_and_batches_it(tmp_path: Path) -> None:
+    dm = ImageNetDataModule(root=str(tmp_path / "sample"), num_classes=4, batch_size=4, num_workers=0,
+                            sample=SMALL, test_crops=10)  # fmt: skip
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.stats_file.is_file() and dm.class_names[0].startswith("tench")
+    train = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert train["image"].shape == (4, 3, 227, 227) and train["image"].dtype == torch.float32
+    val = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    assert val["image"].shape == (4, 10, 3, 227, 227)
+    with pytest.raises(Exception, match="data.num_classes=5 but"):
+        ImageNetDataModule(root=str(tmp_path / "sample"), num_classes=5, num_workers=0).setup("fit")
