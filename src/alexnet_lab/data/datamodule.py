@@ -1,0 +1,222 @@
+"""The LightningDataModule: ImageNet as the paper used it, in any on-disk layout, or the generated sample."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data.dataloader import default_collate
+
+from alexnet_lab.data import sample as sample_data
+from alexnet_lab.data.layouts import BadImageError, DataRootError, SplitIndex, detect_layout, load_rgb, read_split
+from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
+from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, Crops, DeviceNormalizer
+from alexnet_lab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MEAN_MODES = ("image", "channel")
+
+
+class ImageDataset(Dataset):
+    """(path, label) pairs -> {"image": uint8 crop(s), "geometry", "label"}; a bad file raises with its path,
+    or, with ``skip_bad``, comes back as {"skipped": path} for the collate function to count."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform: Crops, skip_bad: bool = False) -> None:
+        self.samples, self.transform, self.skip_bad = samples, transform, skip_bad
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        path, label = self.samples[i]
+        try:
+            image = load_rgb(path)
+        except BadImageError:
+            if self.skip_bad:
+                return {"skipped": path}
+            raise
+        return {**self.transform(image), "label": label}
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [item for item in items if "skipped" not in item]
+    batch = default_collate(good) if good else {}
+    batch["skipped"] = [item["skipped"] for item in items if "skipped" in item]
+    return batch
+
+
+class ShardSampler(Sampler[int]):
+    """Rank r of w gets indices r, r + w, r + 2w, ...: every index exactly once over all ranks, with no
+    padding (DistributedSampler repeats images so that ranks get equal shares, which would count them twice)."""
+
+    def __init__(self, size: int, num_replicas: int = 1, rank: int = 0) -> None:
+        self.size, self.num_replicas, self.rank = size, num_replicas, rank
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.num_replicas))
+
+
+def per_device_batch(global_batch: int, world_size: int) -> int:
+    if global_batch % world_size:
+        raise UserError(
+            f"data.batch_size={global_batch} (the global batch) does not divide over {world_size} processes: "
+            f"choose a multiple of {world_size}"
+        )
+    return global_batch // world_size
+
+
+class ImageNetDataModule(L.LightningDataModule):
+    """Args:
+    root: the dataset folder, in any of the layouts of :mod:`alexnet_lab.data.layouts`.
+    layout: ``auto`` (detect), ``folders``, ``archives`` or ``kaggle``.
+    num_classes: must match the classes found under ``root``.
+    batch_size: the global batch (section 5: 128), split evenly over the processes.
+    mean: ``image`` (the paper's mean image) or ``channel`` (one mean per RGB channel).
+    lighting_std: std of the PCA lighting coefficients (section 4.1: 0.1); 0 turns it off.
+    test_crops: 1 = centre crop, 10 = the paper's ten crops with the softmax averaged (section 4.1).
+    stats_file: where the training-set statistics are cached (default: beside the data).
+    stats_max_images: compute the statistics from at most this many training images (default: all).
+    skip_bad_images: skip unreadable files, counting and naming each, instead of stopping.
+    sample: arguments of :func:`alexnet_lab.data.sample.write_layout`; when given, ``root`` is generated on
+        first use.
+    """
+
+    def __init__(
+        self,
+        root: str | None,
+        layout: str = "auto",
+        num_classes: int = 1000,
+        batch_size: int = 128,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        mean: str = "image",
+        lighting_std: float = LIGHTING_STD,
+        test_crops: int = 1,
+        stats_file: str | None = None,
+        stats_max_images: int | None = None,
+        skip_bad_images: bool = False,
+        sample: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not root:
+            raise DataRootError("no data root: set data.root=DIR or the IMAGENET_ROOT environment variable")
+        if mean not in MEAN_MODES:
+            raise UserError(f"unknown data.mean={mean!r}: use image or channel")
+        if test_crops not in (1, 10):
+            raise UserError(f"data.test_crops={test_crops!r}: use 1 (centre crop) or 10 (the paper's ten crops)")
+        self.root = Path(root).expanduser()
+        self.sample = dict(sample) if sample else None
+        if self.sample is None:
+            detect_layout(self.root)  # a wrong root fails here, before any process is started
+        self.layout, self.num_classes, self.batch_size = layout, num_classes, batch_size
+        self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
+        self.mean, self.lighting_std, self.test_crops = mean, lighting_std, test_crops
+        self.stats_file = Path(stats_file) if stats_file else self.root.parent / f"{self.root.name}-stats.pt"
+        self.stats_max_images, self.skip_bad_images, self.seed = stats_max_images, skip_bad_images, seed
+        self.skipped: list[str] = []
+        self.normalizer: DeviceNormalizer | None = None
+        self.train_index: SplitIndex | None = None
+        self.val_index: SplitIndex | None = None
+
+    # -- data on disk ------------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.sample is not None and not self.root.exists():
+            log.info("writing the generated sample dataset to %s", self.root)
+            sample_data.write_layout(self.root, **self.sample)
+        if not self.stats_file.is_file():
+            paths = [p for p, _ in read_split(self.root, "train", self.layout).samples]
+            paths = subset(paths, self.stats_max_images)
+            log.info("computing the training-set mean and RGB covariance from %d images", len(paths))
+            save_stats(compute_stats(paths, num_workers=self.num_workers), self.stats_file)
+
+    @property
+    def world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    @property
+    def class_names(self) -> list[str]:
+        index = self.train_index or read_split(self.root, "train", self.layout)
+        return index.class_names
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.normalizer is not None:
+            return
+        world_size, _ = self.world
+        self.device_batch = per_device_batch(self.batch_size, world_size)
+        if stage in (None, "fit"):
+            self.train_index = read_split(self.root, "train", self.layout)
+            found = len(self.train_index.wnids)
+            if found != self.num_classes:
+                raise UserError(f"data.num_classes={self.num_classes} but {self.root} has {found} classes: "
+                                f"set data.num_classes={found}")  # fmt: skip
+        self.val_index = read_split(self.root, "val", self.layout)
+        stats = load_stats(self.stats_file)
+        mean_image = stats["mean_image"]
+        if self.mean == "channel":
+            mean_image = mean_image.mean(dim=(1, 2), keepdim=True).expand(3, IMAGE_SIZE, IMAGE_SIZE)
+        self.normalizer = DeviceNormalizer(mean_image, stats["eigvals"], stats["eigvecs"], self.lighting_std)
+
+    # -- loaders -----------------------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, sampler: Sampler, drop_last: bool) -> DataLoader:
+        workers = self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.device_batch,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and workers > 0,
+            collate_fn=collate,
+            drop_last=drop_last,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_index is not None, "setup('fit') first"
+        dataset = ImageDataset(self.train_index.samples, Crops("train"), self.skip_bad_images)
+        world_size, rank = self.world
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed)
+        return self._loader(dataset, sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.val_index is not None, "setup() first"
+        crops = Crops("ten" if self.test_crops == 10 else "centre")
+        dataset = ImageDataset(self.val_index.samples, crops, self.skip_bad_images)
+        world_size, rank = self.world
+        return self._loader(dataset, ShardSampler(len(dataset), world_size, rank), drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    # -- on the device -----------------------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if not isinstance(batch, dict):
+            return batch  # not one of our batches (e.g. the model summary's example input)
+        assert self.normalizer is not None, "setup() first"
+        for path in batch.pop("skipped", []):
+            self.skipped.append(path)
+            log.warning("skipped unreadable image %s (%d so far)", path, len(self.skipped))
+        if "image" not in batch:
+            return {"image": torch.empty(0, 3, 0, 0), "label": torch.empty(0, dtype=torch.long)}
+        images = batch["image"]
+        if self.normalizer.mean_image.device != images.device:
+            self.normalizer.to(images.device)
+        training = self.trainer is not None and self.trainer.training
+        image = self.normalizer(images, batch["geometry"], lighting=training)
+        return {"image": image, "label": batch["label"]}
+
+    def teardown(self, stage: str) -> None:
+        if self.skipped:
+            log.warning("data: skipped %d unreadable files, each named above", len(self.skipped))
+

@@ -1,0 +1,150 @@
+"""The three ways ImageNet is found on disk, read into one (path, label) index.
+
+Labels are positions in the sorted list of training wnids, so the same image gets the same label whatever the
+layout (torchvision's ImageFolder sorts the same way).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from alexnet_lab.errors import UserError
+
+ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")
+KAGGLE_BASE = Path("ILSVRC", "Data", "CLS-LOC")
+KAGGLE_VAL_CSV = "LOC_val_solution.csv"
+SYNSET_MAPPING = "LOC_synset_mapping.txt"  # "n01440764 tench, Tinca tinca", one class a line
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+LAYOUTS = ("folders", "archives", "kaggle")
+
+LAYOUT_HELP = (
+    "expected one of: (1) folders: ROOT/train/<wnid>/*.JPEG and ROOT/val/<wnid>/*.JPEG; "
+    f"(2) archives: ROOT/{{{','.join(ARCHIVES)}}}; "
+    f"(3) kaggle: ROOT/{KAGGLE_BASE}/{{train/<wnid>,val}}, ROOT/{KAGGLE_VAL_CSV}, ROOT/{SYNSET_MAPPING}"
+)
+
+
+class DataRootError(UserError):
+    pass
+
+
+class BadImageError(UserError):
+    pass
+
+
+@dataclass
+class SplitIndex:
+    samples: list[tuple[str, int]]
+    wnids: list[str]
+    class_names: list[str]
+
+
+def detect_layout(root: str | os.PathLike[str]) -> str:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataRootError(f"data root {root} does not exist: set data.root=DIR (or IMAGENET_ROOT); {LAYOUT_HELP}")
+    if all((root / name).is_file() for name in ARCHIVES):
+        return "archives"
+    if (root / KAGGLE_BASE / "train").is_dir() and (root / KAGGLE_VAL_CSV).is_file():
+        return "kaggle"
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        return "folders"
+    raise DataRootError(f"data root {root} holds no ImageNet layout I know; {LAYOUT_HELP}")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _class_folders(train_dir: Path) -> list[str]:
+    wnids = sorted(d.name for d in os.scandir(train_dir) if d.is_dir())
+    if not wnids:
+        raise DataRootError(f"{train_dir} has no class folders; {LAYOUT_HELP}")
+    return wnids
+
+
+def _read_names(mapping: Path, wnids: list[str]) -> list[str]:
+    if not mapping.is_file():
+        return list(wnids)
+    names = {}
+    for line in mapping.read_text().splitlines():
+        wnid, _, name = line.partition(" ")
+        names[wnid] = name.strip()
+    return [names.get(w, w) for w in wnids]
+
+
+def _folder_samples(split_dir: Path, index: dict[str, int]) -> list[tuple[str, int]]:
+    samples = []
+    for wnid in sorted(index):
+        folder = split_dir / wnid
+        if folder.is_dir():
+            samples += [(str(p), index[wnid]) for p in _images_in(folder)]
+    return samples
+
+
+def _read_folders(root: Path, split: str) -> SplitIndex:
+    wnids = _class_folders(root / "train")
+    samples = _folder_samples(root / split, {w: i for i, w in enumerate(wnids)})
+    return SplitIndex(samples, wnids, _read_names(root / SYNSET_MAPPING, wnids))
+
+
+def _read_archives(root: Path, split: str) -> SplitIndex:
+    # torchvision parses the devkit (meta.mat, validation ground truth) and unpacks the archives once.
+    from torchvision.datasets import ImageNet
+
+    dataset = ImageNet(str(root), split=split)
+    names = [", ".join(c) if isinstance(c, tuple) else str(c) for c in dataset.classes]
+    return SplitIndex([(p, int(t)) for p, t in dataset.samples], list(dataset.wnids), names)
+
+
+def _read_kaggle(root: Path, split: str) -> SplitIndex:
+    base = root / KAGGLE_BASE
+    wnids = _class_folders(base / "train")
+    index = {w: i for i, w in enumerate(wnids)}
+    names = _read_names(root / SYNSET_MAPPING, wnids)
+    if split == "train":
+        return SplitIndex(_folder_samples(base / "train", index), wnids, names)
+    labels = {}
+    with open(root / KAGGLE_VAL_CSV, newline="") as f:
+        for row in csv.DictReader(f):
+            labels[row["ImageId"]] = row["PredictionString"].split()[0]  # "wnid x0 y0 x1 y1 [wnid ...]"
+    samples = []
+    for path in _images_in(base / "val"):
+        wnid = labels.get(path.stem)
+        if wnid is None:
+            raise DataRootError(f"{path} has no row in {root / KAGGLE_VAL_CSV}: the file does not match the images")
+        samples.append((str(path), index[wnid]))
+    return SplitIndex(samples, wnids, names)
+
+
+READERS = {"folders": _read_folders, "archives": _read_archives, "kaggle": _read_kaggle}
+
+
+def read_split(root: str | os.PathLike[str], split: str, layout: str = "auto") -> SplitIndex:
+    """The (path, label) list of ``split`` ("train" or "val") under ``root``."""
+    if layout == "auto":
+        layout = detect_layout(root)
+    elif layout not in READERS:
+        raise DataRootError(f"unknown data.layout={layout!r}: use auto, {', '.join(LAYOUTS)}")
+    index = READERS[layout](Path(root), split)
+    if not index.samples:
+        raise DataRootError(f"no {split} images found under {root} ({layout} layout); {LAYOUT_HELP}")
+    return index
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Decode any image ImageNet holds (grayscale, CMYK, PNG under a .JPEG name) to 3-channel RGB."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise BadImageError(
+            f"cannot decode image {path}: {e}; replace the file, or set data.skip_bad_images=true to skip "
+            "and count unreadable files"
+        ) from e

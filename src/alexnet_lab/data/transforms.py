@@ -1,0 +1,154 @@
+"""The paper's preprocessing (section 2) and augmentations (section 4.1).
+
+Workers do the least work: decode, rescale to 256x256, crop and flip, all in uint8. Each crop carries its
+geometry (top, left, flipped), so the mean image is subtracted on the device from exactly the pixels the
+crop came from, and the PCA lighting is added there too (:class:`DeviceNormalizer`).
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.transforms.v2 import functional as TF
+
+from alexnet_lab.model import INPUT_SIZE
+
+# Section 2: images are down-sampled to 256x256: short side rescaled to 256, then the central 256x256 patch.
+IMAGE_SIZE = 256
+# Section 4.1: the lighting coefficients alpha_i are drawn from a Gaussian with mean 0 and std 0.1.
+LIGHTING_STD = 0.1
+
+
+def preprocess(image: Image.Image, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """Section 2: rescale the short side to ``size``, take the central ``size`` x ``size`` patch (uint8 CHW)."""
+    image = TF.center_crop(TF.resize(image, size, antialias=True), [size, size])
+    return TF.pil_to_tensor(image)
+
+
+def _crop(image: torch.Tensor, top: int, left: int, flip: bool, size: int) -> torch.Tensor:
+    patch = image[..., top : top + size, left : left + size]
+    return patch.flip(-1) if flip else patch
+
+
+def train_crop(image: torch.Tensor, size: int = INPUT_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Section 4.1: a random ``size`` x ``size`` patch of the 256x256 image, mirrored with probability 1/2."""
+    room = image.shape[-1] - size
+    top, left = (int(v) for v in torch.randint(0, room + 1, (2,)))
+    flip = bool(torch.rand(()) < 0.5)
+    return _crop(image, top, left, flip, size), torch.tensor([top, left, int(flip)])
+
+
+def centre_geometry(image_size: int = IMAGE_SIZE, size: int = INPUT_SIZE) -> tuple[int, int]:
+    offset = int(round((image_size - size) / 2.0))  # torchvision's convention for the centre crop
+    return offset, offset
+
+
+def centre_crop(image: torch.Tensor, size: int = INPUT_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    top, left = centre_geometry(image.shape[-1], size)
+    return _crop(image, top, left, False, size), torch.tensor([top, left, 0])
+
+
+def ten_crop_geometry(image_size: int = IMAGE_SIZE, size: int = INPUT_SIZE) -> list[tuple[int, int, bool]]:
+    """Section 4.1: the four corner patches and the centre patch, and their horizontal reflections."""
+    far = image_size - size
+    corners = [(0, 0), (0, far), (far, 0), (far, far), centre_geometry(image_size, size)]
+    return [(t, left, flip) for flip in (False, True) for t, left in corners]
+
+
+def ten_crop(image: torch.Tensor, size: int = INPUT_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    geometry = ten_crop_geometry(image.shape[-1], size)
+    crops = torch.stack([_crop(image, t, left, f, size) for t, left, f in geometry])
+    return crops, torch.tensor([[t, left, int(f)] for t, left, f in geometry])
+
+
+CROPS = {"train": train_crop, "centre": centre_crop, "ten": ten_crop}
+
+
+class Crops:
+    """Picklable worker transform: PIL image -> {"image": uint8 crop(s), "geometry": (top, left, flipped)}."""
+
+    def __init__(self, mode: str, size: int = INPUT_SIZE) -> None:
+        if mode not in CROPS:
+            raise ValueError(f"unknown crop mode {mode!r}: choose one of {', '.join(CROPS)}")
+        self.mode, self.size = mode, size
+
+    def __call__(self, image: Image.Image) -> dict[str, torch.Tensor]:
+        crops, geometry = CROPS[self.mode](preprocess(image), self.size)
+        return {"image": crops, "geometry": geometry}
+
+
+def lighting_offset(alpha: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.Tensor) -> torch.Tensor:
+    """Section 4.1: [p1 p2 p3][alpha1 lambda1, alpha2 lambda2, alpha3 lambda3]^T for each row of ``alpha``.
+
+    ``eigvecs`` holds the eigenvectors p_i as columns; the result is in the units of the covariance's pixels.
+    """
+    return (alpha * eigvals) @ eigvecs.T
+
+
+def crop_mean(mean_image: torch.Tensor, geometry: torch.Tensor, size: int) -> torch.Tensor:
+    """The patches of ``mean_image`` (3, S, S) at each (top, left, flipped) row of ``geometry`` (N, 3)."""
+    steps = torch.arange(size, device=geometry.device)
+    rows = geometry[:, 0, None] + steps
+    cols = geometry[:, 1, None] + steps
+    cols = torch.where(geometry[:, 2, None].bool(), cols.flip(1), cols)
+    return mean_image[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)
+
+
+class DeviceNormalizer(nn.Module):
+    """Subtracts the training-set mean (section 2) and adds the PCA lighting (section 4.1) on the device.
+
+    Pixels stay in the paper's 0..255 range. The PCA is taken on pixels scaled to [0, 1], as the published
+    reimplementations do: the paper does not give the scale, and on 0..255 values alpha_i * lambda_i would
+    shift colours by about a thousand intensity levels. The offset is therefore scaled by 255.
+    """
+
+    mean_image: torch.Tensor
+    eigvals: torch.Tensor
+    eigvecs: torch.Tensor
+
+    def __init__(
+        self,
+        mean_image: torch.Tensor,
+        eigvals: torch.Tensor,
+        eigvecs: torch.Tensor,
+        lighting_std: float = LIGHTING_STD,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean_image", mean_image.float(), persistent=False)
+        self.register_buffer("eigvals", eigvals.float(), persistent=False)
+        self.register_buffer("eigvecs", eigvecs.float(), persistent=False)
+        self.lighting_std = lighting_std
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        geometry: torch.Tensor,
+        lighting: bool = False,
+        alpha: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``images``: uint8 (N, 3, s, s) or (B, crops, 3, s, s); ``geometry`` matches without the pixels."""
+        shape = images.shape
+        flat = images.reshape(-1, *shape[-3:]).float()
+        out = flat - crop_mean(self.mean_image, geometry.reshape(-1, 3).long(), shape[-1])
+        if lighting and self.lighting_std > 0:
+            if alpha is None:
+                alpha = torch.randn(flat.shape[0], 3, device=flat.device) * self.lighting_std
+            out = out + 255.0 * lighting_offset(alpha, self.eigvals, self.eigvecs)[:, :, None, None]
+        return out.reshape(shape)
+
+
+def reference_normalize(
+    image: torch.Tensor,
+    mean_image: torch.Tensor,
+    geometry: tuple[int, int, bool],
+    size: int = INPUT_SIZE,
+    offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The paper's order on one 256x256 image, in float on the CPU: subtract the mean image, add the lighting
+    ``offset`` (RGB, 0..255 units) to every pixel, then crop and flip. :class:`DeviceNormalizer` must equal it."""
+    centred = image.float() - mean_image
+    if offset is not None:
+        centred = centred + offset[:, None, None]
+    return _crop(centred, *geometry, size)
+
