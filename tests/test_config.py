@@ -11,7 +11,6 @@ from omegaconf.errors import InterpolationResolutionError
 from torch import nn
 
 
-
 def leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(cfg, dict):
         out: dict[str, Any] = {}
@@ -39,8 +38,8 @@ def changed(compose_cfg, *overrides: str) -> dict[str, tuple[Any, Any]]:
         ("norm=none", "model.net.norm", "lrn", "none"),
         ("pooling=nonoverlap", "model.net.pooling", "overlap", "nonoverlap"),
         ("activation=tanh", "model.net.activation", "relu", "tanh"),
-        ("init=caffe", "model.net.init", "paper", "caffe"),
-        ("init=kaiming", "model.net.init", "paper", "kaiming"),
+        ("init=paper", "model.net.init", "caffe", "paper"),
+        ("init=kaiming", "model.net.init", "caffe", "kaiming"),
     ],
 )
 def test_ablation_group_changes_only_its_key(compose_cfg, override, key, default, value) -> None:
@@ -50,7 +49,9 @@ def test_ablation_group_changes_only_its_key(compose_cfg, override, key, default
 def test_defaults_are_the_papers_two_column_net_on_one_device(compose_cfg) -> None:
     cfg = compose_cfg()
     net = cfg.model.net
-    assert (net.columns, net.norm, net.pooling, net.activation, net.init) == (2, "lrn", "overlap", "relu", "paper")
+    assert (net.columns, net.norm, net.pooling, net.activation) == (2, "lrn", "overlap", "relu")
+    assert net.init == "caffe" and cfg.data.num_classes == 10  # the quickstart preset on the sample
+    assert compose_cfg("experiment=smoke").model.net.init == "paper"
     assert cfg.trainer.devices == 1 and cfg.trainer.strategy == "auto"
 
 
@@ -63,8 +64,7 @@ def test_gpus_2_is_two_columns_on_two_devices_with_ddp(compose_cfg) -> None:
     assert diff == {
         "gpus": (None, 2),
         "trainer.devices": (1, 2),
-        "trainer.strategy": ("auto", None),
-        "trainer.strategy._target_": (None, "alexnet_lab.launch.SweepSafeDDPStrategy"),
+        "trainer.strategy": ("auto", "ddp_sweep_safe"),
     }
 
 
@@ -78,8 +78,10 @@ def test_gpus_other_values_give_a_clear_error(compose_cfg) -> None:
     ("override", "check"),
     [
         ("norm=bn", lambda net: sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 2),
-        ("norm=none", lambda net: not any(isinstance(m, nn.LocalResponseNorm | nn.BatchNorm2d)
-                                          for m in net.modules())),  # fmt: skip
+        (
+            "norm=none",
+            lambda net: not any(isinstance(m, nn.LocalResponseNorm | nn.BatchNorm2d) for m in net.modules()),
+        ),  # fmt: skip
         ("pooling=nonoverlap", lambda net: net.features.pool1.kernel_size == 2),
         ("activation=tanh", lambda net: isinstance(net.features.act1, nn.Tanh)),
         ("gpus=1", lambda net: net.columns == 1 and net.layers["conv1"].out_channels == 48),
@@ -94,3 +96,4 @@ def test_experiment_paper(compose_cfg) -> None:
     assert cfg.trainer.max_epochs == 90  # section 5: "roughly 90 cycles through the training set"
     assert cfg.data.num_classes == 1000 and cfg.data.batch_size == 128 and cfg.gpus == 2
     assert cfg.data._target_.endswith("ImageNetDataModule") and cfg.data.sample is None
+    assert cfg.model.net.init == "paper" and cfg.model.schedule == "plateau"

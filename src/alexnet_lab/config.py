@@ -16,6 +16,7 @@ gpus       net                                          devices  strategy
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -37,9 +38,9 @@ def devices_for(gpus: Any) -> int:
     return _check_gpus(gpus) or 1
 
 
-def strategy_for(devices: int, num_nodes: int) -> Any:
+def strategy_for(devices: int, num_nodes: int) -> str:
     if devices * num_nodes > 1:
-        return {"_target_": "alexnet_lab.launch.SweepSafeDDPStrategy"}
+        return "ddp_sweep_safe"  # alexnet_lab.launch.SweepSafeDDPStrategy, registered with Lightning
     return "auto"
 
 
@@ -48,11 +49,12 @@ def isatty() -> bool:
 
 
 def register_resolvers() -> None:
-    for name, fn in {
+    resolvers: dict[str, Callable[..., Any]] = {
         "isatty": isatty,
         "columns_for": columns_for,
         "devices_for": devices_for,
         "strategy_for": strategy_for,
-    }.items():
+    }
+    for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

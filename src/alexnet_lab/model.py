@@ -152,13 +152,14 @@ class AlexNet(nn.Module):
             biases = {"conv1": 0.0, "conv2": 0.1, "conv3": 0.0, "conv4": 0.1, "conv5": 0.1,
                       "fc6": 0.1, "fc7": 0.1, "fc8": 0.0}  # fmt: skip
         else:
-            nonlinearity = "relu" if self.activation == "relu" else "tanh"
             for layer in self.layers.values():
-                nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
+                assert layer.bias is not None
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if self.activation == "relu" else "tanh")
                 nn.init.zeros_(layer.bias)
             return
         for name, layer in self.layers.items():
             nn.init.normal_(layer.weight, mean=0.0, std=stds[name])
+            assert layer.bias is not None
             nn.init.constant_(layer.bias, biases[name])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

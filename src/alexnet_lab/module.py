@@ -8,7 +8,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from alexnet_lab.errors import UserError
@@ -61,16 +61,19 @@ class AlexNetModule(L.LightningModule):
             raise ValueError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
         self.save_hyperparameters()
         self.net = AlexNet(**dict(net))
-        num_classes = self.net.layers["fc8"].out_features
+        num_classes = int(dict(net).get("num_classes", 1000))
         self.train_metrics = error_metrics(num_classes).clone(prefix="train/")
         self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
         self.val_loss = MeanMetric()
+        self.val_images = SumMetric()  # how many images the epoch's error counts, over all ranks
         self.example_input_array = torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        if batch["label"].numel() == 0:
+            return None  # every image of the batch was unreadable and skipped (data.skip_bad_images)
         logits = self(batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
         self.train_metrics(logits, batch["label"])
@@ -87,23 +90,25 @@ class AlexNetModule(L.LightningModule):
         return F.softmax(self(images), dim=1)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if batch["label"].numel() == 0:
+            return
         probs = self.predict_probs(batch["image"])
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), batch["label"], reduction="none")
         # Metric objects, logged per epoch, sum their states over ranks: each image counts once as long as
         # the sampler hands it to exactly one rank (see alexnet_lab.data.ShardSampler).
         self.val_loss.update(loss)
+        self.val_images.update(torch.tensor(float(loss.numel()), device=loss.device))
         self.val_metrics.update(probs, batch["label"])
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/images", self.val_images, on_step=False, on_epoch=True)
         self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        optimizer = torch.optim.SGD(
-            self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-        )
+        hp: Any = self.hparams
+        optimizer = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         if hp.schedule == "step":
             milestones = [hp.step_epochs * (i + 1) for i in range(hp.lr_drops)]
             step = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=hp.lr_factor)

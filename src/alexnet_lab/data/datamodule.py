@@ -13,7 +13,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torch.utils.data.dataloader import default_collate
 
 from alexnet_lab.data import sample as sample_data
-from alexnet_lab.data.layouts import BadImageError, DataRootError, SplitIndex, detect_layout, load_rgb, read_split
+from alexnet_lab.data.layouts import (
+    BadImageError,
+    DataRootError,
+    SplitIndex,
+    detect_layout,
+    load_rgb,
+    read_split,
+)
 from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
 from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, Crops, DeviceNormalizer
 from alexnet_lab.errors import UserError
@@ -120,7 +127,11 @@ class ImageNetDataModule(L.LightningDataModule):
         if self.sample is None:
             detect_layout(self.root)  # a wrong root fails here, before any process is started
         self.layout, self.num_classes, self.batch_size = layout, num_classes, batch_size
-        self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
+        self.num_workers, self.pin_memory, self.persistent_workers = (
+            num_workers,
+            pin_memory,
+            persistent_workers,
+        )
         self.mean, self.lighting_std, self.test_crops = mean, lighting_std, test_crops
         self.stats_file = Path(stats_file) if stats_file else self.root.parent / f"{self.root.name}-stats.pt"
         self.stats_max_images, self.skip_bad_images, self.seed = stats_max_images, skip_bad_images, seed
@@ -186,7 +197,9 @@ class ImageNetDataModule(L.LightningDataModule):
         assert self.train_index is not None, "setup('fit') first"
         dataset = ImageDataset(self.train_index.samples, Crops("train"), self.skip_bad_images)
         world_size, rank = self.world
-        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed)
+        sampler: DistributedSampler[int] = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed
+        )
         return self._loader(dataset, sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -219,4 +232,3 @@ class ImageNetDataModule(L.LightningDataModule):
     def teardown(self, stage: str) -> None:
         if self.skipped:
             log.warning("data: skipped %d unreadable files, each named above", len(self.skipped))
-

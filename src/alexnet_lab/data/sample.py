@@ -136,9 +136,7 @@ def _meta_mat(wnids: list[str]) -> bytes:
 
 
 def _write_archives(root: Path, train: list[SampleImage], val: list[SampleImage], wnids: list[str]) -> None:
-    inner = [
-        (f"{w}.tar", _tar_bytes([(im.name, im.data) for im in train if im.wnid == w])) for w in wnids
-    ]
+    inner = [(f"{w}.tar", _tar_bytes([(im.name, im.data) for im in train if im.wnid == w])) for w in wnids]
     _write(root / ARCHIVES[0], _tar_bytes(inner))
     _write(root / ARCHIVES[1], _tar_bytes([(im.name, im.data) for im in val]))
     ids = {w: len(wnids) - i for i, w in enumerate(wnids)}  # the same ILSVRC2012_IDs as in meta.mat

@@ -151,4 +151,3 @@ def reference_normalize(
     if offset is not None:
         centred = centred + offset[:, None, None]
     return _crop(centred, *geometry, size)
-

@@ -1,0 +1,126 @@
+"""What the entry points share: Hydra job facts, W&B run identity, checkpoint lookup, one-line user errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
+
+from alexnet_lab.errors import UserError
+
+__all__ = ["UserError"]
+
+log = logging.getLogger(__name__)
+
+ABLATION_GROUPS = ("norm", "pooling", "activation", "init")
+SUMMARY_FILE = "summary.json"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """A user's mistake ends the run with its one-line message and exit status 2, not a traceback.
+
+    Hydra's instantiate wraps errors (``raise InstantiationException(...) from e``), so the cause chain is
+    searched; OmegaConf drops the cause of a resolver's error, so its message is used instead.
+    """
+    try:
+        yield
+    except Exception as e:
+        message = None
+        cause: BaseException | None = e
+        while cause is not None and message is None:
+            if isinstance(cause, UserError):
+                message = str(cause)
+            elif isinstance(cause, InterpolationResolutionError):
+                text = str(cause).splitlines()[0]
+                message = text.partition("while resolving interpolation: ")[2] or text
+            cause = cause.__cause__
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def choices(cfg: DictConfig) -> dict[str, str]:
+    """The option taken in each ablation group, and ``gpus``."""
+    picked = HydraConfig.get().runtime.choices
+    out = {group: str(picked.get(group)) for group in ABLATION_GROUPS}
+    out["gpus"] = str(cfg.gpus)
+    return out
+
+
+def wandb_identity(cfg: DictConfig) -> dict[str, Any]:
+    """group = the sweep (one per ``-m`` invocation), name = the job's overrides, tags = the choices,
+    config = the resolved config plus the choices."""
+    hydra = HydraConfig.get()
+    multirun = hydra.mode == RunMode.MULTIRUN
+    group = Path(hydra.sweep.dir if multirun else hydra.runtime.output_dir).name
+    picked = choices(cfg)
+    name = ",".join(o for o in hydra.overrides.task if not o.startswith("ckpt_path=")) or "default"
+    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert isinstance(config, dict)
+    return {
+        "group": group,
+        "name": name,
+        "tags": [f"{k}={v}" for k, v in picked.items()],
+        "config": {**config, "choices": picked},
+    }
+
+
+def _same_job(job_dir: Path, overrides: list[str]) -> bool:
+    saved = job_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        return False
+    theirs = [str(o) for o in OmegaConf.load(saved)]
+    return _without_ckpt(theirs) == _without_ckpt(overrides)
+
+
+def _without_ckpt(overrides: list[str]) -> list[str]:
+    return sorted(o for o in overrides if not o.startswith("ckpt_path="))
+
+
+def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | None:
+    """``last`` = this job dir's last.ckpt if it has one, else the newest last.ckpt of an earlier run with the
+    same overrides under ``outputs_root``. Anything else must be an existing file."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path != "last":
+        if not Path(ckpt_path).is_file():
+            raise UserError(f"ckpt_path={ckpt_path} does not exist: give a checkpoint file or ckpt_path=last")
+        return str(ckpt_path)
+    hydra = HydraConfig.get()
+    own = Path(hydra.runtime.output_dir, "checkpoints", "last.ckpt")
+    if own.is_file():
+        return str(own)
+    overrides = list(hydra.overrides.task)
+    candidates = [
+        ckpt for ckpt in Path(outputs_root).glob("**/checkpoints/last.ckpt") if _same_job(ckpt.parent.parent, overrides)
+    ]
+    if not candidates:
+        raise UserError(
+            f"ckpt_path=last: no earlier run under {outputs_root} with the overrides {_without_ckpt(overrides)} "
+            "has a last.ckpt; give the checkpoint file instead"
+        )
+    return str(max(candidates, key=lambda p: p.stat().st_mtime))
+
+
+def write_summary(trainer: L.Trainer, out_dir: str | Path, **fields: Any) -> None:
+    if trainer.is_global_zero:
+        Path(out_dir, SUMMARY_FILE).write_text(json.dumps(fields, indent=2, default=float) + "\n")
+
+
+def default_wandb_mode() -> None:
+    """W&B never asks for a login: runs are kept on disk unless WANDB_MODE says otherwise."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
