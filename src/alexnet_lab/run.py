@@ -86,13 +86,18 @@ def _same_job(job_dir: Path, overrides: list[str]) -> bool:
     return _without_ckpt(theirs) == _without_ckpt(overrides)
 
 
+# Resuming may name the checkpoint and train for longer; neither makes it another job.
+RESUME_KEYS = ("ckpt_path=", "trainer.max_epochs=")
+
+
 def _without_ckpt(overrides: list[str]) -> list[str]:
-    return sorted(o for o in overrides if not o.startswith("ckpt_path="))
+    return sorted(o for o in overrides if not o.startswith(RESUME_KEYS))
 
 
 def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | None:
     """``last`` = this job dir's last.ckpt if it has one, else the newest last.ckpt of an earlier run with the
-    same overrides under ``outputs_root``. Anything else must be an existing file."""
+    same overrides (but for ckpt_path and trainer.max_epochs) under ``outputs_root``. Anything else must be an
+    existing file."""
     if ckpt_path is None:
         return None
     if ckpt_path != "last":
