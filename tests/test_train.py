@@ -117,7 +117,6 @@ def test_wandb_offline_run_has_group_tags_and_config(smoke_checkpoint: Path) -> 
     assert config["choices"]["pooling"] == "overlap" and config["model"]["net"]["columns"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: resuming from last.ckpt repeats the checkpoint's epoch")
 def test_ckpt_path_last_continues_the_epoch_count(smoke_checkpoint: Path, tmp_path: Path) -> None:
     outputs = smoke_checkpoint.parent
     resumed = tmp_path / "resumed"
