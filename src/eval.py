@@ -13,6 +13,7 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from alexnet_lab import run  # noqa: E402
+from alexnet_lab.errors import UserError  # noqa: E402
 from alexnet_lab.module import AlexNetModule  # noqa: E402
 
 
@@ -20,7 +21,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = run.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir)
     if ckpt_path is None:
-        raise run.UserError("no checkpoint: pass ckpt_path=PATH (a .ckpt file written by src/train.py)")
+        raise UserError("no checkpoint: pass ckpt_path=PATH (a .ckpt file written by src/train.py)")
     model = AlexNetModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=False)
     trainer = instantiate(cfg.trainer, logger=False)
     results = {}

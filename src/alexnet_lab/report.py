@@ -21,29 +21,27 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(jobs, key=lambda d: (len(d.name), d.name))
 
 
-def _val_curve(job: Path) -> list[tuple[int, float, float]]:
-    """(epoch, val top-1 error, val top-5 error) rows of the job's metrics CSV."""
-    rows = []
+def _metric_rows(job: Path) -> list[dict[str, str]]:
     metrics = job / METRICS_FILE
-    if metrics.is_file():
-        with open(metrics, newline="") as f:
-            for record in csv.DictReader(f):
-                if record.get("val/top1_err") and record.get("epoch"):
-                    epoch, top1, top5 = record["epoch"], record["val/top1_err"], record["val/top5_err"]
-                    rows.append((int(epoch), float(top1), float(top5)))
-    # trainer.validate() after fit logs the best checkpoint's error again: keep the training epochs' rows
-    seen: dict[int, tuple[int, float, float]] = {}
-    for row in rows:
-        seen.setdefault(row[0], row)
-    return sorted(seen.values())
+    if not metrics.is_file():
+        return []
+    with open(metrics, newline="") as f:
+        return list(csv.DictReader(f))
 
 
-def _images_per_sec(job: Path) -> float:
-    values = []
-    metrics = job / METRICS_FILE
-    if metrics.is_file():
-        with open(metrics, newline="") as f:
-            values = [float(r["train/images_per_sec"]) for r in csv.DictReader(f) if r.get("train/images_per_sec")]
+def _val_curve(rows: list[dict[str, str]]) -> list[tuple[int, float, float]]:
+    """(epoch, val top-1 error, val top-5 error) per training epoch. The trainer.validate() after fit logs the
+    best checkpoint's error under the epoch after the last one: it is not a point of the curve."""
+    trained = {r["epoch"] for r in rows if r.get("train/loss_epoch")}
+    return sorted(
+        (int(r["epoch"]), float(r["val/top1_err"]), float(r["val/top5_err"]))
+        for r in rows
+        if r.get("val/top1_err") and r.get("epoch") in trained
+    )
+
+
+def _images_per_sec(rows: list[dict[str, str]]) -> float:
+    values = [float(r["train/images_per_sec"]) for r in rows if r.get("train/images_per_sec")]
     return sum(values) / len(values) if values else math.nan
 
 
@@ -52,7 +50,8 @@ def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
     for job in job_dirs(Path(sweep_dir)):
         overrides = [str(o) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml")]
         summary = json.loads((job / SUMMARY_FILE).read_text()) if (job / SUMMARY_FILE).is_file() else {}
-        curve = _val_curve(job)
+        rows_of_job = _metric_rows(job)
+        curve = _val_curve(rows_of_job)
         best = min(curve, key=lambda r: r[1]) if curve else (None, math.nan, math.nan)
         rows.append({
             "job": job.name,
@@ -61,7 +60,7 @@ def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
             "best_epoch": best[0],
             "val_top1_err": best[1],
             "val_top5_err": best[2],
-            "images_per_sec": _images_per_sec(job),
+            "images_per_sec": _images_per_sec(rows_of_job),
             "curve": curve,
         })  # fmt: skip
     return rows

@@ -19,8 +19,6 @@ from omegaconf.errors import InterpolationResolutionError
 
 from alexnet_lab.errors import UserError
 
-__all__ = ["UserError"]
-
 log = logging.getLogger(__name__)
 
 ABLATION_GROUPS = ("norm", "pooling", "activation", "init")
