@@ -72,6 +72,7 @@ class AlexNet(nn.Module):
         activation: ``relu`` (section 3.1) or ``tanh``, wherever the paper has a ReLU.
         init: ``paper`` (section 5), ``caffe`` (BVLC's reference values) or ``kaiming``.
         dropout: probability in FC6 and FC7 (section 4.2).
+        fc_width: neurons of FC6 and FC7 (section 3.5: 4096); smaller only for quick tests.
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class AlexNet(nn.Module):
         activation: str = "relu",
         init: str = "paper",
         dropout: float = DROPOUT,
+        fc_width: int = FC_WIDTH,
     ) -> None:
         super().__init__()
         if columns not in (1, 2):
@@ -109,9 +111,9 @@ class AlexNet(nn.Module):
             ("pool5", pool()),
         ]))  # fmt: skip
         self.classifier = nn.Sequential(OrderedDict([
-            ("fc6", nn.Linear(c5 * 6 * 6, FC_WIDTH)), ("act6", act()), ("drop6", nn.Dropout(dropout)),
-            ("fc7", nn.Linear(FC_WIDTH, FC_WIDTH)), ("act7", act()), ("drop7", nn.Dropout(dropout)),
-            ("fc8", nn.Linear(FC_WIDTH, num_classes)),
+            ("fc6", nn.Linear(c5 * 6 * 6, fc_width)), ("act6", act()), ("drop6", nn.Dropout(dropout)),
+            ("fc7", nn.Linear(fc_width, fc_width)), ("act7", act()), ("drop7", nn.Dropout(dropout)),
+            ("fc8", nn.Linear(fc_width, num_classes)),
         ]))  # fmt: skip
         self.reset_parameters()
 
