@@ -14,6 +14,7 @@ from alexnet_lab.data import ImageNetDataModule, ShardSampler, read_split
 from alexnet_lab.data.datamodule import ImageDataset, collate
 from alexnet_lab.data.layouts import LAYOUTS, BadImageError, DataRootError, detect_layout, load_rgb
 from alexnet_lab.data.sample import CLASSES, QUIRKS, write_layout
+from alexnet_lab.data.sampling import ResumableSampler, mix, seed_step
 from alexnet_lab.data.stats import compute_stats
 from alexnet_lab.data.transforms import (
     Crops,
@@ -217,3 +218,52 @@ def test_datamodule_generates_the_sample_and_batches_it(tmp_path: Path) -> None:
     assert val["image"].shape == (4, 10, 3, 227, 227)
     with pytest.raises(Exception, match="data.num_classes=5 but"):
         ImageNetDataModule(root=str(tmp_path / "sample"), num_classes=5, num_workers=0).setup("fit")
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_training_order_shards_the_epoch_and_changes_between_epochs(world: int) -> None:
+    samplers = [ResumableSampler(50, world, rank, seed=7) for rank in range(world)]
+    epoch0 = [[i for i, _ in s] for s in samplers]
+    assert all(len(order) == len(samplers[0]) == 50 // world for order in epoch0)
+    flat = [i for order in epoch0 for i in order]
+    assert len(set(flat)) == len(flat) == 50 // world * world, "each index at most once per epoch"
+    for s in samplers:
+        s.set_epoch(1)
+    assert [[i for i, _ in s] for s in samplers] != epoch0
+
+
+def test_resume_skips_exactly_the_trained_samples_with_the_same_augmentation_seeds() -> None:
+    full = ResumableSampler(40, 2, 1, seed=3)
+    full.set_epoch(4)
+    whole = list(full)
+    resumed = ResumableSampler(40, 2, 1, seed=3)
+    resumed.set_epoch(4)
+    resumed.resume(epoch=4, samples=6)
+    assert list(resumed) == whole[6:]
+    assert list(resumed) == whole, "the skip applies to the resumed epoch's first pass only"
+    other_epoch = ResumableSampler(40, 2, 1, seed=3)
+    other_epoch.resume(epoch=4, samples=6)
+    assert len(list(other_epoch)) == 20, "a skip for another epoch is ignored"
+
+
+def test_a_training_crop_depends_on_its_seed_only() -> None:
+    image = Image.new("RGB", (300, 260))
+    image.putdata([(x % 256, y % 256, (x * y) % 256) for y in range(260) for x in range(300)])
+    crops = Crops("train")
+    torch.manual_seed(0)
+    a = crops(image, seed=12345)
+    torch.manual_seed(1)  # the global RNG, which differs between workers, plays no part
+    b = crops(image, seed=12345)
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["geometry"], b["geometry"])
+    geometries = {tuple(crops(image, seed=s)["geometry"].tolist()) for s in range(20)}
+    assert len(geometries) > 10, "different seeds give different crops"
+
+
+def test_step_seeds_fix_the_global_rngs_per_step_and_rank() -> None:
+    seed_step(0, step=5, rank=1)
+    first = torch.rand(3)
+    seed_step(0, step=5, rank=1)
+    assert torch.equal(torch.rand(3), first)
+    seed_step(0, step=5, rank=0)
+    assert not torch.equal(torch.rand(3), first)
+    assert len({mix(0, step) for step in range(1000)}) == 1000

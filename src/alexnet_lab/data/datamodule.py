@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.dataloader import default_collate
 
 from alexnet_lab.data import sample as sample_data
@@ -21,6 +21,7 @@ from alexnet_lab.data.layouts import (
     load_rgb,
     read_split,
 )
+from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_step
 from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
 from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, Crops, DeviceNormalizer
 from alexnet_lab.errors import UserError
@@ -40,7 +41,9 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        """``item``: an index, or (index, augmentation seed) from :class:`ResumableSampler`."""
+        i, seed = item if isinstance(item, tuple) else (item, None)
         path, label = self.samples[i]
         try:
             image = load_rgb(path)
@@ -48,7 +51,7 @@ class ImageDataset(Dataset):
             if self.skip_bad:
                 return {"skipped": path}
             raise
-        return {**self.transform(image), "label": label}
+        return {**self.transform(image, seed), "label": label}
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -180,9 +183,10 @@ class ImageNetDataModule(L.LightningDataModule):
         self.normalizer = DeviceNormalizer(mean_image, stats["eigvals"], stats["eigvecs"], self.lighting_std)
 
     # -- loaders -----------------------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, sampler: Sampler, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler: Sampler, drop_last: bool, loader: type = DataLoader,
+                **kwargs: Any) -> DataLoader:  # fmt: skip
         workers = self.num_workers
-        return DataLoader(
+        return loader(
             dataset,
             batch_size=self.device_batch,
             sampler=sampler,
@@ -191,16 +195,22 @@ class ImageNetDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers and workers > 0,
             collate_fn=collate,
             drop_last=drop_last,
+            **kwargs,
         )
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_index is not None, "setup('fit') first"
         dataset = ImageDataset(self.train_index.samples, Crops("train"), self.skip_bad_images)
         world_size, rank = self.world
-        sampler: DistributedSampler[int] = DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed
-        )
-        return self._loader(dataset, sampler, drop_last=True)
+        sampler = ResumableSampler(len(dataset), num_replicas=world_size, rank=rank, seed=self.seed)
+        return self._loader(dataset, sampler, drop_last=True, loader=ResumableLoader, position=self._position)
+
+    def _position(self) -> tuple[int, int]:
+        """(epoch, batches of it trained on) at the moment a checkpoint is written."""
+        trainer = self.trainer
+        assert trainer is not None
+        progress: Any = trainer.fit_loop.epoch_loop.batch_progress.current  # a _ProcessedTracker
+        return trainer.current_epoch, progress.processed
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_index is not None, "setup() first"
@@ -225,7 +235,11 @@ class ImageNetDataModule(L.LightningDataModule):
         images = batch["image"]
         if self.normalizer.mean_image.device != images.device:
             self.normalizer.to(images.device)
-        training = self.trainer is not None and self.trainer.training
+        trainer = self.trainer
+        training = trainer is not None and trainer.training
+        if training:
+            assert trainer is not None
+            seed_step(self.seed, trainer.global_step, trainer.global_rank)  # lighting and dropout of this step
         image = self.normalizer(images, batch["geometry"], lighting=training)
         return {"image": image, "label": batch["label"]}
 

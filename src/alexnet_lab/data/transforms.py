@@ -31,11 +31,13 @@ def _crop(image: torch.Tensor, top: int, left: int, flip: bool, size: int) -> to
     return patch.flip(-1) if flip else patch
 
 
-def train_crop(image: torch.Tensor, size: int = INPUT_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+def train_crop(
+    image: torch.Tensor, size: int = INPUT_SIZE, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Section 4.1: a random ``size`` x ``size`` patch of the 256x256 image, mirrored with probability 1/2."""
     room = image.shape[-1] - size
-    top, left = (int(v) for v in torch.randint(0, room + 1, (2,)))
-    flip = bool(torch.rand(()) < 0.5)
+    top, left = (int(v) for v in torch.randint(0, room + 1, (2,), generator=generator))
+    flip = bool(torch.rand((), generator=generator) < 0.5)
     return _crop(image, top, left, flip, size), torch.tensor([top, left, int(flip)])
 
 
@@ -73,8 +75,14 @@ class Crops:
             raise ValueError(f"unknown crop mode {mode!r}: choose one of {', '.join(CROPS)}")
         self.mode, self.size = mode, size
 
-    def __call__(self, image: Image.Image) -> dict[str, torch.Tensor]:
-        crops, geometry = CROPS[self.mode](preprocess(image), self.size)
+    def __call__(self, image: Image.Image, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """``seed`` fixes a training crop's position and flip (see :mod:`alexnet_lab.data.sampling`)."""
+        pixels = preprocess(image)
+        if self.mode == "train":
+            generator = torch.Generator().manual_seed(seed) if seed is not None else None
+            crops, geometry = train_crop(pixels, self.size, generator)
+        else:
+            crops, geometry = CROPS[self.mode](pixels, self.size)
         return {"image": crops, "geometry": geometry}
 
 

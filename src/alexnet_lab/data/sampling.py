@@ -1,0 +1,93 @@
+"""Sampling that makes a run reproducible step by step, so that a resumed run continues bit for bit.
+
+- Every random draw of the data path is a function of (seed, epoch, position): the training order, and each
+  image's crop and flip (the sampler hands the dataset an augmentation seed with each index). Nothing depends
+  on which worker loads an image, or on how many workers there are.
+- Each training step reseeds the global RNGs from (seed, step, rank) (:func:`seed_step`), so the PCA lighting
+  and dropout of step k are the same whether or not the run was interrupted before it.
+- The training loader is stateful in Lightning's sense: its state (epoch, batches done) goes into every
+  checkpoint, and loading it makes the sampler skip the batches that were already trained on.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+_MASK = (1 << 63) - 1
+
+
+def mix(*values: int) -> int:
+    """A 63-bit seed from integers (splitmix64 steps): neighbouring inputs give unrelated seeds."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = (h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 29
+    return h & _MASK
+
+
+def seed_step(seed: int, step: int, rank: int) -> None:
+    """Reseed python, numpy and torch (CPU and CUDA) for training step ``step`` of rank ``rank``."""
+    s = mix(seed, step, rank)
+    random.seed(s)
+    np.random.seed(s & 0xFFFFFFFF)
+    torch.manual_seed(s)
+
+
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """The training order of one rank: yields (index, augmentation seed).
+
+    Each epoch is a permutation of the dataset drawn from (seed, epoch), cut to a multiple of the world size;
+    rank r of w takes positions r, r + w, ... . :meth:`resume` skips the first samples of one epoch.
+    """
+
+    def __init__(self, size: int, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        self.size, self.num_replicas, self.rank, self.seed = size, num_replicas, rank, seed
+        self.epoch = 0
+        self._skip: tuple[int, int] | None = None  # (epoch, samples of this rank to skip)
+
+    def set_epoch(self, epoch: int) -> None:  # called by Lightning before each epoch
+        self.epoch = epoch
+
+    def resume(self, epoch: int, samples: int) -> None:
+        self._skip = (epoch, samples)
+
+    def __len__(self) -> int:
+        return self.size // self.num_replicas
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(mix(self.seed, self.epoch)))
+        w = self.num_replicas
+        start = 0
+        if self._skip is not None and self._skip[0] == self.epoch:
+            start = self._skip[1]
+            self._skip = None
+        for pos in range(self.rank + start * w, len(self) * w, w):
+            yield int(order[pos]), mix(self.seed, self.epoch, pos)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that Lightning saves and restores (it has ``state_dict``/``load_state_dict``).
+
+    ``position`` tells, when a checkpoint is written, the epoch and how many of its batches are trained on.
+    """
+
+    def __init__(self, *args: Any, position: Callable[[], tuple[int, int]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, ResumableSampler):
+            raise TypeError("ResumableLoader needs a ResumableSampler")
+        self.position = position
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = self.position()
+        return {"epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        assert isinstance(self.sampler, ResumableSampler) and self.batch_size is not None
+        self.sampler.resume(state["epoch"], state["batches"] * self.batch_size)
