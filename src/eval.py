@@ -22,7 +22,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     ckpt_path = run.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir)
     if ckpt_path is None:
         raise UserError("no checkpoint: pass ckpt_path=PATH (a .ckpt file written by src/train.py)")
-    model = AlexNetModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=False)
+    model = AlexNetModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
     trainer = instantiate(cfg.trainer, logger=False)
     results = {}
     for crops in cfg.test_crops:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from alexnet_lab import run  # noqa: E402
 from alexnet_lab.module import count_parameters  # noqa: E402
+from alexnet_lab.resume import checkpoint_facts  # noqa: E402
 
 run.default_wandb_mode()
 
@@ -21,18 +22,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-    loggers = [instantiate(cfg.logger.csv)]
-    if cfg.logger.get("wandb"):
-        loggers.append(instantiate(cfg.logger.wandb, _partial_=True)(**run.wandb_identity(cfg)))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     ckpt_path = run.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir)
+    resumed = checkpoint_facts(ckpt_path) if ckpt_path else None
+    loggers = [instantiate(cfg.logger.csv, resume_step=resumed.global_step if resumed else None)]
+    if cfg.logger.get("wandb"):
+        identity = run.wandb_identity(cfg)
+        if resumed and resumed.wandb_run_id:
+            identity.update(id=resumed.wandb_run_id, resume="allow")  # the same W&B run, offline too
+        loggers.append(instantiate(cfg.logger.wandb, _partial_=True)(**identity))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     if trainer.is_global_zero:
         for logger in loggers[1:]:
             logger.experiment.define_metric("val/top1_err", summary="min")
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        metrics = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None)[0]
+        metrics = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)[0]
         run.write_summary(trainer, cfg.paths.output_dir, params=count_parameters(model.net), best_ckpt=best,
                           **metrics)  # fmt: skip
     finally:

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import threading
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+from alexnet_lab.errors import UserError
 
 
 class ImagesPerSecond(L.Callback):
     """Logs ``train/images_per_sec``: training images per second over each epoch, summed over all ranks."""
 
+    def __init__(self) -> None:
+        self.images, self.start = 0, time.perf_counter()
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.images, self.start = 0, time.perf_counter()
+
+    on_train_start = on_train_epoch_start  # a run resumed mid-epoch does not start that epoch again
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -23,3 +39,75 @@ class ImagesPerSecond(L.Callback):
         seconds = time.perf_counter() - self.start
         if self.images and seconds > 0:
             pl_module.log("train/images_per_sec", self.images / seconds, on_epoch=True, rank_zero_only=True)
+
+
+class Preemption(L.Callback):
+    """On SIGTERM, or a cluster's warning signal, save ``last.ckpt`` at the end of the step and exit 0 (before the
+    next step; a run whose last step it was simply finishes).
+
+    The handlers replace Lightning's (which broadcast from inside the handler). A signal sent to rank 0 alone
+    is forwarded to the ranks it started, and all ranks agree at each step end, so they stop at the same
+    step. Under SLURM, ``requeue`` puts the job back in the queue (``scontrol requeue``); the requeued job
+    resumes from the checkpoint by itself (see :func:`alexnet_lab.run.resolve_ckpt_path`).
+    """
+
+    def __init__(self, dirpath: str, signals: Sequence[str] = ("SIGTERM", "SIGUSR1"), requeue: bool = True) -> None:
+        unknown = [name for name in signals if not isinstance(getattr(signal, str(name), None), signal.Signals)]
+        if unknown:
+            raise UserError(f"callbacks.preemption.signals: unknown signal(s) {unknown}: use names like SIGTERM")
+        self.dirpath, self.signals, self.requeue = Path(dirpath), [signal.Signals[s] for s in signals], requeue
+        self.received: signal.Signals | None = None
+        self.saved = False
+        self._trainer: L.Trainer | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._trainer = trainer
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.signals:
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.received is None
+        self.received = signal.Signals(signum)
+        launcher = self._trainer.strategy.launcher if self._trainer is not None else None
+        if first and isinstance(launcher, _SubprocessScriptLauncher):
+            for proc in launcher.procs:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signum)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.saved or not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
+            return
+        trainer.save_checkpoint(self.path)
+        self.saved = True
+        name = self.received.name if self.received is not None else "a signal (on another rank)"
+        rank_zero_info(f"{name} received: saved {self.path} at step {trainer.global_step}; "
+                       "resume with ckpt_path=last")  # fmt: skip
+        if self.requeue and trainer.is_global_zero and (job := slurm_job_id()):
+            status = subprocess.call(["scontrol", "requeue", job])
+            rank_zero_info(f"scontrol requeue {job}: " + ("done" if status == 0 else f"failed with status {status}"))
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:  # fmt: skip
+        # Exit here rather than right after the save: Lightning logs a step's metrics after its batch-end hooks.
+        if self.saved:
+            raise SystemExit(0)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous, self._trainer = {}, None
+
+
+def slurm_job_id() -> str | None:
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array is not None:
+        return f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID")

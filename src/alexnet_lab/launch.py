@@ -4,13 +4,23 @@ Lightning starts ranks 1..N-1 by re-running the script with ``sys.argv`` plus ``
 *run* dir pattern. Inside ``-m`` that argv is the whole sweep, so every child replays every job of the sweep,
 and its run dir is a fresh timestamped folder nobody asked for. Here the child's command is rebuilt from the
 current job alone: its own overrides, its own output dir, and no ``-m``.
+
+When a rank dies, the others would wait in their next collective. Watchdog threads end the job instead, with
+a message naming the dead rank: rank 0 watches the ranks it started, and they watch rank 0. (Under torchrun or
+SLURM, the launcher does this.)
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
@@ -44,14 +54,83 @@ def job_command(local_rank: int) -> tuple[Sequence[str], str]:
     return command, get_original_cwd()
 
 
+RANK0_PID_ENV = "ALEXNET_LAB_RANK0_PID"
+POLL_S = 0.2
+
+
+def _describe(status: int) -> str:
+    if status < 0:
+        return f"was killed by {signal.Signals(-status).name}"
+    return f"exited with status {status}"
+
+
+def _stop(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def stop_if_a_child_died(procs: Sequence[subprocess.Popen], first_rank: int) -> None:
+    """If a rank that rank 0 started has died: name it, end the others and exit 1."""
+    for rank, proc in enumerate(procs, start=first_rank):
+        status = proc.poll()
+        if status not in (None, 0):
+            for other in procs:
+                if other.poll() is None:
+                    other.kill()
+            _stop(f"DDP rank {rank} (pid {proc.pid}) {_describe(status)}; stopping the job")
+
+
+def watch_children(procs: Sequence[subprocess.Popen], first_rank: int) -> None:
+    """Rank 0's watchdog: no hang in a collective that can never complete."""
+    while True:
+        stop_if_a_child_died(procs, first_rank)
+        time.sleep(POLL_S)
+
+
+def watch_parent(rank0_pid: int, rank: int) -> None:
+    """A child rank's watchdog: when rank 0, its parent, is gone, exit 1 naming it."""
+    while os.getppid() == rank0_pid:
+        time.sleep(POLL_S)
+    _stop(f"DDP rank 0 (pid {rank0_pid}) died; rank {rank} stops")
+
+
+def _daemon(target: Any, *args: Any) -> None:
+    threading.Thread(target=target, args=args, daemon=True, name=target.__name__).start()
+
+
 class _JobLauncher(_SubprocessScriptLauncher):
+    @property
+    def first_child_rank(self) -> int:
+        return self.cluster_environment.node_rank() * self.num_processes + 1
+
     def _call_children_scripts(self) -> None:
+        os.environ[RANK0_PID_ENV] = str(os.getpid())  # inherited by the children
         with mock.patch.object(subprocess_script, "_hydra_subprocess_cmd", job_command):
             super()._call_children_scripts()
+        _daemon(watch_children, list(self.procs), self.first_child_rank)
+
+    def explain_failure(self, wait_s: float = 5.0) -> None:
+        """After an error in rank 0 (a collective fails at once when a peer's socket closes): if the cause is
+        a dead child rank, say which, rather than gloo's or NCCL's connection error."""
+        deadline = time.monotonic() + wait_s
+        while self.procs and time.monotonic() < deadline:
+            stop_if_a_child_died(self.procs, self.first_child_rank)
+            time.sleep(POLL_S)
 
 
 class SweepSafeDDPStrategy(DDPStrategy):
     """``DDPStrategy`` whose child processes run the current Hydra job only (see the module doc)."""
+
+    def setup_environment(self) -> None:
+        rank0_pid = os.environ.get(RANK0_PID_ENV)
+        if self.local_rank > 0 and rank0_pid and int(rank0_pid) == os.getppid():
+            _daemon(watch_parent, int(rank0_pid), self.global_rank)
+        super().setup_environment()
+
+    def on_exception(self, exception: BaseException) -> None:
+        if isinstance(self._launcher, _JobLauncher) and not isinstance(exception, KeyboardInterrupt | SystemExit):
+            self._launcher.explain_failure()
+        super().on_exception(exception)
 
     def _configure_launcher(self) -> None:
         super()._configure_launcher()

@@ -7,12 +7,14 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import WandbLogger
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from alexnet_lab.errors import UserError
 from alexnet_lab.model import INPUT_SIZE, AlexNet
+from alexnet_lab.resume import WANDB_ID_KEY
 
 SCHEDULES = ("plateau", "step")
 
@@ -126,6 +128,11 @@ class AlexNetModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": plateau, "monitor": "val/top1_err", "interval": "epoch"},
         }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):  # a resumed run continues the same W&B run (src/train.py)
+                checkpoint[WANDB_ID_KEY] = logger.version
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("hyper_parameters", {}).get("net") or {}

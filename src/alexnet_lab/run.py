@@ -95,8 +95,13 @@ def _without_ckpt(overrides: list[str]) -> list[str]:
 def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | None:
     """``last`` = this job dir's last.ckpt if it has one, else the newest last.ckpt of an earlier run with the
     same overrides (but for ckpt_path and trainer.max_epochs) under ``outputs_root``. Anything else must be an
-    existing file."""
+    existing file. A job that SLURM requeued (SLURM_RESTART_COUNT > 0) resumes from ``last`` by itself."""
     if ckpt_path is None:
+        if os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0"):
+            try:
+                return resolve_ckpt_path("last", outputs_root)
+            except UserError:
+                log.info("requeued job without a last.ckpt: starting from scratch")
         return None
     if ckpt_path != "last":
         if not Path(ckpt_path).is_file():
