@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from alexnet_lab.data.sample import write_layout
-from conftest import run_script
+from alexnet_lab.resume import checkpoint_facts
+from conftest import REPO, run_script
 
 SMOKE = ["experiment=smoke", "logger=csv"]
 
@@ -171,3 +176,32 @@ def test_bad_gpus_value_gives_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "gpus=3 is not a choice" in result.stderr
     assert "Traceback" not in result.stderr
     shutil.rmtree(tmp_path / "outputs", ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_nodes_with_torchrun_on_localhost(tmp_path: Path) -> None:
+    """trainer.num_nodes=2 with one torchrun per node, as on a cluster: both get the same hydra.run.dir."""
+    run_dir, port = tmp_path / "run", free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+             f"--node-rank={node}", "--master-addr=127.0.0.1", f"--master-port={port}",
+             str(REPO / "src" / "train.py"), *SMOKE, "trainer.num_nodes=2", f"hydra.run.dir={run_dir}"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        for node in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    for node, output in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, output[-4000:]
+    result = summary(run_dir)
+    assert result["val/images"] == 16, "each val image counted once over the two nodes"
+    assert checkpoint_facts(run_dir / "checkpoints" / "last.ckpt").global_step == 8, "2 epochs of 4 steps"
+    assert "MEMBER: 1/2" in outputs[0] and "MEMBER: 2/2" in outputs[1], "one process per node, two in all"

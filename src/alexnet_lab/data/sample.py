@@ -177,7 +177,12 @@ def write_layout(
                     writer.writerow(["ImageId", "PredictionString"])
                     writer.writerows([Path(im.name).stem, f"{im.wnid} 10 10 100 100"] for im in val)
         _write_mapping(tmp / SYNSET_MAPPING, wnids)
-        tmp.rename(root)
+        try:
+            tmp.rename(root)
+        except OSError:
+            if not root.is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another node wrote the same sample first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
