@@ -21,6 +21,7 @@ from alexnet_lab.data.layouts import (
     load_rgb,
     read_split,
 )
+from alexnet_lab.data.prepared import STATS_FILE, PreparedDataset, ShardReader, is_prepared, read_meta
 from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_step
 from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
 from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, Crops, DeviceNormalizer
@@ -87,7 +88,8 @@ def per_device_batch(global_batch: int, world_size: int) -> int:
 class ImageNetDataModule(L.LightningDataModule):
     """Args:
     root: the dataset folder, in any of the layouts of :mod:`alexnet_lab.data.layouts`.
-    layout: ``auto`` (detect), ``folders``, ``archives`` or ``kaggle``.
+    layout: ``auto`` (detect), ``folders``, ``archives``, ``kaggle``, or ``prepared`` (shards written by
+        src/prepare.py; detected too).
     num_classes: must match the classes found under ``root``.
     batch_size: the global batch (section 5: 128), split evenly over the processes.
     mean: ``image`` (the paper's mean image) or ``channel`` (one mean per RGB channel).
@@ -127,8 +129,11 @@ class ImageNetDataModule(L.LightningDataModule):
             raise UserError(f"data.test_crops={test_crops!r}: use 1 (centre crop) or 10 (the paper's ten crops)")
         self.root = Path(root).expanduser()
         self.sample = dict(sample) if sample else None
-        if self.sample is None:
-            detect_layout(self.root)  # a wrong root fails here, before any process is started
+        self.prepared = layout == "prepared" or (self.sample is None and is_prepared(self.root))
+        if self.prepared:
+            read_meta(self.root)  # a wrong root fails here, before any process is started
+        elif self.sample is None:
+            detect_layout(self.root)
         self.layout, self.num_classes, self.batch_size = layout, num_classes, batch_size
         self.num_workers, self.pin_memory, self.persistent_workers = (
             num_workers,
@@ -136,15 +141,18 @@ class ImageNetDataModule(L.LightningDataModule):
             persistent_workers,
         )
         self.mean, self.lighting_std, self.test_crops = mean, lighting_std, test_crops
-        self.stats_file = Path(stats_file) if stats_file else self.root.parent / f"{self.root.name}-stats.pt"
+        default_stats = self.root / STATS_FILE if self.prepared else self.root.parent / f"{self.root.name}-stats.pt"
+        self.stats_file = Path(stats_file) if stats_file else default_stats
         self.stats_max_images, self.skip_bad_images, self.seed = stats_max_images, skip_bad_images, seed
         self.skipped: list[str] = []
         self.normalizer: DeviceNormalizer | None = None
-        self.train_index: SplitIndex | None = None
-        self.val_index: SplitIndex | None = None
+        self.train_index: SplitIndex | ShardReader | None = None
+        self.val_index: SplitIndex | ShardReader | None = None
 
     # -- data on disk ------------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
+        if self.prepared:
+            return  # src/prepare.py wrote the shards and their statistics
         if self.sample is not None and not self.root.exists():
             log.info("writing the generated sample dataset to %s", self.root)
             sample_data.write_layout(self.root, **self.sample)
@@ -161,8 +169,21 @@ class ImageNetDataModule(L.LightningDataModule):
 
     @property
     def class_names(self) -> list[str]:
-        index = self.train_index or read_split(self.root, "train", self.layout)
+        if self.prepared:
+            return list(read_meta(self.root)["class_names"])
+        index = self.train_index if isinstance(self.train_index, SplitIndex) else self._split("train")
+        assert isinstance(index, SplitIndex)
         return index.class_names
+
+    def _split(self, split: str) -> SplitIndex | ShardReader:
+        return ShardReader(self.root, split) if self.prepared else read_split(self.root, split, self.layout)
+
+    def _dataset(self, split: str, crops: Crops) -> ImageDataset | PreparedDataset:
+        index = self.train_index if split == "train" else self.val_index
+        assert index is not None, "setup() first"
+        if isinstance(index, ShardReader):
+            return PreparedDataset(index, crops)
+        return ImageDataset(index.samples, crops, self.skip_bad_images)
 
     def setup(self, stage: str | None = None) -> None:
         if self.normalizer is not None:
@@ -170,12 +191,12 @@ class ImageNetDataModule(L.LightningDataModule):
         world_size, _ = self.world
         self.device_batch = per_device_batch(self.batch_size, world_size)
         if stage in (None, "fit"):
-            self.train_index = read_split(self.root, "train", self.layout)
+            self.train_index = self._split("train")
             found = len(self.train_index.wnids)
             if found != self.num_classes:
                 raise UserError(f"data.num_classes={self.num_classes} but {self.root} has {found} classes: "
                                 f"set data.num_classes={found}")  # fmt: skip
-        self.val_index = read_split(self.root, "val", self.layout)
+        self.val_index = self._split("val")
         stats = load_stats(self.stats_file)
         mean_image = stats["mean_image"]
         if self.mean == "channel":
@@ -199,8 +220,7 @@ class ImageNetDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        assert self.train_index is not None, "setup('fit') first"
-        dataset = ImageDataset(self.train_index.samples, Crops("train"), self.skip_bad_images)
+        dataset = self._dataset("train", Crops("train"))
         world_size, rank = self.world
         sampler = ResumableSampler(len(dataset), num_replicas=world_size, rank=rank, seed=self.seed)
         return self._loader(dataset, sampler, drop_last=True, loader=ResumableLoader, position=self._position)
@@ -213,9 +233,7 @@ class ImageNetDataModule(L.LightningDataModule):
         return trainer.current_epoch, progress.processed
 
     def val_dataloader(self) -> DataLoader:
-        assert self.val_index is not None, "setup() first"
-        crops = Crops("ten" if self.test_crops == 10 else "centre")
-        dataset = ImageDataset(self.val_index.samples, crops, self.skip_bad_images)
+        dataset = self._dataset("val", Crops("ten" if self.test_crops == 10 else "centre"))
         world_size, rank = self.world
         return self._loader(dataset, ShardSampler(len(dataset), world_size, rank), drop_last=False)
 

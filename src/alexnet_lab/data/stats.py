@@ -24,31 +24,58 @@ class _Preprocessed(Dataset):
         return preprocess(load_rgb(self.paths[i]))
 
 
+class StatsSums:
+    """Running sums for the mean 256x256 image (0..255) and the 3x3 covariance of RGB pixels scaled to [0, 1];
+    sums of parts merge, so shards can be summed apart and combined."""
+
+    def __init__(self) -> None:
+        self.image_sum = torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.float64)
+        self.pixel_sum = torch.zeros(3, dtype=torch.float64)
+        self.outer_sum = torch.zeros(3, 3, dtype=torch.float64)
+        self.images = 0
+
+    def add(self, batch: torch.Tensor) -> None:
+        """``batch``: uint8 (N, 3, 256, 256)."""
+        images = batch.double()
+        self.image_sum += images.sum(0)
+        pixels = (images / 255.0).permute(1, 0, 2, 3).reshape(3, -1)
+        self.pixel_sum += pixels.sum(1)
+        self.outer_sum += pixels @ pixels.T
+        self.images += images.shape[0]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"image_sum": self.image_sum, "pixel_sum": self.pixel_sum, "outer_sum": self.outer_sum,
+                "images": torch.tensor(self.images)}  # fmt: skip
+
+    def merge(self, state: dict[str, torch.Tensor]) -> None:
+        self.image_sum += state["image_sum"]
+        self.pixel_sum += state["pixel_sum"]
+        self.outer_sum += state["outer_sum"]
+        self.images += int(state["images"])
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        if not self.images:
+            raise ValueError("no training images to compute the statistics from")
+        pixels_seen = self.images * IMAGE_SIZE * IMAGE_SIZE
+        mean_rgb = self.pixel_sum / pixels_seen
+        covariance = self.outer_sum / pixels_seen - torch.outer(mean_rgb, mean_rgb)
+        eigvals, eigvecs = torch.linalg.eigh(covariance)
+        order = eigvals.argsort(descending=True)
+        return {
+            "mean_image": (self.image_sum / self.images).float(),
+            "rgb_covariance": covariance.float(),
+            "eigvals": eigvals[order].float(),
+            "eigvecs": eigvecs[:, order].float(),  # columns are the eigenvectors p_i
+            "images": torch.tensor(self.images),
+        }
+
+
 def compute_stats(paths: list[str], num_workers: int = 0, batch_size: int = 64) -> dict[str, torch.Tensor]:
     """Mean 256x256 image (0..255) and the 3x3 covariance of RGB pixel values (scaled to [0, 1])."""
-    image_sum = torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.float64)
-    pixel_sum = torch.zeros(3, dtype=torch.float64)
-    outer_sum = torch.zeros(3, 3, dtype=torch.float64)
-    loader = DataLoader(_Preprocessed(paths), batch_size=batch_size, num_workers=num_workers)
-    for batch in loader:
-        images = batch.double()
-        image_sum += images.sum(0)
-        pixels = (images / 255.0).permute(1, 0, 2, 3).reshape(3, -1)
-        pixel_sum += pixels.sum(1)
-        outer_sum += pixels @ pixels.T
-    images_seen = len(paths)
-    pixels_seen = images_seen * IMAGE_SIZE * IMAGE_SIZE
-    mean_rgb = pixel_sum / pixels_seen
-    covariance = outer_sum / pixels_seen - torch.outer(mean_rgb, mean_rgb)
-    eigvals, eigvecs = torch.linalg.eigh(covariance)
-    order = eigvals.argsort(descending=True)
-    return {
-        "mean_image": (image_sum / images_seen).float(),
-        "rgb_covariance": covariance.float(),
-        "eigvals": eigvals[order].float(),
-        "eigvecs": eigvecs[:, order].float(),  # columns are the eigenvectors p_i
-        "images": torch.tensor(images_seen),
-    }
+    sums = StatsSums()
+    for batch in DataLoader(_Preprocessed(paths), batch_size=batch_size, num_workers=num_workers):
+        sums.add(batch)
+    return sums.finish()
 
 
 def subset(paths: list[str], max_images: int | None) -> list[str]:

@@ -75,9 +75,10 @@ class Crops:
             raise ValueError(f"unknown crop mode {mode!r}: choose one of {', '.join(CROPS)}")
         self.mode, self.size = mode, size
 
-    def __call__(self, image: Image.Image, seed: int | None = None) -> dict[str, torch.Tensor]:
-        """``seed`` fixes a training crop's position and flip (see :mod:`alexnet_lab.data.sampling`)."""
-        pixels = preprocess(image)
+    def __call__(self, image: Image.Image | torch.Tensor, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """``image``: a PIL image, or an already prepared uint8 256x256 tensor (:mod:`alexnet_lab.data.prepared`).
+        ``seed`` fixes a training crop's position and flip (see :mod:`alexnet_lab.data.sampling`)."""
+        pixels = image if isinstance(image, torch.Tensor) else preprocess(image)
         if self.mode == "train":
             generator = torch.Generator().manual_seed(seed) if seed is not None else None
             crops, geometry = train_crop(pixels, self.size, generator)

@@ -1,0 +1,224 @@
+"""The paper's one-off preparation (section 2), done once into packed shards.
+
+Every image is rescaled (short side 256), centre-cropped to 256x256 and re-encoded as JPEG. A split is cut
+into shards of ``shard_size`` images, in the split's sorted order; a shard is two files:
+
+- ``<split>-NNNNN.jpg.bin``: the JPEG files back to back;
+- ``<split>-NNNNN.idx.npy``: int64 rows (offset, length, label) into it.
+
+Readers memory-map the .bin, so a rank touches only the pages of the images its sampler gives it. Each
+finished training shard also keeps its sums for the mean image and the RGB covariance (``.stats.pt``), so the
+statistics come out of the same pass. Each file is written under a temporary name and renamed, so a second
+run after an interruption skips the finished shards. ``meta.json`` is written last: its presence means done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.io import decode_jpeg
+
+from alexnet_lab.data.layouts import load_rgb, read_split
+from alexnet_lab.data.stats import StatsSums, save_stats
+from alexnet_lab.data.transforms import preprocess
+from alexnet_lab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+META_FILE = "meta.json"
+STATS_FILE = "stats.pt"
+FORMAT = "alexnet-lab-shards/1"
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    split: str
+    number: int
+    samples: list[tuple[str, int]]
+    out: Path
+    quality: int
+
+    @property
+    def stem(self) -> Path:
+        return self.out / f"{self.split}-{self.number:05d}"
+
+    @property
+    def files(self) -> list[Path]:
+        names = [".jpg.bin", ".idx.npy"] + ([".stats.pt"] if self.split == "train" else [])
+        return [self.stem.with_name(self.stem.name + n) for n in names]
+
+    def done(self) -> bool:
+        return all(f.is_file() for f in self.files)
+
+
+def encode_jpeg(pixels: torch.Tensor, quality: int) -> bytes:
+    """uint8 CHW -> JPEG bytes, full-resolution chroma (4:4:4): halving it, as most JPEGs do, doubles the error
+    against the on-the-fly pixels (docs/benchmarks.md)."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_shard(job: ShardJob) -> int:
+    """Prepare one shard; returns how many images it holds."""
+    rows, blobs, offset = [], [], 0
+    sums = StatsSums() if job.split == "train" else None
+    for path, label in job.samples:
+        pixels = preprocess(load_rgb(path))
+        if sums is not None:
+            sums.add(pixels[None])
+        data = encode_jpeg(pixels, job.quality)
+        rows.append((offset, len(data), label))
+        blobs.append(data)
+        offset += len(data)
+    bin_file, idx_file, *stats_file = job.files
+
+    def write_bin(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            for blob in blobs:
+                f.write(blob)
+
+    _atomic_write(bin_file, write_bin)
+    if sums is not None:
+        _atomic_write(stats_file[0], lambda tmp: torch.save(sums.state(), tmp))
+
+    # the index is the shard's last file: with it, ShardJob.done() is true
+    def write_idx(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a temp name
+            np.save(f, np.asarray(rows, dtype=np.int64).reshape(-1, 3))
+
+    _atomic_write(idx_file, write_idx)
+    return len(rows)
+
+
+def shard_jobs(root: Path, out: Path, layout: str, shard_size: int, quality: int) -> tuple[list[ShardJob], dict]:
+    jobs, meta = [], {"format": FORMAT, "source": str(root), "shard_size": shard_size, "quality": quality}
+    for split in SPLITS:
+        index = read_split(root, split, layout)
+        samples = index.samples
+        for number, start in enumerate(range(0, len(samples), shard_size)):
+            jobs.append(ShardJob(split, number, samples[start : start + shard_size], out, quality))
+        meta[split] = {"images": len(samples), "shards": -(-len(samples) // shard_size)}
+        if split == "train":
+            meta["wnids"], meta["class_names"] = index.wnids, index.class_names
+    return jobs, meta
+
+
+def prepare(root: str | Path, out: str | Path, layout: str = "auto", shard_size: int = 1000, quality: int = 95,
+            workers: int | None = None, progress: bool = True) -> Path:  # fmt: skip
+    """Prepare ``root`` (any supported layout) into ``out``; resumable, parallel over ``workers`` processes."""
+    from tqdm import tqdm
+
+    root, out = Path(root), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs, meta = shard_jobs(root, out, layout, shard_size, quality)
+    todo = [job for job in jobs if not job.done()]
+    if len(todo) < len(jobs):
+        log.info("%d of %d shards already prepared in %s: skipping them", len(jobs) - len(todo), len(jobs), out)
+    workers = workers or os.cpu_count() or 1
+    with tqdm(total=sum(len(j.samples) for j in todo), unit="img", disable=not progress, desc="prepare") as bar:
+        if workers == 1:
+            for job in todo:
+                bar.update(write_shard(job))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for count in pool.map(write_shard, todo):
+                    bar.update(count)
+    sums = StatsSums()
+    for job in jobs:
+        if job.split == "train":
+            sums.merge(torch.load(job.files[2], weights_only=True))
+    save_stats(sums.finish(), out / STATS_FILE)
+    (out / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    return out
+
+
+def is_prepared(root: Path) -> bool:
+    return (root / META_FILE).is_file()
+
+
+def read_meta(root: Path) -> dict[str, Any]:
+    if not is_prepared(root):
+        raise UserError(f"{root} holds no prepared shards ({META_FILE} is missing): run python src/prepare.py "
+                        f"--source DIR --out {root}, or let it finish")  # fmt: skip
+    meta = json.loads((root / META_FILE).read_text())
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{root / META_FILE} is format {meta.get('format')!r}, not {FORMAT!r}: prepare it again")
+    return meta
+
+
+class ShardReader:
+    """Random access to a split's images: item i -> (JPEG bytes, label). Picklable; workers map lazily."""
+
+    def __init__(self, root: str | Path, split: str) -> None:
+        self.root, self.split = Path(root), split
+        meta = read_meta(self.root)
+        self.shards = meta[split]["shards"]
+        self.wnids: list[str] = list(meta["wnids"])
+        index = [np.load(self.root / f"{split}-{k:05d}.idx.npy") for k in range(self.shards)]
+        self.rows = np.concatenate([np.c_[np.full(len(ix), k), ix] for k, ix in enumerate(index)]).astype(np.int64)
+        self._maps: dict[int, np.memmap] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def labels(self) -> list[int]:
+        return self.rows[:, 3].tolist()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_maps": {}}
+
+    def jpeg(self, i: int) -> tuple[np.ndarray, int]:
+        shard, offset, length, label = (int(v) for v in self.rows[i])
+        data = self._maps.get(shard)
+        if data is None:
+            data = self._maps[shard] = np.memmap(self.root / f"{self.split}-{shard:05d}.jpg.bin", mode="r")
+        return data[offset : offset + length], label
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        for i in range(len(self)):
+            yield self.image(i)
+
+    def image(self, i: int) -> tuple[torch.Tensor, int]:
+        data, label = self.jpeg(i)
+        return decode(data), label
+
+
+def decode(data: np.ndarray) -> torch.Tensor:
+    """JPEG bytes -> uint8 CHW RGB (libjpeg-turbo through torchvision.io: see docs/benchmarks.md)."""
+    return decode_jpeg(torch.from_numpy(np.array(data, copy=True)))
+
+
+class PreparedDataset(torch.utils.data.Dataset):
+    """A prepared split as the data module's datasets: item (index or (index, seed)) -> crop(s) and label."""
+
+    def __init__(self, reader: ShardReader, transform: Any) -> None:
+        self.reader, self.transform = reader, transform
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        data, label = self.reader.jpeg(i)
+        return {**self.transform(decode(data), seed), "label": label}
