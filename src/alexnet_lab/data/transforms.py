@@ -22,8 +22,10 @@ LIGHTING_STD = 0.1
 
 def preprocess(image: Image.Image, size: int = IMAGE_SIZE) -> torch.Tensor:
     """Section 2: rescale the short side to ``size``, take the central ``size`` x ``size`` patch (uint8 CHW)."""
-    image = TF.center_crop(TF.resize(image, size, antialias=True), [size, size])
-    return TF.pil_to_tensor(image)
+    # On the uint8 tensor rather than the PIL image: torchvision's antialiased bilinear resize of uint8 tensors
+    # is vectorised and, here, about twice as fast as PIL's (bench/loader.py).
+    pixels = TF.pil_to_tensor(image)
+    return TF.center_crop(TF.resize(pixels, size, antialias=True), [size, size])
 
 
 def _crop(image: torch.Tensor, top: int, left: int, flip: bool, size: int) -> torch.Tensor:
