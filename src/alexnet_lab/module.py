@@ -57,6 +57,8 @@ class AlexNetModule(L.LightningModule):
         schedule: str = "plateau",
         plateau_patience: int = 5,
         step_epochs: int = 30,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if schedule not in SCHEDULES:
@@ -70,7 +72,16 @@ class AlexNetModule(L.LightningModule):
         self.val_images = SumMetric()  # how many images the epoch's error counts, over all ranks
         self.example_input_array = torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE)
 
+    def configure_model(self) -> None:
+        hp: Any = self.hparams
+        if hp.get("channels_last"):
+            self.net.to(memory_format=torch.channels_last)
+        if hp.get("compile"):
+            self.net.compile()  # compiles in place: parameter names and checkpoints stay the same
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.hparams.get("channels_last"):
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
