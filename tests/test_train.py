@@ -191,10 +191,25 @@ def test_two_nodes_with_torchrun_on_localhost(tmp_path: Path) -> None:
     env.pop("PYTEST_CURRENT_TEST", None)
     nodes = [
         subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
-             f"--node-rank={node}", "--master-addr=127.0.0.1", f"--master-port={port}",
-             str(REPO / "src" / "train.py"), *SMOKE, "trainer.num_nodes=2", f"hydra.run.dir={run_dir}"],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes=2",
+                "--nproc-per-node=1",
+                f"--node-rank={node}",
+                "--master-addr=127.0.0.1",
+                f"--master-port={port}",
+                str(REPO / "src" / "train.py"),
+                *SMOKE,
+                "trainer.num_nodes=2",
+                f"hydra.run.dir={run_dir}",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )  # fmt: skip
         for node in (0, 1)
     ]

@@ -1,0 +1,118 @@
+"""Loader throughput: (a) torchvision ImageFolder + PIL, (b) our raw-layout loader, (c) our prepared shards.
+
+    python bench/loader.py                 # generates ImageNet-like JPEGs (about 400x350, quality 90)
+    python bench/loader.py --root DIR      # any folders-layout dataset (DIR/train/<wnid>/*.JPEG)
+
+All three apply the paper's training transform (short side 256, centre 256x256, random 227x227 crop, random
+flip) and give uint8 batches, with the same worker count and batch size. Mean subtraction and the PCA
+lighting run on the device in training, so they are not part of a loader. Prints images/s and images/s per
+core for each; the last line is the ratio (c)/(a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision.transforms import v2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from alexnet_lab.data.datamodule import ImageDataset, collate  # noqa: E402
+from alexnet_lab.data.layouts import read_split  # noqa: E402
+from alexnet_lab.data.prepared import PreparedDataset, ShardReader, prepare  # noqa: E402
+from alexnet_lab.data.sampling import ResumableSampler  # noqa: E402
+from alexnet_lab.data.transforms import IMAGE_SIZE, Crops  # noqa: E402
+from alexnet_lab.model import INPUT_SIZE  # noqa: E402
+
+
+def generate(root: Path, images: int, classes: int = 10, seed: int = 0) -> Path:
+    """JPEGs of ImageNet-like sizes and content (smooth shapes plus sensor-like noise), quality 90."""
+    rng = np.random.default_rng(seed)
+    for i in range(images + images // 10):  # and a tenth as many for val, which preparation needs too
+        w, h = int(rng.integers(300, 500)), int(rng.integers(250, 450))
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        base = rng.uniform(0, 255, 3) * (0.5 + 0.5 * np.sin(xx[..., None] / rng.uniform(8, 40) + yy[..., None] /
+                                                             rng.uniform(8, 40) + rng.uniform(0, 6, 3)))  # fmt: skip
+        pixels = np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+        folder = root / ("train" if i < images else "val") / f"n{i % classes:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / f"img_{i:06d}.JPEG", quality=90)
+    return root
+
+
+def to_dict(sample: tuple[torch.Tensor, int]) -> dict:
+    return {"image": sample[0], "label": sample[1]}
+
+
+def measure(name: str, dataset, sampler, workers: int, batch: int, min_images: int) -> float:  # type: ignore[no-untyped-def]
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=collate,
+                        persistent_workers=workers > 0, drop_last=False)  # fmt: skip
+    for _ in loader:  # warm-up, a whole epoch: worker start-up and the page cache
+        pass
+    seen, start = 0, time.perf_counter()
+    while seen < min_images:
+        for batch_ in loader:
+            seen += int(batch_["label"].numel())
+    rate = seen / (time.perf_counter() - start)
+    cores = max(workers, 1)
+    print(f"{name:<34} {rate:9.1f} images/s  {rate / cores:8.1f} images/s per core")
+    return rate
+
+
+class FolderDataset(datasets.ImageFolder):
+    def __getitem__(self, index: int) -> dict:  # type: ignore[override]
+        image, label = super().__getitem__(index)
+        return {"image": image, "label": label}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, help="a folders-layout dataset (default: generate one)")
+    parser.add_argument("--images", type=int, default=1536, help="images to generate without --root")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--min-images", type=int, default=3072, help="images timed per loader")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    with tempfile.TemporaryDirectory(prefix="alexnet-lab-bench-") as tmp:
+        root = args.root or generate(Path(tmp) / "raw", args.images)
+        prepared = prepare(root, Path(tmp) / "prepared", workers=os.cpu_count(), progress=False)
+        print(f"{root}: {len(read_split(root, 'train').samples)} train images; workers {args.workers}, "
+              f"batch {args.batch}, torch {torch.__version__}, {os.cpu_count()} cores")  # fmt: skip
+
+        paper = v2.Compose([v2.PILToTensor(), v2.Resize(IMAGE_SIZE, antialias=True), v2.CenterCrop(IMAGE_SIZE),
+                            v2.RandomCrop(INPUT_SIZE), v2.RandomHorizontalFlip()])  # fmt: skip
+        folder = FolderDataset(str(root / "train"), transform=paper)
+        ours = ImageDataset(read_split(root, "train").samples, Crops("train"))
+        shards = PreparedDataset(ShardReader(prepared, "train"), Crops("train"))
+
+        a = measure("(a) ImageFolder + PIL", folder, ResumableIndices(len(folder)), args.workers, args.batch,
+                    args.min_images)  # fmt: skip
+        b = measure("(b) raw layout (ours)", ours, ResumableSampler(len(ours)), args.workers, args.batch,
+                    args.min_images)  # fmt: skip
+        c = measure("(c) prepared shards (ours)", shards, ResumableSampler(len(shards)), args.workers, args.batch,
+                    args.min_images)  # fmt: skip
+        print(f"raw vs ImageFolder: {b / a:.2f}x")
+        print(f"prepared vs ImageFolder: {c / a:.2f}x")
+
+
+class ResumableIndices(ResumableSampler):
+    """The same shuffled order as ours, as plain indices for ImageFolder."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def, override]
+        return (i for i, _ in super().__iter__())
+
+
+if __name__ == "__main__":
+    main()
