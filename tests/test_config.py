@@ -97,3 +97,14 @@ def test_experiment_paper(compose_cfg) -> None:
     assert cfg.data.num_classes == 1000 and cfg.data.batch_size == 128 and cfg.gpus == 2
     assert cfg.data._target_.endswith("ImageNetDataModule") and cfg.data.sample is None
     assert cfg.model.net.init == "paper" and cfg.model.schedule == "plateau"
+
+
+def test_the_submitit_slurm_launcher_composes_for_a_sweep(compose_cfg) -> None:
+    """The README's cluster command: the plugin is found and takes the launcher options (no SLURM here to
+    submit to, so nothing is submitted)."""
+    cfg = compose_cfg("hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=2",
+                      "hydra.launcher.tasks_per_node=2", "gpus=2")  # fmt: skip
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 2 and launcher.tasks_per_node == 2
+    assert cfg.trainer.devices == 2 and cfg.trainer.strategy == "ddp_sweep_safe"
