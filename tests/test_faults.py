@@ -95,10 +95,11 @@ def test_kill_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path) -> Non
         io = resume.AtomicCheckpointIO()
         io.save_checkpoint({{"step": 1, "w": torch.arange(1000.0)}}, {str(path)!r})
 
-        def killed_while_writing(obj, f, *args, **kwargs):
-            f.write(b"PK" + bytes(4096))  # the start of a zip archive, then nothing
-            f.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+        def killed_while_writing(obj, path, *args, **kwargs):
+            with open(path, "wb") as f:
+                f.write(b"PK" + bytes(4096))  # the start of a zip archive, then nothing
+                f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
 
         torch.save = killed_while_writing
         io.save_checkpoint({{"step": 2, "w": torch.zeros(1000)}}, {str(path)!r})

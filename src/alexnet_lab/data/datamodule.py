@@ -169,11 +169,7 @@ class ImageNetDataModule(L.LightningDataModule):
 
     @property
     def class_names(self) -> list[str]:
-        if self.prepared:
-            return list(read_meta(self.root)["class_names"])
-        index = self.train_index if isinstance(self.train_index, SplitIndex) else self._split("train")
-        assert isinstance(index, SplitIndex)
-        return index.class_names
+        return (self.train_index or self._split("train")).class_names
 
     def _split(self, split: str) -> SplitIndex | ShardReader:
         return ShardReader(self.root, split) if self.prepared else read_split(self.root, split, self.layout)

@@ -18,7 +18,6 @@ import json
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from alexnet_lab.data.layouts import load_rgb, read_split
 from alexnet_lab.data.stats import StatsSums, save_stats
 from alexnet_lab.data.transforms import preprocess
 from alexnet_lab.errors import UserError
+from alexnet_lab.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +73,6 @@ def encode_jpeg(pixels: torch.Tensor, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_shard(job: ShardJob) -> int:
     """Prepare one shard; returns how many images it holds."""
     rows, blobs, offset = [], [], 0
@@ -98,16 +92,16 @@ def write_shard(job: ShardJob) -> int:
             for blob in blobs:
                 f.write(blob)
 
-    _atomic_write(bin_file, write_bin)
+    atomic_write(bin_file, write_bin)
     if sums is not None:
-        _atomic_write(stats_file[0], lambda tmp: torch.save(sums.state(), tmp))
+        atomic_write(stats_file[0], lambda tmp: torch.save(sums.state(), tmp))
 
     # the index is the shard's last file: with it, ShardJob.done() is true
     def write_idx(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a temp name
             np.save(f, np.asarray(rows, dtype=np.int64).reshape(-1, 3))
 
-    _atomic_write(idx_file, write_idx)
+    atomic_write(idx_file, write_idx)
     return len(rows)
 
 
@@ -178,6 +172,7 @@ class ShardReader:
         meta = read_meta(self.root)
         self.shards = meta[split]["shards"]
         self.wnids: list[str] = list(meta["wnids"])
+        self.class_names: list[str] = list(meta["class_names"])
         index = [np.load(self.root / f"{split}-{k:05d}.idx.npy") for k in range(self.shards)]
         self.rows = np.concatenate([np.c_[np.full(len(ix), k), ix] for k, ix in enumerate(index)]).astype(np.int64)
         self._maps: dict[int, np.memmap] = {}
@@ -198,10 +193,6 @@ class ShardReader:
         if data is None:
             data = self._maps[shard] = np.memmap(self.root / f"{self.split}-{shard:05d}.jpg.bin", mode="r")
         return data[offset : offset + length], label
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
-        for i in range(len(self)):
-            yield self.image(i)
 
     def image(self, i: int) -> tuple[torch.Tensor, int]:
         data, label = self.jpeg(i)

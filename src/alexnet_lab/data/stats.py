@@ -3,7 +3,6 @@ eigen-decomposition of the RGB covariance for the PCA lighting (section 4.1)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -11,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from alexnet_lab.data.layouts import load_rgb
 from alexnet_lab.data.transforms import IMAGE_SIZE, preprocess
+from alexnet_lab.files import atomic_write
 
 
 class _Preprocessed(Dataset):
@@ -87,11 +87,7 @@ def subset(paths: list[str], max_images: int | None) -> list[str]:
 
 
 def save_stats(stats: dict[str, torch.Tensor], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(stats, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(stats, tmp))
 
 
 def load_stats(path: str | Path) -> dict[str, torch.Tensor]:
