@@ -23,7 +23,7 @@ def main(cfg: DictConfig) -> None:
             raise DataRootError("no source: set source=DIR or the IMAGENET_ROOT environment variable")
         detect_layout(Path(cfg.source))
         out = prepare(cfg.source, cfg.out, cfg.layout, cfg.shard_size, cfg.quality, cfg.workers,
-                      progress=isatty())  # fmt: skip
+                      progress=isatty(), chroma=cfg.chroma)  # fmt: skip
         print(f"prepared {cfg.source} into {out}: train with data=imagenet_prepared data.root={out}")
 
 

@@ -55,7 +55,9 @@ class ImageDataset(Dataset):
         return {**self.transform(image, seed), "label": label}
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+def collate(items: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(items, dict):
+        return items  # already a batch: PreparedDataset.__getitems__
     good = [item for item in items if "skipped" not in item]
     batch = default_collate(good) if good else {}
     batch["skipped"] = [item["skipped"] for item in items if "skipped" in item]
@@ -98,6 +100,7 @@ class ImageNetDataModule(L.LightningDataModule):
     stats_file: where the training-set statistics are cached (default: beside the data).
     stats_max_images: compute the statistics from at most this many training images (default: all).
     skip_bad_images: skip unreadable files, counting and naming each, instead of stopping.
+    fast_dct: decode prepared shards with the fast integer IDCT (faster; pixels within a level or two).
     sample: arguments of :func:`alexnet_lab.data.sample.write_layout`; when given, ``root`` is generated on
         first use.
     """
@@ -117,6 +120,7 @@ class ImageNetDataModule(L.LightningDataModule):
         stats_file: str | None = None,
         stats_max_images: int | None = None,
         skip_bad_images: bool = False,
+        fast_dct: bool = True,
         sample: dict[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
@@ -144,6 +148,7 @@ class ImageNetDataModule(L.LightningDataModule):
         default_stats = self.root / STATS_FILE if self.prepared else self.root.parent / f"{self.root.name}-stats.pt"
         self.stats_file = Path(stats_file) if stats_file else default_stats
         self.stats_max_images, self.skip_bad_images, self.seed = stats_max_images, skip_bad_images, seed
+        self.fast_dct = fast_dct
         self.skipped: list[str] = []
         self.normalizer: DeviceNormalizer | None = None
         self.train_index: SplitIndex | ShardReader | None = None
@@ -178,7 +183,7 @@ class ImageNetDataModule(L.LightningDataModule):
         index = self.train_index if split == "train" else self.val_index
         assert index is not None, "setup() first"
         if isinstance(index, ShardReader):
-            return PreparedDataset(index, crops)
+            return PreparedDataset(index, crops, self.fast_dct)
         return ImageDataset(index.samples, crops, self.skip_bad_images)
 
     def setup(self, stage: str | None = None) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -27,10 +28,11 @@ import numpy as np
 import simplejpeg
 import torch
 from PIL import Image
+from torch.utils.data import get_worker_info
 
 from alexnet_lab.data.layouts import load_rgb, read_split
 from alexnet_lab.data.stats import StatsSums, save_stats
-from alexnet_lab.data.transforms import preprocess
+from alexnet_lab.data.transforms import IMAGE_SIZE, preprocess
 from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_write
 
@@ -49,6 +51,7 @@ class ShardJob:
     samples: list[tuple[str, int]]
     out: Path
     quality: int
+    chroma: int
 
     @property
     def stem(self) -> Path:
@@ -63,13 +66,20 @@ class ShardJob:
         return all(f.is_file() for f in self.files)
 
 
-def encode_jpeg(pixels: torch.Tensor, quality: int) -> bytes:
-    """uint8 CHW -> JPEG bytes, full-resolution chroma (4:4:4): halving it, as most JPEGs do, doubles the error
-    against the on-the-fly pixels (docs/benchmarks.md)."""
+CHROMA = {444: 0, 422: 1, 420: 2}  # our names -> PIL's subsampling codes
+# The prepared JPEGs: quality 90 with 4:2:0 chroma decode about 1.7x faster than quality 95 with 4:4:4, for a
+# mean difference from the on-the-fly pixels of ~2.5 levels instead of ~1.7 (docs/benchmarks.md).
+QUALITY, CHROMA_DEFAULT = 90, 420
+
+
+def encode_jpeg(pixels: torch.Tensor, quality: int = QUALITY, chroma: int = CHROMA_DEFAULT) -> bytes:
+    """uint8 CHW -> JPEG bytes. ``chroma`` 420 halves the colour resolution both ways, as most JPEGs (and
+    ImageNet's) do; it decodes much faster than 444 for a small loss (docs/benchmarks.md)."""
     import io
 
     buf = io.BytesIO()
-    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality, subsampling=0)
+    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality,
+                                                          subsampling=CHROMA[chroma])  # fmt: skip
     return buf.getvalue()
 
 
@@ -81,7 +91,7 @@ def write_shard(job: ShardJob) -> int:
         pixels = preprocess(load_rgb(path))
         if sums is not None:
             sums.add(pixels[None])
-        data = encode_jpeg(pixels, job.quality)
+        data = encode_jpeg(pixels, job.quality, job.chroma)
         rows.append((offset, len(data), label))
         blobs.append(data)
         offset += len(data)
@@ -105,27 +115,35 @@ def write_shard(job: ShardJob) -> int:
     return len(rows)
 
 
-def shard_jobs(root: Path, out: Path, layout: str, shard_size: int, quality: int) -> tuple[list[ShardJob], dict]:
-    jobs, meta = [], {"format": FORMAT, "source": str(root), "shard_size": shard_size, "quality": quality}
+def shard_jobs(root: Path, out: Path, layout: str, shard_size: int, quality: int,
+               chroma: int) -> tuple[list[ShardJob], dict]:  # fmt: skip
+    meta = {"format": FORMAT, "source": str(root), "shard_size": shard_size, "quality": quality, "chroma": chroma}
+    jobs = []
     for split in SPLITS:
         index = read_split(root, split, layout)
         samples = index.samples
         for number, start in enumerate(range(0, len(samples), shard_size)):
-            jobs.append(ShardJob(split, number, samples[start : start + shard_size], out, quality))
+            jobs.append(ShardJob(split, number, samples[start : start + shard_size], out, quality, chroma))
         meta[split] = {"images": len(samples), "shards": -(-len(samples) // shard_size)}
         if split == "train":
             meta["wnids"], meta["class_names"] = index.wnids, index.class_names
     return jobs, meta
 
 
-def prepare(root: str | Path, out: str | Path, layout: str = "auto", shard_size: int = 1000, quality: int = 95,
-            workers: int | None = None, progress: bool = True) -> Path:  # fmt: skip
+def prepare(root: str | Path, out: str | Path, layout: str = "auto", shard_size: int = 1000,
+            quality: int = QUALITY, workers: int | None = None, progress: bool = True,
+            chroma: int = CHROMA_DEFAULT) -> Path:  # fmt: skip
     """Prepare ``root`` (any supported layout) into ``out``; resumable, parallel over ``workers`` processes."""
     from tqdm import tqdm
 
     root, out = Path(root), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs, meta = shard_jobs(root, out, layout, shard_size, quality)
+    if chroma not in CHROMA:
+        raise UserError(f"chroma={chroma} is not a JPEG chroma subsampling we write: choose 420, 422 or 444")
+    if not 1 <= quality <= 100:
+        raise UserError(f"quality={quality} is not a JPEG quality: choose 1-100 (default {QUALITY})")
+    jobs, meta = shard_jobs(root, out, layout, shard_size, quality, chroma)
+    check_settings(out, {key: meta[key] for key in SETTINGS})
     todo = [job for job in jobs if not job.done()]
     if len(todo) < len(jobs):
         log.info("%d of %d shards already prepared in %s: skipping them", len(jobs) - len(todo), len(jobs), out)
@@ -148,6 +166,24 @@ def prepare(root: str | Path, out: str | Path, layout: str = "auto", shard_size:
     save_stats(sums.finish(), out / STATS_FILE)
     (out / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
     return out
+
+
+SETTINGS = ("source", "shard_size", "quality", "chroma")
+SETTINGS_FILE = "settings.json"
+
+
+def check_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Shards of an interrupted run are kept only if this run would write them the same way."""
+    file = out / SETTINGS_FILE
+    if file.is_file():
+        earlier = json.loads(file.read_text())
+        changed = [f"{key}={earlier.get(key)!r} (now {value!r})" for key, value in settings.items()
+                   if earlier.get(key) != value]  # fmt: skip
+        if changed:
+            raise UserError(f"{out} holds shards prepared with {', '.join(changed)}: prepare into a new out "
+                            f"directory, or rerun with the earlier settings")  # fmt: skip
+    else:
+        file.write_text(json.dumps(settings, indent=1) + "\n")
 
 
 def is_prepared(root: Path) -> bool:
@@ -175,7 +211,7 @@ class ShardReader:
         self.class_names: list[str] = list(meta["class_names"])
         index = [np.load(self.root / f"{split}-{k:05d}.idx.npy") for k in range(self.shards)]
         self.rows = np.concatenate([np.c_[np.full(len(ix), k), ix] for k, ix in enumerate(index)]).astype(np.int64)
-        self._maps: dict[int, np.memmap] = {}
+        self._maps: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -188,10 +224,12 @@ class ShardReader:
         return {**self.__dict__, "_maps": {}}
 
     def jpeg(self, i: int) -> tuple[np.ndarray, int]:
-        shard, offset, length, label = (int(v) for v in self.rows[i])
+        shard, offset, length, label = self.rows[i].tolist()
         data = self._maps.get(shard)
         if data is None:
-            data = self._maps[shard] = np.memmap(self.root / f"{self.split}-{shard:05d}.jpg.bin", mode="r")
+            with open(self.root / f"{self.split}-{shard:05d}.jpg.bin", "rb") as f:
+                # a plain array over the map: slicing an np.memmap costs more than reading the bytes
+                data = self._maps[shard] = np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), np.uint8)
         return data[offset : offset + length], label
 
     def image(self, i: int) -> tuple[torch.Tensor, int]:
@@ -199,23 +237,62 @@ class ShardReader:
         return decode(data), label
 
 
-def decode(data: np.ndarray) -> torch.Tensor:
+def decode(data: np.ndarray, buffer: np.ndarray | None = None) -> torch.Tensor:
     """JPEG bytes -> uint8 CHW RGB with simplejpeg (libjpeg-turbo, exact DCT): on par with
     torchvision.io.decode_jpeg and ahead of PIL here, and it reads the memory-mapped bytes without a copy
-    (docs/benchmarks.md)."""
-    return torch.from_numpy(simplejpeg.decode_jpeg(data, colorspace="RGB")).permute(2, 0, 1)
+    (docs/benchmarks.md). With ``buffer``, the pixels are decoded into it and the result is a view of it."""
+    return torch.from_numpy(simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=buffer)).permute(2, 0, 1)
 
 
 class PreparedDataset(torch.utils.data.Dataset):
-    """A prepared split as the data module's datasets: item (index or (index, seed)) -> crop(s) and label."""
+    """A prepared split as the data module's datasets: item (index or (index, seed)) -> crop(s) and label.
 
-    def __init__(self, reader: ShardReader, transform: Any) -> None:
-        self.reader, self.transform = reader, transform
+    The DataLoader asks for a whole batch at once (``__getitems__``). Each image is decoded into one reused
+    buffer, and its crops are cut and mirrored in uint8 height-width-channel order straight into the batch,
+    which a worker allocates in shared memory: whole rows are copied, once, and no per-image tensor is made.
+    The batch goes to the device in channels-last memory, as (N, 3, s, s) (or (N, 10, 3, s, s) for ten crops).
+    ``fast_dct`` decodes with libjpeg-turbo's fast integer IDCT: about 15% faster, pixels within a level or
+    two of the exact IDCT (docs/benchmarks.md).
+    """
+
+    def __init__(self, reader: ShardReader, transform: Any, fast_dct: bool = False) -> None:
+        self.reader, self.transform, self.fast_dct = reader, transform, fast_dct
+        self._buffer: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.reader)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_buffer": None}
+
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
-        i, seed = item if isinstance(item, tuple) else (item, None)
-        data, label = self.reader.jpeg(i)
-        return {**self.transform(decode(data), seed), "label": label}
+        batch = self.__getitems__([item])
+        return {"image": batch["image"][0], "geometry": batch["geometry"][0], "label": int(batch["label"][0])}
+
+    def __getitems__(self, items: list[int | tuple[int, int]]) -> dict[str, Any]:
+        if self._buffer is None:
+            self._buffer = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        buffer, pixels = self._buffer, torch.from_numpy(self._buffer)  # every decode refills the same pixels
+        size, crops = self.transform.size, len(self.transform.geometry())
+        batch = torch.empty((len(items), crops, size, size, 3), dtype=torch.uint8)
+        if get_worker_info() is not None:
+            batch.share_memory_()  # the DataLoader then hands it to the main process without another copy
+        tables, labels = [], []
+        for j, item in enumerate(items):
+            i, seed = item if isinstance(item, tuple) else (item, None)
+            data, label = self.reader.jpeg(i)
+            shape = simplejpeg.decode_jpeg_header(data)[:2]
+            if shape != (IMAGE_SIZE, IMAGE_SIZE):
+                raise ValueError(f"{self.reader.root}: {self.reader.split} image {i} is {shape}, not the prepared "
+                                 f"{IMAGE_SIZE}x{IMAGE_SIZE}: prepare the data again")  # fmt: skip
+            simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=self.fast_dct, buffer=buffer)
+            geometry = self.transform.geometry(IMAGE_SIZE, seed)
+            for c, (top, left, flip) in enumerate(geometry):
+                patch = pixels[top : top + size, left : left + size]
+                batch[j, c].copy_(patch.flip(1) if flip else patch)
+            tables.append([[top, left, int(flip)] for top, left, flip in geometry])
+            labels.append(label)
+        image, geometry = batch.movedim(-1, -3), torch.tensor(tables)
+        if self.transform.mode != "ten":
+            image, geometry = image[:, 0], geometry[:, 0]
+        return {"image": image, "geometry": geometry, "label": torch.tensor(labels)}
