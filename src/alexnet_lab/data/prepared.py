@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import mmap
 import multiprocessing
 import os
@@ -274,9 +275,10 @@ class PreparedDataset(torch.utils.data.Dataset):
             self._buffer = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         buffer, pixels = self._buffer, torch.from_numpy(self._buffer)  # every decode refills the same pixels
         size, crops = self.transform.size, len(self.transform.geometry())
-        batch = torch.empty((len(items), crops, size, size, 3), dtype=torch.uint8)
-        if get_worker_info() is not None:
-            batch.share_memory_()  # the DataLoader then hands it to the main process without another copy
+        shape = (len(items), crops, size, size, 3)
+        # in a worker, straight into shared memory: the DataLoader then hands it over without another copy
+        batch = shared_uint8(shape) if get_worker_info() is not None else torch.empty(shape, dtype=torch.uint8)
+        out = batch.numpy()
         tables, labels = [], []
         for j, item in enumerate(items):
             i, seed = item if isinstance(item, tuple) else (item, None)
@@ -288,11 +290,22 @@ class PreparedDataset(torch.utils.data.Dataset):
             simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=self.fast_dct, buffer=buffer)
             geometry = self.transform.geometry(IMAGE_SIZE, seed)
             for c, (top, left, flip) in enumerate(geometry):
-                patch = pixels[top : top + size, left : left + size]
-                batch[j, c].copy_(patch.flip(1) if flip else patch)
+                if flip:  # torch's flip is 6x faster than numpy's reversed copy of 3-byte pixels
+                    batch[j, c].copy_(pixels[top : top + size, left : left + size].flip(1))
+                else:  # and numpy's plain copy 1.5x faster than torch's
+                    np.copyto(out[j, c], buffer[top : top + size, left : left + size])
             tables.append([[top, left, int(flip)] for top, left, flip in geometry])
             labels.append(label)
         image, geometry = batch.movedim(-1, -3), torch.tensor(tables)
         if self.transform.mode != "ten":
             image, geometry = image[:, 0], geometry[:, 0]
         return {"image": image, "geometry": geometry, "label": torch.tensor(labels)}
+
+
+def shared_uint8(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised uint8 tensor in shared memory. Allocated as default_collate does: share_memory_() on a
+    new tensor would also copy its (meaningless) contents, about a third more time."""
+    new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
+    if new_shared is None:  # not in this torch: the public way
+        return torch.empty(shape, dtype=torch.uint8).share_memory_()
+    return torch.empty(0, dtype=torch.uint8).set_(new_shared(math.prod(shape))).view(shape)
