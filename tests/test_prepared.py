@@ -140,9 +140,9 @@ def test_training_from_prepared_shards_learns(tmp_path: Path) -> None:
     out = prep.prepare(raw, tmp_path / "prepared", shard_size=100, workers=2, progress=False)
     run_dir = tmp_path / "run"
     result = run_script("train.py", "experiment=smoke", "logger=csv", "data=imagenet_prepared", f"data.root={out}",
-                        "data.num_classes=10", "data.batch_size=32", "data.num_workers=2", "trainer.max_epochs=5",
+                        "data.num_classes=10", "data.batch_size=32", "data.num_workers=2", "trainer.max_epochs=4",
                         "norm=bn", "init=kaiming", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["val/images"] == 100
-    assert summary["val/top1_err"] < 0.5, summary  # chance: 0.9
+    assert summary["val/top1_err"] < 0.5, summary  # chance: 0.9; 0.19 after 4 epochs when measured
