@@ -19,12 +19,9 @@ from alexnet_lab.data.stats import compute_stats
 from alexnet_lab.data.transforms import (
     Crops,
     DeviceNormalizer,
-    centre_crop,
     lighting_offset,
     preprocess,
     reference_normalize,
-    ten_crop,
-    train_crop,
 )
 
 SMALL = {"num_classes": 4, "train_per_class": 5, "val_per_class": 3, "seed": 1}
@@ -123,16 +120,19 @@ def test_crops_and_flips() -> None:
     image = torch.randint(0, 256, (3, 256, 256), dtype=torch.uint8)
     tops, flips = set(), set()
     for _ in range(200):
-        crop, (top, left, flip) = train_crop(image)
+        out = Crops("train")(image)
+        crop, (top, left, flip) = out["image"], out["geometry"]
         assert crop.shape == (3, 227, 227) and 0 <= top <= 29 and 0 <= left <= 29
         expected = image[:, top : top + 227, left : left + 227]
         assert torch.equal(crop, expected.flip(-1) if flip else expected)
         tops.add(int(top))
         flips.add(int(flip))
     assert len(tops) > 20 and flips == {0, 1}
-    crop, geometry = centre_crop(image)
+    out = Crops("centre")(image)
+    crop, geometry = out["image"], out["geometry"]
     assert geometry.tolist() == [14, 14, 0] and torch.equal(crop, image[:, 14:241, 14:241])
-    crops, geometry = ten_crop(image)
+    out = Crops("ten")(image)
+    crops, geometry = out["image"], out["geometry"]
     assert crops.shape == (10, 3, 227, 227)
     corners = {(0, 0), (0, 29), (29, 0), (29, 29), (14, 14)}
     assert {(t, left) for t, left, _ in geometry.tolist()} == corners

@@ -238,11 +238,11 @@ class ShardReader:
         return decode(data), label
 
 
-def decode(data: np.ndarray, buffer: np.ndarray | None = None) -> torch.Tensor:
+def decode(data: np.ndarray) -> torch.Tensor:
     """JPEG bytes -> uint8 CHW RGB with simplejpeg (libjpeg-turbo, exact DCT): on par with
     torchvision.io.decode_jpeg and ahead of PIL here, and it reads the memory-mapped bytes without a copy
-    (docs/benchmarks.md). With ``buffer``, the pixels are decoded into it and the result is a view of it."""
-    return torch.from_numpy(simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=buffer)).permute(2, 0, 1)
+    (docs/benchmarks.md)."""
+    return torch.from_numpy(simplejpeg.decode_jpeg(data, colorspace="RGB")).permute(2, 0, 1)
 
 
 class PreparedDataset(torch.utils.data.Dataset):
@@ -283,9 +283,9 @@ class PreparedDataset(torch.utils.data.Dataset):
         for j, item in enumerate(items):
             i, seed = item if isinstance(item, tuple) else (item, None)
             data, label = self.reader.jpeg(i)
-            shape = simplejpeg.decode_jpeg_header(data)[:2]
-            if shape != (IMAGE_SIZE, IMAGE_SIZE):
-                raise ValueError(f"{self.reader.root}: {self.reader.split} image {i} is {shape}, not the prepared "
+            found = simplejpeg.decode_jpeg_header(data)[:2]
+            if found != (IMAGE_SIZE, IMAGE_SIZE):
+                raise ValueError(f"{self.reader.root}: {self.reader.split} image {i} is {found}, not the prepared "
                                  f"{IMAGE_SIZE}x{IMAGE_SIZE}: prepare the data again")  # fmt: skip
             simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=self.fast_dct, buffer=buffer)
             geometry = self.transform.geometry(IMAGE_SIZE, seed)

@@ -34,18 +34,11 @@ def _crop(image: torch.Tensor, top: int, left: int, flip: bool, size: int) -> to
     return patch.flip(-1) if flip else patch
 
 
-def train_crop(
-    image: torch.Tensor, size: int = INPUT_SIZE, seed: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Section 4.1: a random ``size`` x ``size`` patch of the 256x256 image, mirrored with probability 1/2."""
-    top, left, flip = train_geometry(image.shape[-1], size, seed)
-    return _crop(image, top, left, flip, size), torch.tensor([top, left, int(flip)])
-
-
 def train_geometry(
     image_size: int = IMAGE_SIZE, size: int = INPUT_SIZE, seed: int | None = None
 ) -> tuple[int, int, bool]:
-    """Where :func:`train_crop` cuts: (top, left, flipped), a function of ``seed`` (else of torch's RNG).
+    """Section 4.1: where a training crop is cut, (top, left, flipped): a random ``size`` x ``size`` patch,
+    mirrored with probability 1/2, as a function of ``seed`` (else of torch's RNG).
 
     Three fields of one 63-bit hash of the seed: about a hundred times cheaper than seeding a torch.Generator
     per image, which cost a tenth of a prepared image's loading time."""
@@ -61,22 +54,11 @@ def centre_geometry(image_size: int = IMAGE_SIZE, size: int = INPUT_SIZE) -> tup
     return offset, offset
 
 
-def centre_crop(image: torch.Tensor, size: int = INPUT_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
-    top, left = centre_geometry(image.shape[-1], size)
-    return _crop(image, top, left, False, size), torch.tensor([top, left, 0])
-
-
 def ten_crop_geometry(image_size: int = IMAGE_SIZE, size: int = INPUT_SIZE) -> list[tuple[int, int, bool]]:
     """Section 4.1: the four corner patches and the centre patch, and their horizontal reflections."""
     far = image_size - size
     corners = [(0, 0), (0, far), (far, 0), (far, far), centre_geometry(image_size, size)]
     return [(t, left, flip) for flip in (False, True) for t, left in corners]
-
-
-def ten_crop(image: torch.Tensor, size: int = INPUT_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
-    geometry = ten_crop_geometry(image.shape[-1], size)
-    crops = torch.stack([_crop(image, t, left, f, size) for t, left, f in geometry])
-    return crops, torch.tensor([[t, left, int(f)] for t, left, f in geometry])
 
 
 class Crops:
