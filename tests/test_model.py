@@ -123,6 +123,22 @@ def test_lrn_equals_the_papers_formula() -> None:
     assert not torch.allclose(plain_torch, paper_lrn(a), rtol=1e-3), "torch divides alpha by n"
 
 
+@pytest.mark.parametrize("maps", [16, 3])  # 3: fewer maps than the window
+def test_lrn_gradient_equals_autograd_through_the_papers_formula(maps: int) -> None:
+    torch.manual_seed(0)
+    a = torch.randn(2, maps, 5, 5, dtype=torch.float64) * 60
+    grad = torch.randn_like(a)
+    ours, literal = a.clone().requires_grad_(), a.clone().requires_grad_()
+    PaperLRN()(ours).backward(grad)
+    paper_lrn(literal).backward(grad)
+    assert torch.allclose(ours.grad, literal.grad, rtol=1e-10, atol=1e-14)
+    wide = PaperLRN(alpha=1e-2)  # a strong normalisation, so the second term of the gradient dominates
+    assert torch.autograd.gradcheck(wide, (a[:1, :, :2, :2].clone().requires_grad_(),))
+    channels_last = a.contiguous(memory_format=torch.channels_last).requires_grad_()
+    PaperLRN()(channels_last).backward(grad)
+    assert torch.allclose(channels_last.grad, literal.grad, rtol=1e-10, atol=1e-14)
+
+
 def test_norm_placement() -> None:
     def kinds(net: AlexNet) -> list[str]:
         return [name for name, m in net.features.named_children() if name.startswith("norm")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 # Section 3.5: the net's input. The paper writes 224, but an 11x11 stride-4 convolution without padding
 # needs 227 to give the 55x55 maps the paper draws ((227 - 11) / 4 + 1 = 55).
@@ -33,12 +35,51 @@ ACTIVATIONS = ("relu", "tanh")
 INITS = ("paper", "caffe", "kaiming")
 
 
+def _window_sum(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """Out[:, i] = x[:, i - before] + ... + x[:, i + after], over the maps that exist (zero beyond the edges)."""
+    out = x.clone()
+    maps = x.shape[1]
+    for shift in range(1, min(before, maps - 1) + 1):
+        out[:, shift:] += x[:, :-shift]
+    for shift in range(1, min(after, maps - 1) + 1):
+        out[:, :-shift] += x[:, shift:]
+    return out
+
+
+class _LRN(torch.autograd.Function):
+    """Section 3.3's normalisation with its gradient written out. On CPU, forward and backward of conv1's maps
+    take a third of the time of autograd through torch's avg_pool3d formulation (bench/lrn.py).
+
+    With d_i = k + alpha * sum_{j in W(i)} a_j^2 and b_i = a_i d_i^-beta:
+    dL/da_m = g_m d_m^-beta - 2 alpha beta a_m sum_{i: m in W(i)} g_i a_i d_i^(-beta-1).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+        denominator = _window_sum(a * a, size // 2, (size - 1) // 2).mul_(alpha).add_(k)
+        scale = denominator.pow(-beta)
+        ctx.save_for_backward(a, denominator, scale)
+        ctx.constants = size, alpha, beta
+        return a * scale
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        a, denominator, scale = ctx.saved_tensors
+        size, alpha, beta = ctx.constants
+        grad_scaled = grad * scale
+        # the windows that contain map m are those of maps m - after .. m + before: the window mirrored
+        spread = _window_sum(grad_scaled * a / denominator, (size - 1) // 2, size // 2)
+        return torch.addcmul(grad_scaled, a, spread, value=-2 * alpha * beta), None, None, None, None
+
+
 class PaperLRN(nn.LocalResponseNorm):
     """Local response normalisation exactly as written in section 3.3.
 
-    b = a / (k + alpha * sum_{j in n adjacent maps} a_j^2) ^ beta
+    b_i = a_i / (k + alpha * sum_{j in n adjacent maps} a_j^2) ^ beta
 
-    torch.nn.LocalResponseNorm averages the squares (alpha / n * sum), so it is given alpha * n.
+    torch.nn.LocalResponseNorm averages the squares (alpha / n * sum), so it is given alpha * n; the forward
+    pass is ``_LRN``, the same function with a hand-written gradient.
     """
 
     def __init__(
@@ -46,6 +87,9 @@ class PaperLRN(nn.LocalResponseNorm):
     ) -> None:
         super().__init__(size=size, alpha=alpha * size, beta=beta, k=k)
         self.paper_alpha = alpha
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return _LRN.apply(a, self.size, self.paper_alpha, self.beta, self.k)
 
     def extra_repr(self) -> str:
         return f"n={self.size}, alpha={self.paper_alpha}, beta={self.beta}, k={self.k} (paper section 3.3)"
