@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,6 +17,26 @@ import alexnet_lab  # noqa: F401  (registers the config resolvers)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+
+
+# Under pytest-xdist each worker, and each training process it starts, gets its share of the cores: torch's
+# default (all cores in every process) oversubscribes them, and the default-run test then took 1.8x as long.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    THREADS = max(1, len(os.sched_getaffinity(0)) // WORKERS)
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+    torch.set_num_threads(THREADS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first, by each ``slow(seconds)`` mark (its duration on 2 cores): pytest-xdist's workers
+    (``-n 2`` in pyproject.toml) then start the long runs early instead of finishing on one of them alone."""
+
+    def seconds(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("slow")
+        return mark.args[0] if mark else 0.0
+
+    items.sort(key=seconds, reverse=True)  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -54,6 +54,7 @@ def csv_rows(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow(50)
 @pytest.mark.parametrize("gpus", ["null", "2"], ids=["1-process", "2-processes"])
 def test_resume_after_sigkill_mid_epoch_is_bitwise_equal(tmp_path: Path, gpus: str) -> None:
     logger = ["logger=csv"] if gpus == "2" else []  # the one-process run also checks the W&B run id
@@ -117,6 +118,7 @@ def test_kill_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path) -> Non
     assert load(path)["step"] == 3 and not list(tmp_path.glob(".last.ckpt.tmp-*"))
 
 
+@pytest.mark.slow(30)
 @pytest.mark.parametrize(
     ("signal", "gpus", "slurm"),
     [("SIGTERM", "2", False), ("SIGUSR1", "null", True)],
@@ -150,6 +152,7 @@ def test_preemption_signal_saves_exits_cleanly_and_resumes(tmp_path: Path, signa
     assert train_steps == list(range(8))
 
 
+@pytest.mark.slow(20)
 def test_a_killed_rank_ends_the_job_naming_it(tmp_path: Path) -> None:
     # A hang would raise TimeoutExpired: the whole run, start-up included, gets 180 s, where a healthy smoke
     # run takes about 20 s (the watchdogs poll every 0.2 s).
@@ -158,6 +161,7 @@ def test_a_killed_rank_ends_the_job_naming_it(tmp_path: Path) -> None:
     assert "error: DDP rank 1 (pid " in result.stderr and "was killed by SIGKILL" in result.stderr
 
 
+@pytest.mark.slow(20)
 def test_checkpoint_of_another_configuration_names_the_mismatch(tmp_path: Path) -> None:
     first = tmp_path / "first"
     ok(train(first, "logger=csv", "trainer.max_epochs=1"))

@@ -123,6 +123,7 @@ def test_an_interrupted_prepare_completes_without_redoing_finished_shards(
     assert prep.ShardReader(out, "train").labels == [label for _, label in read_split(raw, "train").samples]
 
 
+@pytest.mark.slow(20)
 def test_prepare_script_and_a_missing_source(raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run_script("prepare.py", f"source={raw}", f"out={out}", "workers=1", cwd=tmp_path)
@@ -133,6 +134,7 @@ def test_prepare_script_and_a_missing_source(raw: Path, tmp_path: Path) -> None:
     assert "does not exist" in missing.stderr
 
 
+@pytest.mark.slow(45)
 def test_training_from_prepared_shards_learns(tmp_path: Path) -> None:
     """The sample's 400 images, prepared, and a narrow net with BatchNorm, which learns in seconds (the paper's
     widths with LRN take minutes: test_default_run_learns_on_the_sample)."""

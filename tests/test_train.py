@@ -48,6 +48,7 @@ def summary(job: Path) -> dict:
     return json.loads((job / "summary.json").read_text())
 
 
+@pytest.mark.slow(200)
 def test_default_run_learns_on_the_sample(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     ok(run_script("train.py", f"hydra.run.dir={run_dir}", cwd=tmp_path))
@@ -58,6 +59,7 @@ def test_default_run_learns_on_the_sample(tmp_path: Path) -> None:
     assert result["params"] == 60_965_224 - 4096 * 990 - 990  # the paper's net with a 10-way FC8
 
 
+@pytest.mark.slow(25)
 def test_two_job_sweep_gives_two_dirs_and_a_two_row_report(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     ok(run_script("train.py", "-m", "pooling=overlap,nonoverlap", *SMOKE, f"hydra.sweep.dir={sweep}", cwd=tmp_path))
@@ -72,6 +74,7 @@ def test_two_job_sweep_gives_two_dirs_and_a_two_row_report(tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == [sweep], "a stray output dir appeared"
 
 
+@pytest.mark.slow(25)
 def test_ddp_sweep_over_gpus_runs_each_job_once_in_its_own_dir(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     result = run_script("train.py", "-m", "gpus=1,2", *SMOKE, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
@@ -132,6 +135,7 @@ def test_ckpt_path_last_continues_the_epoch_count(smoke_checkpoint: Path, tmp_pa
     assert epochs == {2}, "the resumed run trained only the third epoch"
 
 
+@pytest.mark.slow(40)
 def test_eval_with_one_and_two_processes_agrees_exactly_on_101_images(smoke_checkpoint: Path,
                                                                        tmp_path: Path) -> None:  # fmt: skip
     root = write_layout(tmp_path / "val101", "folders", num_classes=4, train_per_class=2, val_per_class=26)
@@ -184,6 +188,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow(20)
 def test_two_nodes_with_torchrun_on_localhost(tmp_path: Path) -> None:
     """trainer.num_nodes=2 with one torchrun per node, as on a cluster: both get the same hydra.run.dir."""
     run_dir, port = tmp_path / "run", free_port()
