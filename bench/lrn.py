@@ -53,8 +53,8 @@ def main() -> None:
         times = {}
         for name, norm in (("torch", reference), ("ours", PaperLRN())):
             times[name] = (
-                best_ms(lambda norm=norm: norm(maps), device, args.rounds),
-                best_ms(lambda norm=norm: norm(maps).backward(grad), device, args.rounds),
+                best_ms(lambda norm=norm, x=maps: norm(x), device, args.rounds),
+                best_ms(lambda norm=norm, x=maps, g=grad: norm(x).backward(g), device, args.rounds),
             )
         (tf, tb), (of, ob) = times["torch"], times["ours"]
         print(f"{layer}: forward torch {tf:.1f} ms, ours {of:.1f} ms ({tf / of:.2f}x); "
