@@ -48,7 +48,7 @@ def summary(job: Path) -> dict:
     return json.loads((job / "summary.json").read_text())
 
 
-@pytest.mark.slow(200)
+@pytest.mark.slow(150)
 def test_default_run_learns_on_the_sample(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     ok(run_script("train.py", f"hydra.run.dir={run_dir}", cwd=tmp_path))
