@@ -274,7 +274,7 @@ class PreparedDataset(torch.utils.data.Dataset):
         if self._buffer is None:
             self._buffer = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         buffer, pixels = self._buffer, torch.from_numpy(self._buffer)  # every decode refills the same pixels
-        size, crops = self.transform.size, len(self.transform.geometry())
+        size, crops = self.transform.size, self.transform.count
         shape = (len(items), crops, size, size, 3)
         # in a worker, straight into shared memory: the DataLoader then hands it over without another copy
         batch = shared_uint8(shape) if get_worker_info() is not None else torch.empty(shape, dtype=torch.uint8)

@@ -74,6 +74,11 @@ class Crops:
             raise ValueError(f"unknown crop mode {mode!r}: choose one of {', '.join(self.MODES)}")
         self.mode, self.size = mode, size
 
+    @property
+    def count(self) -> int:
+        """Crops per image: 10 for "ten", else 1."""
+        return 10 if self.mode == "ten" else 1
+
     def geometry(self, image_size: int = IMAGE_SIZE, seed: int | None = None) -> list[tuple[int, int, bool]]:
         """The (top, left, flipped) of each crop of an ``image_size`` square; ``seed`` fixes a training crop."""
         if self.mode == "train":
