@@ -11,13 +11,25 @@ import lightning as L
 
 
 class SignalAtStep(L.Callback):
-    """Sends ``signal`` to this very process once, when rank ``rank`` has finished training step ``step``."""
+    """Sends ``signal`` to this very process once, when rank ``rank`` has finished training step ``step``
+    (``during="train"``), or in the first validation batch after that step (``during="validation"``)."""
 
-    def __init__(self, step: int, signal: str = "SIGKILL", rank: int = 0) -> None:
-        self.step, self.signal, self.rank, self.sent = step, signal, rank, False
+    def __init__(self, step: int, signal: str = "SIGKILL", rank: int = 0, during: str = "train") -> None:
+        if during not in ("train", "validation"):
+            raise ValueError(f"during={during!r}: use train or validation")
+        self.step, self.signal, self.rank, self.during, self.sent = step, signal, rank, during, False
+
+    def _maybe_send(self, trainer: L.Trainer, during: str) -> None:
+        if not self.sent and during == self.during and trainer.global_step == self.step and \
+                trainer.global_rank == self.rank:  # fmt: skip
+            self.sent = True
+            os.kill(os.getpid(), signal.Signals[self.signal])
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:  # fmt: skip
-        if not self.sent and trainer.global_step == self.step and trainer.global_rank == self.rank:
-            self.sent = True
-            os.kill(os.getpid(), signal.Signals[self.signal])
+        self._maybe_send(trainer, "train")
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
+        if not trainer.sanity_checking:
+            self._maybe_send(trainer, "validation")

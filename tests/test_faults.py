@@ -4,18 +4,21 @@ SLURM's warning signal, a dead DDP rank, and checkpoints of another configuratio
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
 from alexnet_lab.resume import checkpoint_facts
-from conftest import REPO, run_script
+from conftest import REPO, run_in_process, run_script
 
 TESTS = Path(__file__).resolve().parent
 # Four training steps per epoch (32 images, batch 8), last.ckpt every two steps, deterministic kernels.
@@ -26,12 +29,13 @@ RUN = [
 ]
 
 
-def fault(step: int, signal: str = "SIGKILL", rank: int = 0) -> list[str]:
+def fault(step: int, signal: str = "SIGKILL", rank: int = 0, during: str = "train") -> list[str]:
     return [
         "+callbacks.fault._target_=faults.SignalAtStep",
         f"+callbacks.fault.step={step}",
         f"+callbacks.fault.signal={signal}",
         f"+callbacks.fault.rank={rank}",
+        f"+callbacks.fault.during={during}",
     ]
 
 
@@ -54,37 +58,124 @@ def csv_rows(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-@pytest.mark.slow(50)
-@pytest.mark.parametrize("gpus", ["null", "2"], ids=["1-process", "2-processes"])
-def test_resume_after_sigkill_mid_epoch_is_bitwise_equal(tmp_path: Path, gpus: str) -> None:
-    logger = ["logger=csv"] if gpus == "2" else []  # the one-process run also checks the W&B run id
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    ok(train(straight, f"gpus={gpus}", *logger))
+# Three epochs of four steps; step checkpoints every two steps (never at an epoch's last step: see
+# alexnet_lab.callbacks.at_last_batch). With patience 0 the plateau schedule divides the lr as soon as the
+# val error does not improve, so a schedule step lost on resume shows in the weights.
+RESUME_RUN = ["trainer.max_epochs=3", "model.plateau_patience=0"]
+STEPS_PER_EPOCH, EPOCHS = 4, 3
 
-    killed = train(resumed, f"gpus={gpus}", *logger, *fault(step=3))
-    assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL
-    facts = checkpoint_facts(resumed / "checkpoints" / "last.ckpt")
-    assert facts.global_step == 2, "the kill came after the checkpoint of step 2, inside the first epoch"
-    ok(train(resumed, f"gpus={gpus}", *logger, "ckpt_path=last"))
+
+@dataclass(frozen=True)
+class Stop:
+    """An interruption: ``signal`` after training step ``step`` (or in the validation after it), leaving
+    last.ckpt at step ``saved``. SIGKILL ends the run at once; a preemption signal saves and exits 0."""
+
+    signal: str
+    during: str
+    step: int
+    saved: int
+
+
+# In the order one run meets them, each followed by a resume:
+# - killed in epoch 1's validation, after its last step: resumes inside epoch 1 (step 2), redoing the validation;
+# - killed at step 5, just after epoch 1's validation and epoch-end checkpoint: resumes at the epoch boundary;
+# - killed at step 7, inside epoch 2: resumes inside a later epoch (step 6).
+KILLS = [Stop("SIGKILL", "validation", 4, 2), Stop("SIGKILL", "train", 5, 4), Stop("SIGKILL", "train", 7, 6)]
+RESUME_CASES = {  # gpus, loader workers, persistent workers, interruptions
+    "1-process-0-workers": ("null", 0, "true", KILLS),
+    # SLURM's warning signal at step 1: saved, requeued (a stand-in scontrol), resumed by SLURM_RESTART_COUNT
+    "1-process-2-workers-slurm-preempted": ("null", 2, "true", [Stop("SIGUSR1", "train", 1, 1), *KILLS]),
+    # SIGTERM to rank 0 during epoch 2's validation: forwarded to rank 1, saved after the validation
+    "2-processes-0-workers-preempted": ("2", 0, "true", [*KILLS, Stop("SIGTERM", "validation", 8, 8)]),
+    "2-processes-2-workers-not-persistent": ("2", 2, "false", KILLS),
+}
+
+
+def straight_run(tmp_path_factory: pytest.TempPathFactory, gpus: str) -> Path:
+    """An uninterrupted run, made once per process count and shared by the pytest-xdist workers (file lock).
+
+    It uses no loader workers: with any number the data are the same (per-image seeds, tests/test_data.py),
+    so a resumed run with workers must equal it too."""
+    shared = tmp_path_factory.getbasetemp().parent / f"straight-gpus{gpus}"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "summary.json").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            ok(train(shared, f"gpus={gpus}", "logger=csv", "data.num_workers=0", *RESUME_RUN))
+    return shared
+
+
+def per_step(run_dir: Path, key: str) -> dict[str, str]:
+    return {row["step"]: row[key] for row in csv_rows(run_dir) if row.get(key)}
+
+
+def slurm_env(tmp_path: Path) -> dict[str, str]:
+    """A SLURM job whose scontrol is a stand-in that records its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.calls"}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
+
+
+@pytest.mark.slow(90)
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_after_interruptions_is_bitwise_equal(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                     case: str) -> None:  # fmt: skip
+    gpus, workers, persistent, stops = RESUME_CASES[case]
+    straight = straight_run(tmp_path_factory, gpus)
+    wandb = case == "1-process-0-workers"  # this one also checks that each resume continues the W&B run
+    args = [f"gpus={gpus}", *([] if wandb else ["logger=csv"]), f"data.num_workers={workers}",
+            f"data.persistent_workers={persistent}", *RESUME_RUN]  # fmt: skip
+    resumed = tmp_path / "resumed"
+    resume: list[str] = []
+    env: dict[str, str] = {}
+    for stop in stops:
+        if stop.signal == "SIGUSR1":
+            env = slurm_env(tmp_path)
+        result = train(resumed, *args, *resume, *fault(step=stop.step, signal=stop.signal, during=stop.during), env=env)
+        last = resumed / "checkpoints" / "last.ckpt"
+        if stop.signal == "SIGKILL":
+            assert result.returncode == -9, result.stderr[-3000:]
+            resume, env = ["ckpt_path=last"], {}
+        else:  # a preemption: saved, exit 0, not finished
+            ok(result)
+            assert f"{stop.signal} received: saved {last} at step {stop.saved}" in result.stdout + result.stderr
+            assert not (resumed / "summary.json").exists()
+            if stop.signal == "SIGUSR1":
+                assert (tmp_path / "scontrol.calls").read_text().split() == ["requeue", "4242"]
+                resume, env = [], {**env, "SLURM_RESTART_COUNT": "1"}  # a requeued job resumes by itself
+            else:
+                resume = ["ckpt_path=last"]
+        assert checkpoint_facts(last).global_step == stop.saved, stop
+    ok(train(resumed, *args, *resume, env=env))
+
+    # every step's loss and every epoch's lr and val error as in the uninterrupted run: the first that differs
+    # names the resume that went wrong
+    for key in ("train/loss_step", "lr-SGD", "val/top1_err"):
+        assert per_step(resumed, key) == per_step(straight, key), key
+    lrs = [float(v) for v in per_step(straight, "lr-SGD").values()]
+    assert lrs == [0.01, 0.01, 0.001], "the plateau schedule divides the lr after epoch 2 (no improvement)"
 
     a, b = load(straight / "checkpoints" / "last.ckpt"), load(resumed / "checkpoints" / "last.ckpt")
-    assert a["global_step"] == b["global_step"] == 8 and a["epoch"] == b["epoch"] == 1
+    assert a["global_step"] == b["global_step"] == STEPS_PER_EPOCH * EPOCHS and a["epoch"] == b["epoch"] == 2
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key, tensor in a["state_dict"].items():
         assert torch.equal(tensor, b["state_dict"][key]), key
     for state_a, state_b in zip(a["optimizer_states"][0]["state"].values(),
                                 b["optimizer_states"][0]["state"].values(), strict=True):  # fmt: skip
         assert torch.equal(state_a["momentum_buffer"], state_b["momentum_buffer"])
+    assert a["lr_schedulers"] == b["lr_schedulers"]
 
     rows = csv_rows(resumed)
     logged = Counter((row["step"], key) for row in rows for key, value in row.items()
                      if value and key not in ("step", "epoch"))  # fmt: skip
     assert logged and max(logged.values()) == 1, "a metric was logged twice at one step"
     train_steps = sorted(int(row["step"]) for row in rows if row["train/loss_step"])
-    assert train_steps == list(range(8)), "each training step is in the resumed run's CSV once"
-    if not logger:
+    assert train_steps == list(range(STEPS_PER_EPOCH * EPOCHS)), "each training step is in the resumed CSV once"
+    if wandb:
         runs = sorted((resumed / "wandb").glob("offline-run-*"))
-        assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1, runs
+        assert len(runs) == len(stops) + 1 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1, runs
 
 
 def test_kill_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
@@ -118,40 +209,6 @@ def test_kill_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path) -> Non
     assert load(path)["step"] == 3 and not list(tmp_path.glob(".last.ckpt.tmp-*"))
 
 
-@pytest.mark.slow(30)
-@pytest.mark.parametrize(
-    ("signal", "gpus", "slurm"),
-    [("SIGTERM", "2", False), ("SIGUSR1", "null", True)],
-    ids=["sigterm-2-processes", "slurm-usr1-requeue"],
-)
-def test_preemption_signal_saves_exits_cleanly_and_resumes(tmp_path: Path, signal: str, gpus: str,
-                                                           slurm: bool) -> None:  # fmt: skip
-    run_dir = tmp_path / "run"
-    env: dict[str, str] = {}
-    if slurm:  # a stand-in scontrol records the requeue
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.calls"}\n')
-        (bin_dir / "scontrol").chmod(0o755)
-        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
-    # The signal reaches rank 0 only; the callback forwards it to the other rank.
-    result = train(run_dir, f"gpus={gpus}", "logger=csv", *fault(step=2, signal=signal), env=env)
-    ok(result)
-    saved = f"{signal} received: saved {run_dir / 'checkpoints' / 'last.ckpt'} at step 3"
-    assert saved in result.stdout + result.stderr
-    assert checkpoint_facts(run_dir / "checkpoints" / "last.ckpt").global_step == 3
-    assert not (run_dir / "summary.json").exists(), "the run stopped instead of finishing"
-    if slurm:
-        assert (tmp_path / "scontrol.calls").read_text().split() == ["requeue", "4242"]
-        resumed = train(run_dir, f"gpus={gpus}", "logger=csv", env={**env, "SLURM_RESTART_COUNT": "1"})
-    else:
-        resumed = train(run_dir, f"gpus={gpus}", "logger=csv", "ckpt_path=last")
-    ok(resumed)
-    assert checkpoint_facts(run_dir / "checkpoints" / "last.ckpt").global_step == 8
-    train_steps = sorted(int(row["step"]) for row in csv_rows(run_dir) if row["train/loss_step"])
-    assert train_steps == list(range(8))
-
-
 @pytest.mark.slow(20)
 def test_a_killed_rank_ends_the_job_naming_it(tmp_path: Path) -> None:
     # A hang would raise TimeoutExpired: the whole run, start-up included, gets 180 s, where a healthy smoke
@@ -161,12 +218,12 @@ def test_a_killed_rank_ends_the_job_naming_it(tmp_path: Path) -> None:
     assert "error: DDP rank 1 (pid " in result.stderr and "was killed by SIGKILL" in result.stderr
 
 
-@pytest.mark.slow(20)
 def test_checkpoint_of_another_configuration_names_the_mismatch(tmp_path: Path) -> None:
     first = tmp_path / "first"
-    ok(train(first, "logger=csv", "trainer.max_epochs=1"))
-    result = train(tmp_path / "second", "logger=csv", "pooling=nonoverlap", "model.net.widths=[16,32,32,32,16]",
-                   f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}")  # fmt: skip
+    ok(run_in_process("train.py", *RUN, "logger=csv", "trainer.max_epochs=1", f"hydra.run.dir={first}", cwd=tmp_path))
+    result = run_in_process("train.py", *RUN, "logger=csv", "pooling=nonoverlap", "model.net.widths=[16,32,32,32,16]",
+                            f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'second'}",
+                            cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr[-3000:]

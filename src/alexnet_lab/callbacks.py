@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
@@ -41,9 +42,33 @@ class ImagesPerSecond(L.Callback):
             pl_module.log("train/images_per_sec", self.images / seconds, on_epoch=True, rank_zero_only=True)
 
 
-class Preemption(L.Callback):
+def at_last_batch(trainer: L.Trainer) -> bool:
+    """Whether the training step that just ended was its epoch's last.
+
+    A checkpoint written there is one Lightning resumes from by skipping that epoch's validation and its
+    epoch-end hooks (the lr schedule's step among them), so a resumed run would not equal an uninterrupted
+    one. Checkpoints are written after the validation instead (:class:`StepCheckpoint`, :class:`Preemption`).
+    """
+    return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint(every_n_train_steps=N)`` that skips a save that falls on an epoch's last step: the
+    epoch-end checkpoint, after the validation, follows at once (see :func:`at_last_batch`)."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:  # fmt: skip
+        if not at_last_batch(trainer):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+class Preemption(Checkpoint):
     """On SIGTERM, or a cluster's warning signal, save ``last.ckpt`` at the end of the step and exit 0 (before the
-    next step; a run whose last step it was simply finishes).
+    next step; a run whose last step it was simply finishes). A signal that arrives in an epoch's last step or
+    its validation is acted on after the validation (see :func:`at_last_batch`).
+
+    It is a ``Checkpoint`` so that Lightning calls its epoch-end hook after the LightningModule's, which steps
+    the lr schedule: the saved schedule is then the one the next epoch uses.
 
     The handlers replace Lightning's (which broadcast from inside the handler). A signal sent to rank 0 alone
     is forwarded to the ranks it started, and all ranks agree at each step end, so they stop at the same
@@ -83,6 +108,13 @@ class Preemption(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if not at_last_batch(trainer):  # every rank knows it: they all skip this agreement alike
+            self._save_if_signalled(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save_if_signalled(trainer)
+
+    def _save_if_signalled(self, trainer: L.Trainer) -> None:
         if self.saved or not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
             return
         trainer.save_checkpoint(self.path)

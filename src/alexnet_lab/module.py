@@ -140,6 +140,23 @@ class AlexNetModule(L.LightningModule):
             "lr_scheduler": {"scheduler": plateau, "monitor": "val/top1_err", "interval": "epoch"},
         }
 
+    def on_train_epoch_end(self) -> None:
+        """Steps the lr schedule here, after the epoch's validation, rather than where Lightning would, after the
+        epoch-end checkpoints: there a checkpoint held the schedule one step behind, and a run resumed from it
+        dropped the lr an epoch late (Lightning does not redo the step of an epoch that has ended)."""
+        scheduler = self.lr_schedulers()
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            error = self.trainer.callback_metrics.get("val/top1_err")
+            if error is None:
+                raise UserError("model.schedule=plateau needs val/top1_err at the end of every epoch: keep "
+                                "validation on every epoch, or use model.schedule=step")  # fmt: skip
+            scheduler.step(float(error))
+        elif scheduler is not None:
+            scheduler.step()  # type: ignore[union-attr]
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """Lightning's own stepping, after the epoch-end checkpoints, is replaced by :meth:`on_train_epoch_end`."""
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):  # a resumed run continues the same W&B run (src/train.py)

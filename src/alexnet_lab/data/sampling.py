@@ -7,6 +7,11 @@
   and dropout of step k are the same whether or not the run was interrupted before it.
 - The training loader is stateful in Lightning's sense: its state (epoch, batches done) goes into every
   checkpoint, and loading it makes the sampler skip the batches that were already trained on.
+- A loader with workers draws ``prefetch_factor * num_workers`` indices as soon as its iterator exists. But
+  Lightning creates a resumed run's first iterator before it calls ``set_epoch``, and before it decides which
+  epoch the run continues in; it does not create it again. So :class:`ResumableLoader` creates the real
+  iterator at the first batch asked for, when the epoch is known; otherwise a run resumed in a later epoch
+  trained on epoch 0's order.
 """
 
 from __future__ import annotations
@@ -84,6 +89,10 @@ class ResumableLoader(DataLoader):
             raise TypeError("ResumableLoader needs a ResumableSampler")
         self.position = position
 
+    def __iter__(self) -> Any:  # DataLoader promises a _BaseDataLoaderIter; Lightning needs an iterator only
+        """An iterator that starts the loader's own (and so draws the first indices) at the first ``next``."""
+        return _Deferred(super().__iter__)
+
     def state_dict(self) -> dict[str, int]:
         epoch, batches = self.position()
         return {"epoch": epoch, "batches": batches}
@@ -91,3 +100,20 @@ class ResumableLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         assert isinstance(self.sampler, ResumableSampler) and self.batch_size is not None
         self.sampler.resume(state["epoch"], state["batches"] * self.batch_size)
+
+
+class _Deferred:
+    """Calls ``start`` for the real iterator at the first ``next``: see the module doc."""
+
+    def __init__(self, start: Callable[[], Iterator[Any]]) -> None:
+        self._start: Callable[[], Iterator[Any]] | None = start
+        self._iterator: Iterator[Any] | None = None
+
+    def __iter__(self) -> _Deferred:
+        return self
+
+    def __next__(self) -> Any:
+        if self._iterator is None:
+            assert self._start is not None
+            self._iterator, self._start = self._start(), None
+        return next(self._iterator)
