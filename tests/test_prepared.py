@@ -17,7 +17,7 @@ from alexnet_lab.data.sampling import ResumableSampler
 from alexnet_lab.data.stats import compute_stats, load_stats
 from alexnet_lab.data.transforms import Crops, preprocess
 from alexnet_lab.errors import UserError
-from conftest import run_script
+from conftest import run_in_process, run_script
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,8 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def shards(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prep.prepare(raw, tmp_path_factory.mktemp("prepared") / "out", shard_size=4, workers=2, progress=False)
+    # one process here; test_training_from_prepared_shards_learns prepares with two
+    return prep.prepare(raw, tmp_path_factory.mktemp("prepared") / "out", shard_size=4, workers=1, progress=False)
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
@@ -123,13 +124,12 @@ def test_an_interrupted_prepare_completes_without_redoing_finished_shards(
     assert prep.ShardReader(out, "train").labels == [label for _, label in read_split(raw, "train").samples]
 
 
-@pytest.mark.slow(20)
 def test_prepare_script_and_a_missing_source(raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = run_script("prepare.py", f"source={raw}", f"out={out}", "workers=1", cwd=tmp_path)
+    result = run_in_process("prepare.py", f"source={raw}", f"out={out}", "workers=1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"data=imagenet_prepared data.root={out}" in result.stdout
-    missing = run_script("prepare.py", f"source={tmp_path / 'nowhere'}", f"out={out}", cwd=tmp_path)
+    missing = run_in_process("prepare.py", f"source={tmp_path / 'nowhere'}", f"out={out}", cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "does not exist" in missing.stderr
 
@@ -142,6 +142,7 @@ def test_training_from_prepared_shards_learns(tmp_path: Path) -> None:
     out = prep.prepare(raw, tmp_path / "prepared", shard_size=100, workers=2, progress=False)
     run_dir = tmp_path / "run"
     result = run_script("train.py", "experiment=smoke", "logger=csv", "data=imagenet_prepared", f"data.root={out}",
+                        "data.sample=null",
                         "data.num_classes=10", "data.batch_size=32", "data.num_workers=2", "trainer.max_epochs=4",
                         "norm=bn", "init=kaiming", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
-import shutil
+import re
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import yaml
 
 from alexnet_lab.data.sample import write_layout
 from alexnet_lab.resume import checkpoint_facts
-from conftest import REPO, run_script
+from conftest import REPO, run_in_process, run_script
 
 SMOKE = ["experiment=smoke", "logger=csv"]
 
@@ -59,38 +60,64 @@ def test_default_run_learns_on_the_sample(tmp_path: Path) -> None:
     assert result["params"] == 60_965_224 - 4096 * 990 - 990  # the paper's net with a 10-way FC8
 
 
-@pytest.mark.slow(25)
-def test_two_job_sweep_gives_two_dirs_and_a_two_row_report(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    ok(run_script("train.py", "-m", "pooling=overlap,nonoverlap", *SMOKE, f"hydra.sweep.dir={sweep}", cwd=tmp_path))
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
-    rows = [line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("| ") and
-            "pooling=" in line]  # fmt: skip
-    assert len(rows) == 2 and "pooling=overlap" in rows[0] and "pooling=nonoverlap" in rows[1]
+def report_rows(sweep: Path) -> list[list[str]]:
+    """The job rows of report.md, as cells."""
+    lines = (sweep / "report.md").read_text().splitlines()
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines if re.match(r"\| \d+ \|", line)]
+
+
+def run_lines(output: str) -> int:
+    """How many trainings a sweep's output shows (Lightning prints this once per rank 0 at the end of fit)."""
+    return output.count("`Trainer.fit` stopped")
+
+
+@pytest.mark.slow(70)
+def test_a_sweep_of_ddp_jobs_runs_each_job_cleanly(tmp_path: Path) -> None:
+    """Hydra's basic launcher runs the jobs in one process: each two-process job must start its own rendezvous,
+    not meet the previous job's process group or environment. Three two-process jobs in a row, then 1, 2."""
+    sweep, sizes = tmp_path / "sweep", [2, 2, 2, 1, 2]
+    result = run_script("train.py", "-m", f"gpus={','.join(map(str, sizes))}", *SMOKE, f"hydra.sweep.dir={sweep}",
+                        cwd=tmp_path)  # fmt: skip
+    ok(result)
+    assert list(tmp_path.iterdir()) == [sweep], "a child process made its own output dir"
+    jobs = [str(n) for n in range(len(sizes))]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == jobs
+    for job, gpus in zip(jobs, sizes, strict=True):
+        assert yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())[0] == f"gpus={gpus}"
+        assert summary(sweep / job)["val/images"] == 16, "4 classes x 4 val images, each counted once"
+        assert (sweep / job / "train_rank1.log").is_file() == (gpus == 2), "rank 1 ran this job, in its dir"
+        with open(sweep / job / "csv" / "metrics.csv", newline="") as f:
+            assert {row["epoch"] for row in csv.DictReader(f) if row.get("train/loss_epoch")} == {"0", "1"}
+    assert run_lines(result.stdout + result.stderr) == len(sizes), "each job trained once, by its own ranks"
+
+    rows = report_rows(sweep)
+    assert [row[1] for row in rows] == [f"gpus={gpus}" for gpus in sizes]
+    # with the smoke preset's fixed widths, gpus=1 makes one column: conv2, conv4, conv5 see all their input maps
+    params = [int(row[2].replace(",", "")) for row in rows]
+    assert params[0] == params[1] == params[2] == params[4] < params[3]
+    # the report's best error is the minimum over the job's epochs, read here from its metrics.csv
+    for row, job in zip(rows, jobs, strict=True):
+        with open(sweep / job / "csv" / "metrics.csv", newline="") as f:
+            epochs = [r for r in csv.DictReader(f) if r.get("val/top1_err") and r["epoch"] in ("0", "1")]
+        best = min(epochs, key=lambda r: float(r["val/top1_err"]))
+        assert float(row[3]) == pytest.approx(float(best["val/top1_err"]), abs=5e-5) and row[5] == best["epoch"]
     assert (sweep / "report.png").stat().st_size > 1000
     (sweep / "report.md").unlink()
-    ok(run_script("report.py", str(sweep), cwd=tmp_path))
-    assert (sweep / "report.md").is_file()
-    assert list(tmp_path.iterdir()) == [sweep], "a stray output dir appeared"
+    ok(run_in_process("report.py", str(sweep), cwd=tmp_path))
+    assert report_rows(sweep) == rows, "src/report.py rebuilds the same report"
 
 
-@pytest.mark.slow(25)
-def test_ddp_sweep_over_gpus_runs_each_job_once_in_its_own_dir(tmp_path: Path) -> None:
+@pytest.mark.slow(35)
+def test_a_ddp_sweep_with_the_submitit_launcher(tmp_path: Path) -> None:
+    """submitit runs each job in a process of its own (here on this machine: submitit_local), whose command line
+    is submitit's, not src/train.py's: the DDP ranks must still run src/train.py with the job's overrides."""
     sweep = tmp_path / "sweep"
-    result = run_script("train.py", "-m", "gpus=1,2", *SMOKE, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = run_script("train.py", "-m", "hydra/launcher=submitit_local", "gpus=2", *SMOKE, "trainer.max_epochs=1",
+                        f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
     ok(result)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"], "a child process made its own output dir"
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
-    for job, gpus in (("0", 1), ("1", 2)):
-        overrides = yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
-        assert f"gpus={gpus}" in overrides
-        result_job = summary(sweep / job)
-        assert result_job["val/images"] == 16  # 4 classes x 4 val images, each counted once
-        assert 0.0 <= result_job["val/top1_err"] <= 1.0
-    assert (sweep / "1" / "train_rank1.log").is_file(), "rank 1 logs into its job's dir"
-    assert not (sweep / "0" / "train_rank1.log").exists()
-    # each job's ranks ran that job only: the sweep's two jobs each logged their own training once
-    assert result.stdout.count("`Trainer.fit` stopped") + result.stderr.count("`Trainer.fit` stopped") == 2
+    assert summary(sweep / "0")["val/images"] == 16
+    assert (sweep / "0" / "train_rank1.log").is_file()
+    assert len(report_rows(sweep)) == 1
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +177,9 @@ def test_eval_with_one_and_two_processes_agrees_exactly_on_101_images(smoke_chec
         "data.num_workers=0",
     ]
     results = {}
-    for gpus in (1, 2):
+    for gpus, run in ((1, run_in_process), (2, run_script)):
         out = tmp_path / f"eval{gpus}"
-        ok(run_script("eval.py", f"ckpt_path={ckpt}", f"gpus={gpus}", *data, f"hydra.run.dir={out}", cwd=tmp_path))
+        ok(run("eval.py", f"ckpt_path={ckpt}", f"gpus={gpus}", *data, f"hydra.run.dir={out}", cwd=tmp_path))
         results[gpus] = json.loads((out / "eval.json").read_text())
     for crops in ("1_crop", "10_crop"):
         assert results[1][crops]["images"] == results[2][crops]["images"] == 101
@@ -160,26 +187,12 @@ def test_eval_with_one_and_two_processes_agrees_exactly_on_101_images(smoke_chec
             assert results[1][crops][metric] == results[2][crops][metric], (crops, metric)
 
 
-def test_bad_override_lists_the_options(tmp_path: Path) -> None:
-    result = run_script("train.py", "pooling=foo", cwd=tmp_path)
-    assert result.returncode != 0
-    assert "Could not find 'pooling/foo'" in result.stderr
-    assert "nonoverlap" in result.stderr and "overlap" in result.stderr
-
-
 def test_missing_data_root_gives_one_clear_line(tmp_path: Path) -> None:
-    result = run_script("train.py", "data=imagenet", f"data.root={tmp_path / 'nowhere'}", cwd=tmp_path)
+    result = run_in_process("train.py", "data=imagenet", f"data.root={tmp_path / 'nowhere'}", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "does not exist" in errors[0] and "kaggle" in errors[0]
-
-
-def test_bad_gpus_value_gives_one_clear_line(tmp_path: Path) -> None:
-    result = run_script("train.py", "gpus=3", *SMOKE, cwd=tmp_path)
-    assert result.returncode == 2 and "gpus=3 is not a choice" in result.stderr
-    assert "Traceback" not in result.stderr
-    shutil.rmtree(tmp_path / "outputs", ignore_errors=True)
 
 
 def free_port() -> int:
@@ -225,3 +238,51 @@ def test_two_nodes_with_torchrun_on_localhost(tmp_path: Path) -> None:
     assert result["val/images"] == 16, "each val image counted once over the two nodes"
     assert checkpoint_facts(run_dir / "checkpoints" / "last.ckpt").global_step == 8, "2 epochs of 4 steps"
     assert "MEMBER: 1/2" in outputs[0] and "MEMBER: 2/2" in outputs[1], "one process per node, two in all"
+
+
+def test_run_dirs_started_in_the_same_second_are_distinct(tmp_path: Path) -> None:
+    """claim_dir, as Hydra resolves hydra.run.dir and hydra.sweep.dir: eight processes, one timestamp."""
+    from alexnet_lab.config import claim_dir
+
+    def claim(path: str, out: Path) -> None:
+        out.write_text(claim_dir(path) + "\n" + claim_dir(path))  # asked twice: the same answer
+
+    context = multiprocessing.get_context("fork")  # the resolver's memory starts empty in each child
+    for kind in ("runs", "multiruns"):
+        base = str(tmp_path / "train" / kind / "2026-11-23_18-42-05")
+        procs = [context.Process(target=claim, args=(base, tmp_path / f"{kind}{i}.txt")) for i in range(8)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+            assert proc.exitcode == 0
+        claimed = [(tmp_path / f"{kind}{i}.txt").read_text().split("\n") for i in range(8)]
+        assert all(first == second for first, second in claimed)
+        assert sorted(first for first, _ in claimed) == sorted([base] + [f"{base}_{n}" for n in range(2, 9)])
+        assert sorted(p.name for p in Path(base).parent.iterdir()) == sorted(Path(c).name for c, _ in claimed)
+
+
+@pytest.mark.slow(45)
+def test_four_runs_started_at_once_each_get_their_own_run_dir(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    command = [sys.executable, str(REPO / "src" / "train.py"), *SMOKE, "trainer.max_epochs=1"]
+    procs = [
+        subprocess.Popen([*command, f"seed={seed}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for seed in range(4)
+    ]  # fmt: skip
+    for proc in procs:
+        output = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, output[-3000:]
+    runs = sorted((tmp_path / "outputs" / "train" / "runs").iterdir())
+    assert len(runs) == 4
+    seeds = set()
+    for run in runs:
+        overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+        seeds.add(next(o for o in overrides if o.startswith("seed=")))
+        assert summary(run)["val/images"] == 16
+        assert checkpoint_facts(run / "checkpoints" / "last.ckpt").global_step == 4
+        with open(run / "csv" / "metrics.csv", newline="") as f:
+            assert sorted(int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss_step")) == [0, 1, 2, 3]
+    assert seeds == {"seed=0", "seed=1", "seed=2", "seed=3"}, "each run dir holds one run's overrides"

@@ -15,8 +15,11 @@ gpus       net                                          devices  strategy
 
 from __future__ import annotations
 
+import itertools
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -48,6 +51,32 @@ def isatty() -> bool:
     return sys.stderr.isatty()
 
 
+_claimed: dict[str, str] = {}
+
+
+def claim_dir(path: str) -> str:
+    """``path`` if this call could create it, else the first free ``path_2``, ``path_3``, ...; the folder is
+    created here. ``mkdir`` fails when the folder exists, on a local disk as on a shared one, so two runs that
+    start in the same second, on one machine or on several, never share a run dir.
+
+    The claim is remembered: Hydra resolves ``hydra.run.dir`` more than once per run, and each time it must
+    be the same folder. (The resolver is registered with ``use_cache``, so a config pickled into another
+    process, as the submitit launcher does, keeps the value too.)
+    """
+    if path in _claimed:
+        return _claimed[path]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    for attempt in itertools.count(1):
+        candidate = path if attempt == 1 else f"{path}_{attempt}"
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        _claimed[path] = candidate
+        return candidate
+    raise AssertionError("unreachable")
+
+
 def register_resolvers() -> None:
     resolvers: dict[str, Callable[..., Any]] = {
         "isatty": isatty,
@@ -58,3 +87,5 @@ def register_resolvers() -> None:
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    if not OmegaConf.has_resolver("claim_dir"):
+        OmegaConf.register_new_resolver("claim_dir", claim_dir, use_cache=True)

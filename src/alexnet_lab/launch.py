@@ -8,6 +8,11 @@ current job alone: its own overrides, its own output dir, and no ``-m``.
 When a rank dies, the others would wait in their next collective. Watchdog threads end the job instead, with
 a message naming the dead rank: rank 0 watches the ranks it started, and they watch rank 0. (Under torchrun or
 SLURM, the launcher does this.)
+
+Hydra's basic launcher runs the jobs of a sweep one after another in one process. Lightning leaves a DDP job's
+traces in that process: the rendezvous variables (``LOCAL_RANK`` among them, which tells the next job that
+its ranks were started by someone else, so it starts none) and the process group (which the next job then
+reuses, with peers that have exited). :func:`job_scope` gives each job a clean start and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -18,14 +23,57 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import torch
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from lightning.pytorch.strategies.launchers import subprocess_script
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+_entry_script: str | None = None  # the entry point running the current job (set by job_scope)
+_children: list[subprocess.Popen] = []  # the ranks the current job started
+
+
+@contextmanager
+def job_scope(entry_script: str) -> Iterator[None]:
+    """Runs one Hydra job of ``entry_script`` (src/train.py, src/eval.py) so that the next job in this process
+    starts clean: afterwards the ranks it started have exited, its process group is destroyed, and
+    ``os.environ`` is as it was before the job.
+
+    The script is named here rather than read from ``sys.argv``: under the submitit launcher the process
+    running a job is submitit's, not ours.
+    """
+    global _entry_script
+    environ = dict(os.environ)
+    _entry_script = str(Path(entry_script).resolve())
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        _end_children(failed)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environ)
+        _entry_script = None
+
+
+def _end_children(failed: bool) -> None:
+    """Wait for the ranks this job started: they finish with rank 0, or, if the job failed, Lightning has
+    already sent them SIGKILL. One that is still there after the wait is killed."""
+    deadline = time.monotonic() + (10.0 if failed else 120.0)
+    for proc in _children:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    _children.clear()
 
 
 def job_command(local_rank: int) -> tuple[Sequence[str], str]:
@@ -36,7 +84,9 @@ def job_command(local_rank: int) -> tuple[Sequence[str], str]:
     import __main__
 
     hydra = HydraConfig.get()
-    if __main__.__spec__ is None:
+    if _entry_script is not None:
+        script = [sys.executable, _entry_script]
+    elif __main__.__spec__ is None:
         script = [sys.executable, str(Path(get_original_cwd(), sys.argv[0]).resolve())]
     else:
         script = [sys.executable, "-m", __main__.__spec__.name]
@@ -81,10 +131,11 @@ def stop_if_a_child_died(procs: Sequence[subprocess.Popen], first_rank: int) -> 
 
 
 def watch_children(procs: Sequence[subprocess.Popen], first_rank: int) -> None:
-    """Rank 0's watchdog: no hang in a collective that can never complete."""
-    while True:
+    """Rank 0's watchdog: no hang in a collective that can never complete. It ends when they have all exited."""
+    while any(proc.poll() is None for proc in procs):
         stop_if_a_child_died(procs, first_rank)
         time.sleep(POLL_S)
+    stop_if_a_child_died(procs, first_rank)
 
 
 def watch_parent(rank0_pid: int, rank: int) -> None:
@@ -107,6 +158,7 @@ class _JobLauncher(_SubprocessScriptLauncher):
         os.environ[RANK0_PID_ENV] = str(os.getpid())  # inherited by the children
         with mock.patch.object(subprocess_script, "_hydra_subprocess_cmd", job_command):
             super()._call_children_scripts()
+        _children.extend(self.procs)
         _daemon(watch_children, list(self.procs), self.first_child_rank)
 
     def explain_failure(self, wait_s: float = 5.0) -> None:
