@@ -12,12 +12,13 @@ import lightning as L  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from alexnet_lab import run  # noqa: E402
+from alexnet_lab import launch, run  # noqa: E402
 from alexnet_lab.errors import UserError  # noqa: E402
 from alexnet_lab.module import AlexNetModule  # noqa: E402
 
 
 def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
+    run.check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = run.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir)
     if ckpt_path is None:
@@ -40,9 +41,9 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    with run.user_errors():
+    with run.user_errors(), launch.job_scope(__file__):  # each job of a sweep starts clean
         evaluate(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    run.cli(main)

@@ -19,6 +19,7 @@ from alexnet_lab.data.prepared import prepare  # noqa: E402
 @hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")
 def main(cfg: DictConfig) -> None:
     with run.user_errors():
+        run.check_config(cfg)
         if not cfg.source:
             raise DataRootError("no source: set source=DIR or the IMAGENET_ROOT environment variable")
         detect_layout(Path(cfg.source))
@@ -28,4 +29,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run.cli(main)

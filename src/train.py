@@ -10,7 +10,7 @@ import lightning as L  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from alexnet_lab import run  # noqa: E402
+from alexnet_lab import launch, run  # noqa: E402
 from alexnet_lab.module import count_parameters  # noqa: E402
 from alexnet_lab.resume import checkpoint_facts  # noqa: E402
 
@@ -18,6 +18,7 @@ run.default_wandb_mode()
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    run.check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
@@ -48,9 +49,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    with run.user_errors():
+    with run.user_errors(), launch.job_scope(__file__):  # each job of a sweep starts clean
         return train(cfg)["val/top1_err"]
 
 
 if __name__ == "__main__":
-    main()
+    run.cli(main)

@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 from torch import nn
+
+from alexnet_lab import schema
 
 
 def leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
@@ -22,9 +24,11 @@ def leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
 
 def changed(compose_cfg, *overrides: str) -> dict[str, tuple[Any, Any]]:
     def resolved(*o: str) -> dict[str, Any]:
-        container = OmegaConf.to_container(compose_cfg(*o), resolve=True)
+        cfg = compose_cfg(*o)
+        with open_dict(cfg):
+            cfg.pop("hydra")  # resolving hydra.run.dir would claim a run dir
+        container = OmegaConf.to_container(cfg, resolve=True)
         assert isinstance(container, dict)
-        container.pop("hydra")
         return leaves(container)
 
     base, other = resolved(), resolved(*overrides)
@@ -108,3 +112,19 @@ def test_the_submitit_slurm_launcher_composes_for_a_sweep(compose_cfg) -> None:
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 2 and launcher.tasks_per_node == 2
     assert cfg.trainer.devices == 2 and cfg.trainer.strategy == "ddp_sweep_safe"
+
+
+@pytest.mark.parametrize("experiment", ["quickstart", "paper", "smoke"])
+@pytest.mark.parametrize("gpus", ["null", "1", "2"])
+def test_every_preset_passes_its_schema(compose_cfg, experiment: str, gpus: str) -> None:
+    cfg = compose_cfg(f"experiment={experiment}", f"gpus={gpus}", "data.root=/datasets/imagenet")
+    with open_dict(cfg):
+        cfg.pop("hydra")
+    schema.check_values(cfg)  # raises on the first value out of its range
+    assert OmegaConf.get_type(cfg.model) is schema.ModelConf and OmegaConf.get_type(cfg.data) is schema.DataConf
+
+
+def test_a_trainer_argument_added_with_plus_reaches_the_trainer(compose_cfg) -> None:
+    cfg = compose_cfg("experiment=smoke", "logger=csv", "+trainer.gradient_clip_val=0.5")
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    assert trainer.gradient_clip_val == 0.5

@@ -116,7 +116,7 @@ class AlexNet(nn.Module):
         activation: ``relu`` (section 3.1) or ``tanh``, wherever the paper has a ReLU.
         init: ``paper`` (section 5), ``caffe`` (BVLC's reference values) or ``kaiming``.
         dropout: probability in FC6 and FC7 (section 4.2).
-        fc_width: neurons of FC6 and FC7 (section 3.5: 4096); smaller only for quick tests.
+        fc_width: neurons of FC6 and FC7; ``None`` is the paper's 4096 (section 3.5). Smaller only for quick tests.
     """
 
     def __init__(
@@ -129,7 +129,7 @@ class AlexNet(nn.Module):
         activation: str = "relu",
         init: str = "paper",
         dropout: float = DROPOUT,
-        fc_width: int = FC_WIDTH,
+        fc_width: int | None = None,
     ) -> None:
         super().__init__()
         if columns not in (1, 2):
@@ -140,6 +140,7 @@ class AlexNet(nn.Module):
         self.activation = _choice("activation", activation, ACTIVATIONS)
         self.init = _choice("init", init, INITS)
         c1, c2, c3, c4, c5 = tuple(widths) if widths is not None else self.paper_widths(columns)
+        fc_width = FC_WIDTH if fc_width is None else fc_width
 
         act = self._activation
         pool = self._pool

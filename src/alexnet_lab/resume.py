@@ -15,11 +15,13 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
+from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_write
 
 log = logging.getLogger(__name__)
 
 WANDB_ID_KEY = "wandb_run_id"
+CHECKPOINT_KEYS = ("state_dict", "hyper_parameters", "global_step")  # what every checkpoint of ours has
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -42,9 +44,20 @@ class CheckpointFacts:
 
 
 def checkpoint_facts(path: str | Path) -> CheckpointFacts:
-    """The step and W&B run id stored in a checkpoint, read without loading its tensors (mmap)."""
-    ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    return CheckpointFacts(int(ckpt.get("global_step", 0)), ckpt.get(WANDB_ID_KEY))
+    """The step and W&B run id stored in a checkpoint, read without loading its tensors (mmap). A file that is
+    not a checkpoint written by src/train.py raises a UserError naming it."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as error:
+        raise UserError(f"ckpt_path={path} is not a checkpoint (torch.load cannot read it): give a .ckpt file "
+                        "from a run's checkpoints/ folder") from error  # fmt: skip
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
+    if not missing and "net" not in (ckpt["hyper_parameters"] or {}):
+        missing = ["hyper_parameters.net"]
+    if missing:
+        raise UserError(f"ckpt_path={path} is not a checkpoint written by src/train.py (it has no "
+                        f"{', '.join(missing)}): give a .ckpt file from a run's checkpoints/ folder")  # fmt: skip
+    return CheckpointFacts(int(ckpt["global_step"]), ckpt.get(WANDB_ID_KEY))
 
 
 class _ContinuingWriter(ExperimentWriter):

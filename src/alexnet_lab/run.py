@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from alexnet_lab import schema
 from alexnet_lab.errors import UserError
+from alexnet_lab.resume import checkpoint_facts
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +48,58 @@ def user_errors() -> Iterator[None]:
             elif isinstance(cause, InterpolationResolutionError):
                 text = str(cause).splitlines()[0]
                 message = text.partition("while resolving interpolation: ")[2] or text
+            elif isinstance(cause, InstantiationException) and (unknown := _unknown_argument(cause)):
+                message = unknown
             cause = cause.__cause__
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def _unknown_argument(error: InstantiationException) -> str | None:
+    """A key added with ``+group.key=`` that the target's constructor does not take."""
+    found = re.search(r"unexpected keyword argument '(\w+)'", str(error.__cause__))
+    target = re.search(r"target '([\w.]+)'", str(error))
+    node = re.search(r"full_key: ([\w.]+)", str(error))
+    if not (found and target and node):
+        return None
+    return f"{node[1]}.{found[1]} is not an argument of {target[1]}: remove +{node[1]}.{found[1]}"
+
+
+def cli(main: Callable[[], Any]) -> None:
+    """Runs an entry point's ``@hydra.main`` function. A mistake in the config that Hydra finds while composing
+    it (a value of the wrong type, an unknown key, a choice that does not exist) ends, like a
+    :class:`UserError`, with one ``error: ...`` line and exit status 2, instead of Hydra's report over several
+    lines and status 1. ``HYDRA_FULL_ERROR=1`` still shows the traceback.
+
+    Hydra reports such errors in ``hydra._internal.utils.run_and_report``, which the entry point calls; it is
+    wrapped here for the call.
+    """
+    import hydra._internal.utils as hydra_utils
+
+    report = hydra_utils.run_and_report
+
+    def explained(func: Callable[[], Any]) -> Any:
+        def run() -> Any:
+            try:
+                return func()
+            except Exception as error:
+                message = schema.explain(error)
+                if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                print(f"error: {message}", file=sys.stderr)
+                sys.exit(2)
+
+        return report(run)
+
+    with mock.patch.object(hydra_utils, "run_and_report", explained):
+        main()
+
+
+def check_config(cfg: DictConfig) -> None:
+    """At start-up, before any data is read: every value within its allowed range (alexnet_lab.schema)."""
+    schema.check_values(cfg)
 
 
 def choices(cfg: DictConfig) -> dict[str, str]:
@@ -106,6 +158,7 @@ def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | 
     if ckpt_path != "last":
         if not Path(ckpt_path).is_file():
             raise UserError(f"ckpt_path={ckpt_path} does not exist: give a checkpoint file or ckpt_path=last")
+        checkpoint_facts(ckpt_path)  # a file that is not one of our checkpoints stops here, with its name
         return str(ckpt_path)
     hydra = HydraConfig.get()
     own = Path(hydra.runtime.output_dir, "checkpoints", "last.ckpt")

@@ -1,0 +1,167 @@
+"""A user's mistake in the config ends at start-up, before any data is read, with one `error:` line that names the
+key, the value and what is allowed, and exit status 2 (alexnet_lab/schema.py, alexnet_lab/run.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet_lab import schema
+from conftest import run_in_process, run_script
+
+# the smoke preset on a sample that no test generates: if it appears, data were read
+NEW_SAMPLE = ["experiment=smoke", "logger=csv", "data.sample.seed=777"]
+
+
+@pytest.fixture
+def start(tmp_path: Path):
+    """Runs ``src/<script>.py overrides...`` in this process, as ``python src/<script>.py`` does, and returns the
+    exit status and the error lines on stderr."""
+
+    def _start(script: str, *overrides: str) -> tuple[int, list[str]]:
+        result = run_in_process(f"{script}.py", *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+        assert "Traceback" not in result.stderr
+        return result.returncode, [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+    return _start
+
+
+def sample_was_read(cache_dir: Path) -> bool:
+    return any("seed777" in p.name for p in cache_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("trainer.max_epochs=abc", "error: trainer.max_epochs='abc' is not allowed: use an integer >= 1"),
+        ("model.lr=fast", "error: model.lr='fast' is not allowed: use a number > 0"),
+        ("data.batch_size=1.5", "error: data.batch_size=1.5 is not allowed: use an integer >= 1"),
+        ("seed=x", "error: seed='x' is not allowed: use an integer"),
+        ("model.net.widths=[a,b,c,d,e]", "error: model.net.widths='a' is not allowed: use a list of 5 integers >= 1"),
+        ("callbacks.step_checkpoint.every_n_train_steps=often",
+         "error: callbacks.step_checkpoint.every_n_train_steps='often' is not allowed: use an integer >= 1"),
+        ("data.pin_memory=maybe", "error: data.pin_memory='maybe' is not allowed: use true or false"),
+    ],
+)  # fmt: skip
+def test_a_value_of_the_wrong_type(start, cache_dir: Path, override: str, expected: str) -> None:
+    status, errors = start("train", *NEW_SAMPLE, override)
+    assert status == 2 and len(errors) == 1 and errors[0].startswith(expected), errors
+    assert not sample_was_read(cache_dir)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.lr=-1", "error: model.lr=-1.0 is not allowed: use a number > 0"),
+        ("model.momentum=1.0", "error: model.momentum=1.0 is not allowed: use a number >= 0 and < 1"),
+        ("model.net.dropout=1", "error: model.net.dropout=1.0 is not allowed: use a number >= 0 and < 1"),
+        ("data.num_workers=-2", "error: data.num_workers=-2 is not allowed: use an integer >= 0"),
+        ("model.net.norm=foo", "error: model.net.norm='foo' is not allowed: use one of lrn, bn, none"),
+        ("data.test_crops=5", "error: data.test_crops=5 is not allowed: use one of 1, 10"),
+        ("gpus=3", "error: gpus=3 is not allowed: use one of 1, 2, or null (1: the one-GPU baseline"),
+        ("trainer.precision=17", "error: trainer.precision='17' is not allowed: use one of "),
+        ("callbacks.step_checkpoint.every_n_train_steps=0",
+         "error: callbacks.step_checkpoint.every_n_train_steps=0 is not allowed: use an integer >= 1"),
+        ("model.net.widths=[16,32]", "error: model.net.widths=[16, 32] is not allowed: use a list of 5 integers >= 1"),
+        ("data.sample.num_classes=11",
+         "error: data.sample.num_classes=11 is not allowed: use an integer >= 1 and <= 10"),
+    ],
+)  # fmt: skip
+def test_a_value_out_of_range(start, cache_dir: Path, override: str, expected: str) -> None:
+    status, errors = start("train", *NEW_SAMPLE, override)
+    assert status == 2 and len(errors) == 1 and errors[0].startswith(expected), errors
+    assert not sample_was_read(cache_dir)
+
+
+def test_a_value_left_unset(start, tmp_path: Path) -> None:
+    # the smoke preset sizes the sample; with another dataset the sample's other keys are missing
+    status, errors = start("train", "experiment=smoke", "data=imagenet", f"data.root={tmp_path}")
+    assert status == 2 and errors == ["error: data.sample.layout has no value: set data.sample.layout=..."]
+
+
+def test_precision_choices_are_lightnings() -> None:
+    # every spelling Lightning 2.x documents for Trainer(precision=...), and no other
+    documented = {"transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true",
+                  "bf16-mixed", "32-true", "64-true", "64", "32", "16", "bf16"}  # fmt: skip
+    assert set(schema.PRECISIONS) == documented
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("trainer.max_epoch=3",
+         "error: trainer.max_epoch is not a key of trainer: did you mean trainer.max_epochs? (to add one, write "
+         "+trainer.max_epoch=...)"),
+        ("data.batchsize=8", "error: data.batchsize is not a key of data: did you mean data.batch_size?"),
+        ("model.net.dropuot=0.1",
+         "error: model.net.dropuot is not a key of model.net: did you mean model.net.dropout?"),
+        ("colums=1", "error: colums is not a key: "),
+        ("+trainer.max_epoch=3",
+         "error: trainer.max_epoch is not an argument of lightning.pytorch.trainer.trainer.Trainer: remove "
+         "+trainer.max_epoch"),
+        ("pooling=overlapping", "error: pooling=overlapping is not a choice: use one of nonoverlap, overlap"),
+    ],
+)  # fmt: skip
+def test_an_unknown_key_or_choice(start, cache_dir: Path, override: str, expected: str) -> None:
+    status, errors = start("train", *NEW_SAMPLE, override)
+    assert status == 2 and len(errors) == 1 and errors[0].startswith(expected), errors
+    assert not sample_was_read(cache_dir)
+
+
+@pytest.fixture
+def not_checkpoints(tmp_path: Path) -> dict[str, Path]:
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint\n")
+    other = tmp_path / "other.ckpt"
+    torch.save({"weights": torch.zeros(3)}, other)  # loadable, but not one of ours
+    truncated = tmp_path / "truncated.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"net": {}}, "global_step": 1}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    return {"text": text, "other": other, "truncated": truncated}
+
+
+@pytest.mark.parametrize("script", ["train", "eval"])
+@pytest.mark.parametrize("kind", ["text", "other", "truncated"])
+def test_a_file_that_is_not_a_checkpoint(start, cache_dir: Path, not_checkpoints: dict[str, Path], script: str,
+                                         kind: str) -> None:  # fmt: skip
+    path = not_checkpoints[kind]
+    before = path.read_bytes()
+    data = NEW_SAMPLE if script == "train" else ["data.sample.seed=777"]
+    status, errors = start(script, *data, f"ckpt_path={path}")
+    assert status == 2 and len(errors) == 1, errors
+    assert errors[0].startswith(f"error: ckpt_path={path} is not a checkpoint")
+    assert errors[0].endswith("give a .ckpt file from a run's checkpoints/ folder")
+    if kind == "other":
+        assert "(it has no state_dict, hyper_parameters, global_step)" in errors[0]
+    assert path.read_bytes() == before and not sample_was_read(cache_dir)
+
+
+@pytest.mark.parametrize(
+    ("script", "override", "expected"),
+    [
+        ("eval", "test_crops=[1,5]", "error: test_crops=[1, 5] is not allowed: use a list of items, each one of 1, 10"),
+        ("prepare", "quality=101", "error: quality=101 is not allowed: use an integer >= 1 and <= 100"),
+        ("prepare", "chroma=411", "error: chroma=411 is not allowed: use one of 420, 422, 444"),
+    ],
+)
+def test_the_other_entry_points_check_their_keys(start, tmp_path: Path, script: str, override: str,
+                                                 expected: str) -> None:  # fmt: skip
+    args = ["ckpt_path=x.ckpt"] if script == "eval" else [f"source={tmp_path}", f"out={tmp_path / 'out'}"]
+    status, errors = start(script, *args, override)
+    assert status == 2 and errors == [expected], errors
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow(12)
+def test_the_error_as_a_user_sees_it(tmp_path: Path) -> None:
+    """The same, in a process of its own, as a user runs it."""
+    override = "trainer.max_epochs=abc"
+    result = run_script("train.py", *NEW_SAMPLE, override, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {override.split('=')[0]}=")
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        result.stderr.strip().splitlines()[-1]
+    ]
+    assert "Traceback" not in result.stderr
