@@ -154,6 +154,12 @@ class _JobLauncher(_SubprocessScriptLauncher):
     def first_child_rank(self) -> int:
         return self.cluster_environment.node_rank() * self.num_processes + 1
 
+    def launch(self, function: Any, *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
+        # Our watchdog replaces Lightning's observer, which polls every 5 s and then SIGKILLs this process with
+        # no word of which rank died; when it polled first, the job ended without our message.
+        with mock.patch.object(subprocess_script, "_launch_process_observer", lambda procs: None):
+            return super().launch(function, *args, trainer=trainer, **kwargs)
+
     def _call_children_scripts(self) -> None:
         os.environ[RANK0_PID_ENV] = str(os.getpid())  # inherited by the children
         with mock.patch.object(subprocess_script, "_hydra_subprocess_cmd", job_command):
