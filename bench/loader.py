@@ -40,7 +40,7 @@ from alexnet_lab.data.prepared import (  # noqa: E402
 )
 from alexnet_lab.data.sampling import ResumableSampler  # noqa: E402
 from alexnet_lab.data.transforms import IMAGE_SIZE, Crops  # noqa: E402
-from alexnet_lab.model import INPUT_SIZE  # noqa: E402
+from alexnet_lab.model import PAPER_INPUT_SIZE  # noqa: E402
 
 
 def generate(root: Path, images: int, classes: int = 10, seed: int = 0) -> Path:
@@ -107,11 +107,11 @@ def main() -> None:
               f"{args.quality}, chroma {args.chroma}, {'exact' if args.exact_dct else 'fast'} IDCT")  # fmt: skip
 
         paper = v2.Compose([v2.PILToTensor(), v2.Resize(IMAGE_SIZE, antialias=True), v2.CenterCrop(IMAGE_SIZE),
-                            v2.RandomCrop(INPUT_SIZE), v2.RandomHorizontalFlip()])  # fmt: skip
+                            v2.RandomCrop(PAPER_INPUT_SIZE), v2.RandomHorizontalFlip()])  # fmt: skip
         folder = FolderDataset(str(root / "train"), transform=paper)
         # the same transforms done by PIL on the image, as torchvision's ImageNet examples do: slower here
         on_pil = transforms.Compose([transforms.Resize(IMAGE_SIZE), transforms.CenterCrop(IMAGE_SIZE),
-                                     transforms.RandomCrop(INPUT_SIZE), transforms.RandomHorizontalFlip(),
+                                     transforms.RandomCrop(PAPER_INPUT_SIZE), transforms.RandomHorizontalFlip(),
                                      transforms.PILToTensor()])  # fmt: skip
         folder_pil = FolderDataset(str(root / "train"), transform=on_pil)
         ours = ImageDataset(read_split(root, "train").samples, Crops("train"))

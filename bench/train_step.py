@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import alexnet_lab  # noqa: E402,F401  (registers the strategy)
-from alexnet_lab.model import INPUT_SIZE  # noqa: E402
+from alexnet_lab.model import PAPER_INPUT_SIZE  # noqa: E402
 from alexnet_lab.module import AlexNetModule  # noqa: E402
 
 RECIPE = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_factor": 0.1, "lr_drops": 3, "schedule": "step"}
@@ -45,7 +45,7 @@ class Batches(Dataset):
 
 def synthetic(batch: int, device: str, n: int = 4) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
-    return [{"image": (torch.rand(batch, 3, INPUT_SIZE, INPUT_SIZE, generator=g) * 255 - 120).to(device),
+    return [{"image": (torch.rand(batch, 3, PAPER_INPUT_SIZE, PAPER_INPUT_SIZE, generator=g) * 255 - 120).to(device),
              "label": torch.randint(0, 1000, (batch,), generator=g).to(device)} for _ in range(n)]  # fmt: skip
 
 

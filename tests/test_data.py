@@ -112,33 +112,42 @@ def test_truncated_jpeg_raises_with_its_path_or_is_counted_when_skipping(layouts
         ImageDataset(samples, Crops("centre"))[1]
     skipping = ImageDataset(samples, Crops("centre"), skip_bad=True)
     batch = collate([skipping[0], skipping[1]])
-    assert batch["skipped"] == [str(bad)] and batch["image"].shape == (1, 3, 227, 227)
+    assert batch["skipped"] == [str(bad)] and batch["image"].shape == (1, 3, CROP, CROP)
+
+
+# Section 4.1: 224x224 patches of the 256x256 images: offsets 0..32 on each axis, each independently.
+CROP, LAST = 224, 256 - 224
 
 
 def test_crops_and_flips() -> None:
     torch.manual_seed(0)
     image = torch.randint(0, 256, (3, 256, 256), dtype=torch.uint8)
-    tops, flips = set(), set()
-    for _ in range(200):
-        out = Crops("train")(image)
+    offsets, flips = [], set()
+    for seed in range(3000):
+        out = Crops("train", CROP)(image, seed)
         crop, (top, left, flip) = out["image"], out["geometry"]
-        assert crop.shape == (3, 227, 227) and 0 <= top <= 29 and 0 <= left <= 29
-        expected = image[:, top : top + 227, left : left + 227]
+        assert crop.shape == (3, CROP, CROP) and 0 <= top <= LAST and 0 <= left <= LAST
+        expected = image[:, top : top + CROP, left : left + CROP]
         assert torch.equal(crop, expected.flip(-1) if flip else expected)
-        tops.add(int(top))
+        offsets.append((int(top), int(left)))
         flips.add(int(flip))
-    assert len(tops) > 20 and flips == {0, 1}
-    out = Crops("centre")(image)
+    tops, lefts = {t for t, _ in offsets}, {left for _, left in offsets}
+    assert tops == lefts == set(range(LAST + 1)), "every offset, the last (32) too, on both axes"
+    # independent axes: a diagonal-only sampler (left == top) would fail; 1/33 of pairs are diagonal by chance
+    assert sum(t == left for t, left in offsets) < 2 * len(offsets) / (LAST + 1)
+    assert flips == {0, 1}
+    out = Crops("centre", CROP)(image)
     crop, geometry = out["image"], out["geometry"]
-    assert geometry.tolist() == [14, 14, 0] and torch.equal(crop, image[:, 14:241, 14:241])
-    out = Crops("ten")(image)
+    assert geometry.tolist() == [16, 16, 0] and torch.equal(crop, image[:, 16:240, 16:240])
+    out = Crops("ten", CROP)(image)
     crops, geometry = out["image"], out["geometry"]
-    assert crops.shape == (10, 3, 227, 227)
-    corners = {(0, 0), (0, 29), (29, 0), (29, 29), (14, 14)}
+    assert crops.shape == (10, 3, CROP, CROP)
+    corners = {(0, 0), (0, LAST), (LAST, 0), (LAST, LAST), (16, 16)}  # the four corners and the centre
     assert {(t, left) for t, left, _ in geometry.tolist()} == corners
     assert [f for *_, f in geometry.tolist()] == [0] * 5 + [1] * 5
     for k in range(5):
         assert torch.equal(crops[k + 5], crops[k].flip(-1))  # each reflection mirrors its patch
+    assert Crops("centre", 227)(image)["geometry"].tolist() == [14, 14, 0]  # (256 - 227) / 2 rounded
 
 
 def test_preprocess_rescales_the_short_side_then_takes_the_centre() -> None:
@@ -166,7 +175,7 @@ def test_device_normalizer_equals_the_cpu_reference() -> None:
         assert torch.allclose(out, reference_normalize(img, mean_image, tuple(g.tolist()), offset=offset), atol=1e-3)
     no_light = normalizer(crops, geometry)
     assert torch.allclose(no_light[1], reference_normalize(images[1], mean_image, (29, 3, True)), atol=1e-3)
-    ten = normalizer(crops[None].expand(2, 4, 3, 227, 227), geometry[None].expand(2, 4, 3))
+    ten = normalizer(crops[None].expand(2, 4, 3, CROP, CROP), geometry[None].expand(2, 4, 3))
     assert torch.allclose(ten[1], no_light)
 
 
@@ -185,6 +194,12 @@ def test_pca_lighting_offsets_have_the_implied_covariance() -> None:
     sample = torch.cov(offsets.T)
     assert torch.allclose(sample, implied, atol=0.03 * implied.abs().max())
     assert offsets.mean(0).abs().max() < 4 * (0.1 * eigvals.max()) / n**0.5
+    # the square-root reading: offset = P diag(sqrt(lambda)) alpha  =>  Cov = 0.01 P diag(lambda) P^T, which is
+    # 0.01 times the pixels' own RGB covariance
+    stdevs = DeviceNormalizer(torch.zeros(3, 256, 256), eigvals, eigvecs, lighting_std=0.1, pca_lighting="stdevs")
+    offsets = stdevs(zeros, torch.zeros(n, 3, dtype=torch.long), lighting=True).double()[:, :, 0, 0] / 255
+    covariance = eigvecs @ torch.diag(eigvals) @ eigvecs.T
+    assert torch.allclose(torch.cov(offsets.T), 0.1**2 * covariance, atol=0.03 * 0.01 * covariance.abs().max())
 
 
 def test_statistics_are_the_mean_image_and_rgb_covariance(layouts: dict[str, Path]) -> None:
@@ -213,9 +228,9 @@ def test_datamodule_generates_the_sample_and_batches_it(tmp_path: Path) -> None:
     dm.setup("fit")
     assert dm.stats_file.is_file() and dm.class_names[0].startswith("tench")
     train = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
-    assert train["image"].shape == (4, 3, 227, 227) and train["image"].dtype == torch.float32
+    assert train["image"].shape == (4, 3, CROP, CROP) and train["image"].dtype == torch.float32
     val = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
-    assert val["image"].shape == (4, 10, 3, 227, 227)
+    assert val["image"].shape == (4, 10, 3, CROP, CROP)
     with pytest.raises(Exception, match="data.num_classes=5 but"):
         ImageNetDataModule(root=str(tmp_path / "sample"), num_classes=5, num_workers=0).setup("fit")
 

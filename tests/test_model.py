@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet_lab.model import AlexNet, PaperLRN
+from alexnet_lab.model import AlexNet, PaperDropout, PaperLRN
 
 # Section 3.5, as written: kernels (count, height, width, depth seen by each kernel) of conv1..conv5.
 # conv2, conv4, conv5 only see the 48 / 192 / 192 maps of their own GPU; conv3 sees all 256 maps.
@@ -59,21 +59,42 @@ def test_one_column_full_width_net() -> None:
 
 
 def test_num_classes_sets_fc8() -> None:
-    assert AlexNet(num_classes=10)(torch.zeros(1, 3, 227, 227)).shape == (1, 10)
+    assert AlexNet(num_classes=10)(torch.zeros(1, 3, 224, 224)).shape == (1, 10)
 
 
 @pytest.mark.parametrize("pooling", ["overlap", "nonoverlap"])
 @pytest.mark.parametrize("columns", [1, 2])
-def test_feature_map_sizes(pooling: str, columns: int) -> None:
-    net = AlexNet(num_classes=10, columns=columns, pooling=pooling)
+@pytest.mark.parametrize("input_size", [224, 227])
+def test_feature_map_sizes(pooling: str, columns: int, input_size: int) -> None:
+    net = AlexNet(num_classes=10, columns=columns, pooling=pooling, input_size=input_size)
     sizes: dict[str, int] = {}
     for name, module in net.features.named_children():
         if name.startswith(("conv", "pool")):
             module.register_forward_hook(lambda m, i, o, name=name: sizes.__setitem__(name, o.shape[-1]))
-    net(torch.zeros(1, 3, 227, 227))
+    net(torch.zeros(1, 3, input_size, input_size))
     # Section 3.5 / figure 2: 55x55 after conv1, 27 after pooling, 13 after the second pooling, 6 at the end.
     assert sizes == {"conv1": 55, "pool1": 27, "conv2": 27, "pool2": 13, "conv3": 13, "conv4": 13, "conv5": 13,
                      "pool5": 6}  # fmt: skip
+
+
+def test_224_reading_pads_conv1_right_and_bottom_as_cuda_convnet() -> None:
+    # Section 4.1: 224x224 patches of the 256x256 images, "a factor of 2048" more training examples.
+    assert (256 - 224) ** 2 * 2 == 2048
+    # cuda-convnet: 1 + ceil((2 * padding + size - filter) / stride) filter positions per row.
+    assert 1 + math.ceil((2 * 0 + 224 - 11) / 4) == 55
+    assert n_params(AlexNet(input_size=224)) == n_params(AlexNet(input_size=227)) == count(PAPER_CONV_KERNELS)
+    torch.manual_seed(0)
+    net = AlexNet(num_classes=10, input_size=224)
+    x = torch.randn(1, 3, 224, 224)
+    maps = net.features.conv1(net.features.pad1(x))
+    w, b = net.features.conv1.weight, net.features.conv1.bias
+    # position 0 reads pixels 0..10; the last, 54, reads 216..226: 216..223 of the image, then 3 zeros
+    first = (x[0, :, :11, :11] * w).sum(dim=(1, 2, 3)) + b
+    corner = torch.zeros(3, 11, 11)
+    corner[:, :8, :8] = x[0, :, 216:, 216:]
+    last = (corner * w).sum(dim=(1, 2, 3)) + b
+    assert torch.allclose(maps[0, :, 0, 0], first, atol=1e-5) and torch.allclose(maps[0, :, 54, 54], last, atol=1e-5)
+    assert isinstance(AlexNet(input_size=227).features.pad1, nn.Identity)
 
 
 def test_pooling_windows() -> None:
@@ -139,6 +160,35 @@ def test_lrn_gradient_equals_autograd_through_the_papers_formula(maps: int) -> N
     assert torch.allclose(channels_last.grad, literal.grad, rtol=1e-10, atol=1e-14)
 
 
+def test_lrn_does_not_cross_the_columns() -> None:
+    # Two GPUs, each normalising the maps it holds: no window spans maps 47 and 48 (conv1) or 127 and 128 (conv2).
+    torch.manual_seed(0)
+    for maps in (96, 256):
+        lrn, half = PaperLRN(columns=2).double(), maps // 2
+        a = torch.randn(2, maps, 5, 5, dtype=torch.float64) * 60
+        out = lrn(a)
+        assert torch.allclose(out[:, :half], paper_lrn(a[:, :half]), rtol=1e-10, atol=0)
+        assert torch.allclose(out[:, half:], paper_lrn(a[:, half:]), rtol=1e-10, atol=0)
+        for changed, kept in ((slice(half, None), slice(None, half)), (slice(None, half), slice(half, None))):
+            other = a.clone()
+            other[:, changed] *= 3.0
+            assert torch.equal(lrn(other)[:, kept], out[:, kept]), "a column's maps changed the other column's"
+    assert not torch.allclose(PaperLRN(columns=1).double()(a)[:, half - 2 : half + 2],
+                              out[:, half - 2 : half + 2]), "one window over all maps mixes them"  # fmt: skip
+    assert AlexNet(columns=2).features.norm1.columns == 2 and AlexNet(columns=1).features.norm2.columns == 1
+
+
+def test_caffe_lrn_is_torchs_and_caffes_formula() -> None:
+    # Caffe: scale = k + alpha / n * sum (k = 1), across the whole layer: what torch.nn.LocalResponseNorm computes
+    torch.manual_seed(0)
+    a = torch.randn(2, 96, 5, 5, dtype=torch.float64) * 60
+    caffe = PaperLRN.caffe().double()
+    assert torch.allclose(caffe(a), nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)(a), rtol=1e-10)
+    assert torch.allclose(caffe(a), paper_lrn(a, k=1.0, alpha=1e-4 / 5), rtol=1e-10)
+    net = AlexNet(columns=2, lrn="caffe")
+    assert net.features.norm1.columns == 1 and net.features.norm1.k == 1.0
+
+
 def test_norm_placement() -> None:
     def kinds(net: AlexNet) -> list[str]:
         return [name for name, m in net.features.named_children() if name.startswith("norm")
@@ -160,9 +210,29 @@ def test_activation_everywhere_the_paper_has_relu() -> None:
     assert all(isinstance(m, nn.ReLU) for m in relu) and all(isinstance(m, nn.Tanh) for m in tanh)
 
 
-def test_dropout_in_fc6_and_fc7() -> None:
-    drops = [m.p for m in AlexNet().classifier if isinstance(m, nn.Dropout)]
-    assert drops == [0.5, 0.5]  # section 4.2
+@pytest.mark.parametrize("form", ["paper", "inverted"])
+def test_dropout_in_fc6_and_fc7(form: str) -> None:
+    net = AlexNet(dropout_form=form)
+    drops = [(name, m) for name, m in net.classifier.named_children() if name.startswith("drop")]
+    assert [name for name, _ in drops] == ["drop6", "drop7"]  # section 4.2: the first two FC layers
+    assert all(m.p == 0.5 for _, m in drops)  # "with probability 0.5"
+
+
+def test_dropout_forms_in_training_and_at_test_time() -> None:
+    # Section 4.2: zero with probability 0.5 in training; at test time all neurons, outputs multiplied by 0.5.
+    torch.manual_seed(0)
+    x = torch.rand(2000, 64) + 1.0  # no zeros of its own
+    paper, inverted = PaperDropout(0.5), nn.Dropout(0.5)
+    train = paper.train()(x)
+    kept = train != 0
+    assert torch.equal(train[kept], x[kept]), "kept outputs are not scaled in training"
+    assert kept.float().mean().item() == pytest.approx(0.5, abs=0.01)
+    assert torch.equal(paper.eval()(x), x * 0.5)
+    train = inverted.train()(x)
+    kept = train != 0
+    assert torch.allclose(train[kept], 2 * x[kept]) and torch.equal(inverted.eval()(x), x)
+    # the two nets' expected outputs agree at test time only up to the factor the paper applies there
+    assert torch.allclose(paper.eval()(x), 0.5 * inverted.eval()(x))
 
 
 def test_paper_init() -> None:
@@ -191,7 +261,18 @@ def test_caffe_and_kaiming_init() -> None:
     assert all(torch.all(layer.bias == 0) for layer in kaiming.layers.values())
 
 
-@pytest.mark.parametrize("bad", [{"norm": "group"}, {"pooling": "avg"}, {"activation": "gelu"}, {"columns": 3}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"norm": "group"},
+        {"pooling": "avg"},
+        {"activation": "gelu"},
+        {"columns": 3},
+        {"input_size": 225},
+        {"lrn": "torch"},
+        {"dropout_form": "scaled"},
+    ],
+)
 def test_unknown_choices_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="|".join(str(v) for v in bad.values())):
         AlexNet(**bad)  # type: ignore[arg-type]

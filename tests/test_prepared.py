@@ -56,12 +56,12 @@ def test_batched_loading_cuts_the_crops_of_the_decoded_image(shards: Path, mode:
     items = [(i, 1000 + i) for i in range(len(reader))] if mode == "train" else list(range(len(reader)))
     batch = exact.__getitems__(items)
     crops = 10 if mode == "ten" else 1
-    assert batch["image"].shape == ((len(items), 10, 3, 227, 227) if crops == 10 else (len(items), 3, 227, 227))
+    assert batch["image"].shape == ((len(items), 10, 3, 224, 224) if crops == 10 else (len(items), 3, 224, 224))
     assert batch["label"].tolist() == reader.labels
-    images, geometry = batch["image"].reshape(-1, 3, 227, 227), batch["geometry"].reshape(-1, 3)
+    images, geometry = batch["image"].reshape(-1, 3, 224, 224), batch["geometry"].reshape(-1, 3)
     for k, (top, left, flip) in enumerate(geometry.tolist()):
         full, _ = reader.image(k // crops)
-        patch = full[:, top : top + 227, left : left + 227]
+        patch = full[:, top : top + 224, left : left + 224]
         assert torch.equal(images[k], patch.flip(-1) if flip else patch), (mode, k)
     if mode == "train":
         flips = geometry[:, 2].tolist()

@@ -14,9 +14,13 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-# Section 3.5: the net's input. The paper writes 224, but an 11x11 stride-4 convolution without padding
-# needs 227 to give the 55x55 maps the paper draws ((227 - 11) / 4 + 1 = 55).
-INPUT_SIZE = 227
+# Section 3.5 and 4.1: the net takes 224x224 patches ("increases the size of our training set by a factor of
+# 2048" = (256 - 224)^2 x 2). An 11x11 stride-4 convolution gives the 55x55 maps of section 3.5 from 224 pixels
+# as cuda-convnet computes it, 1 + ceil((2 * padding + size - filter) / stride) = 1 + ceil(213 / 4) (layer.py,
+# ConvLayerParser): its last filter positions read 3 pixels past the right and bottom edges, which are zero.
+# 227 (Caffe's crop_size) gives 55 with no padding. Both readings are offered; docs/fidelity.md.
+INPUT_SIZES = (224, 227)
+PAPER_INPUT_SIZE = 224
 
 # Section 3.5: kernels per layer, conv1..conv5, summed over both GPU columns.
 PAPER_WIDTHS = (96, 256, 384, 384, 256)
@@ -26,13 +30,19 @@ ONE_GPU_WIDTHS = (48, 128, 192, 192, 256)
 FC_WIDTH = 4096  # Section 3.5: 4096 neurons in each fully-connected hidden layer.
 DROPOUT = 0.5  # Section 4.2: dropout probability in FC6 and FC7.
 
-# Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75.
+# Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75, alpha multiplying the sum of the n squares.
 LRN_K, LRN_SIZE, LRN_ALPHA, LRN_BETA = 2.0, 5, 1e-4, 0.75
+# Caffe's bvlc_alexnet: local_size 5, alpha 1e-4, beta 0.75 (models/bvlc_alexnet/train_val.prototxt), k = 1
+# (LRNParameter's default in caffe.proto), alpha divided by the window size (lrn_layer.cpp: alpha_over_size),
+# over all maps of the layer.
+CAFFE_LRN_K = 1.0
 
 NORMS = ("lrn", "bn", "none")
 POOLINGS = ("overlap", "nonoverlap")
 ACTIVATIONS = ("relu", "tanh")
 INITS = ("paper", "caffe", "kaiming")
+LRN_READINGS = ("paper", "caffe")
+DROPOUT_FORMS = ("paper", "inverted")
 
 
 def _window_sum(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
@@ -78,21 +88,52 @@ class PaperLRN(nn.LocalResponseNorm):
 
     b_i = a_i / (k + alpha * sum_{j in n adjacent maps} a_j^2) ^ beta
 
-    torch.nn.LocalResponseNorm averages the squares (alpha / n * sum), so it is given alpha * n; the forward
-    pass is ``_LRN``, the same function with a hand-written gradient.
+    ``columns`` > 1 normalises each column's maps on their own: in the two-GPU net each GPU normalised the maps
+    it held (cuda-convnet's two-GPU layer files have rnorm1a/rnorm1b over 48 maps each), and no window spans
+    the two columns. torch.nn.LocalResponseNorm averages the squares (alpha / n * sum), so it is given
+    alpha * n; the forward pass is ``_LRN``, the same function with a hand-written gradient.
     """
 
-    def __init__(
-        self, size: int = LRN_SIZE, alpha: float = LRN_ALPHA, beta: float = LRN_BETA, k: float = LRN_K
-    ) -> None:
+    def __init__(self, size: int = LRN_SIZE, alpha: float = LRN_ALPHA, beta: float = LRN_BETA, k: float = LRN_K,
+                 columns: int = 1) -> None:  # fmt: skip
         super().__init__(size=size, alpha=alpha * size, beta=beta, k=k)
-        self.paper_alpha = alpha
+        self.paper_alpha, self.columns = alpha, columns
+
+    @classmethod
+    def caffe(cls) -> PaperLRN:
+        """Caffe's reading: alpha / n times the sum, k = 1, over all maps of the layer."""
+        return cls(LRN_SIZE, LRN_ALPHA / LRN_SIZE, LRN_BETA, CAFFE_LRN_K, columns=1)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        return _LRN.apply(a, self.size, self.paper_alpha, self.beta, self.k)
+        if self.columns == 1:
+            return _LRN.apply(a, self.size, self.paper_alpha, self.beta, self.k)
+        b, c, h, w = a.shape  # each column's maps as an image of its own: (b * columns, c / columns, h, w)
+        per_column = a.reshape(b * self.columns, c // self.columns, h, w)
+        return _LRN.apply(per_column, self.size, self.paper_alpha, self.beta, self.k).reshape(b, c, h, w)
 
     def extra_repr(self) -> str:
-        return f"n={self.size}, alpha={self.paper_alpha}, beta={self.beta}, k={self.k} (paper section 3.3)"
+        return f"n={self.size}, alpha={self.paper_alpha}, beta={self.beta}, k={self.k}, columns={self.columns}"
+
+
+class PaperDropout(nn.Module):
+    """Section 4.2 as written: in training each unit's output is set to zero with probability ``p``; at test
+    time every unit is used and its output multiplied by 1 - p (the paper: by 0.5).
+
+    torch.nn.Dropout ("inverted" dropout) scales the kept outputs by 1 / (1 - p) in training instead and leaves
+    them alone at test time: the same functions of the weights up to that factor, but not the same training
+    with the paper's weight decay and initialisation."""
+
+    def __init__(self, p: float = DROPOUT) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return x * torch.empty_like(x).bernoulli_(1.0 - self.p)
+        return x * (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p} (paper section 4.2: zero in training, times {1 - self.p} at test time)"
 
 
 def _choice(name: str, value: str, options: Sequence[str]) -> str:
@@ -117,6 +158,11 @@ class AlexNet(nn.Module):
         init: ``paper`` (section 5), ``caffe`` (BVLC's reference values) or ``kaiming``.
         dropout: probability in FC6 and FC7 (section 4.2).
         fc_width: neurons of FC6 and FC7; ``None`` is the paper's 4096 (section 3.5). Smaller only for quick tests.
+        input_size: 224 (the paper's patches, conv1 padded by 3 on the right and bottom as cuda-convnet did) or
+            227 (Caffe's crops, no padding). Both give the 55/27/13/6 maps and the same parameters.
+        lrn: ``paper`` (section 3.3: k = 2, alpha times the sum, within each column) or ``caffe`` (k = 1,
+            alpha / n times the sum, across all maps).
+        dropout_form: ``paper`` (section 4.2: outputs times 1 - p at test time) or ``inverted`` (torch's).
     """
 
     def __init__(
@@ -130,23 +176,33 @@ class AlexNet(nn.Module):
         init: str = "paper",
         dropout: float = DROPOUT,
         fc_width: int | None = None,
+        input_size: int = PAPER_INPUT_SIZE,
+        lrn: str = "paper",
+        dropout_form: str = "paper",
     ) -> None:
         super().__init__()
         if columns not in (1, 2):
             raise ValueError(f"columns must be 1 or 2, got {columns!r}")
-        self.columns = columns
+        if input_size not in INPUT_SIZES:
+            raise ValueError(f"input_size must be 224 or 227, got {input_size!r}")
+        self.columns, self.input_size = columns, input_size
         self.norm = _choice("norm", norm, NORMS)
         self.pooling = _choice("pooling", pooling, POOLINGS)
         self.activation = _choice("activation", activation, ACTIVATIONS)
         self.init = _choice("init", init, INITS)
+        self.lrn = _choice("lrn", lrn, LRN_READINGS)
+        self.dropout_form = _choice("dropout_form", dropout_form, DROPOUT_FORMS)
         c1, c2, c3, c4, c5 = tuple(widths) if widths is not None else self.paper_widths(columns)
         fc_width = FC_WIDTH if fc_width is None else fc_width
 
         act = self._activation
         pool = self._pool
+        drop = (lambda: PaperDropout(dropout)) if self.dropout_form == "paper" else (lambda: nn.Dropout(dropout))
+        pad = nn.ZeroPad2d((0, 3, 0, 3)) if input_size == 224 else nn.Identity()  # left, right, top, bottom
         # Section 3.5: conv3 takes all kernel maps of conv2; conv2, conv4, conv5 only those of their column.
         self.features = nn.Sequential(OrderedDict([
-            ("conv1", nn.Conv2d(3, c1, kernel_size=11, stride=4)), ("act1", act()), ("norm1", self._norm(c1)),
+            ("pad1", pad), ("conv1", nn.Conv2d(3, c1, kernel_size=11, stride=4)), ("act1", act()),
+            ("norm1", self._norm(c1)),
             ("pool1", pool()),
             ("conv2", nn.Conv2d(c1, c2, kernel_size=5, padding=2, groups=columns)), ("act2", act()),
             ("norm2", self._norm(c2)), ("pool2", pool()),
@@ -156,8 +212,8 @@ class AlexNet(nn.Module):
             ("pool5", pool()),
         ]))  # fmt: skip
         self.classifier = nn.Sequential(OrderedDict([
-            ("fc6", nn.Linear(c5 * 6 * 6, fc_width)), ("act6", act()), ("drop6", nn.Dropout(dropout)),
-            ("fc7", nn.Linear(fc_width, fc_width)), ("act7", act()), ("drop7", nn.Dropout(dropout)),
+            ("fc6", nn.Linear(c5 * 6 * 6, fc_width)), ("act6", act()), ("drop6", drop()),
+            ("fc7", nn.Linear(fc_width, fc_width)), ("act7", act()), ("drop7", drop()),
             ("fc8", nn.Linear(fc_width, num_classes)),
         ]))  # fmt: skip
         self.reset_parameters()
@@ -176,7 +232,7 @@ class AlexNet(nn.Module):
 
     def _norm(self, channels: int) -> nn.Module:
         if self.norm == "lrn":
-            return PaperLRN()
+            return PaperLRN(columns=self.columns) if self.lrn == "paper" else PaperLRN.caffe()
         if self.norm == "bn":
             return nn.BatchNorm2d(channels)
         return nn.Identity()

@@ -26,6 +26,7 @@ from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_st
 from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
 from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, Crops, DeviceNormalizer
 from alexnet_lab.errors import UserError
+from alexnet_lab.model import PAPER_INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class ImageNetDataModule(L.LightningDataModule):
     batch_size: the global batch (section 5: 128), split evenly over the processes.
     mean: ``image`` (the paper's mean image) or ``channel`` (one mean per RGB channel).
     lighting_std: std of the PCA lighting coefficients (section 4.1: 0.1); 0 turns it off.
+    pca_lighting: ``eigenvalues`` (section 4.1: alpha_i * lambda_i) or ``stdevs`` (alpha_i * sqrt(lambda_i)).
+    crop_size: the patches cut for the net: 224 (section 4.1) or 227.
     test_crops: 1 = centre crop, 10 = the paper's ten crops with the softmax averaged (section 4.1).
     stats_file: where the training-set statistics are cached (default: beside the data).
     stats_max_images: compute the statistics from at most this many training images (default: all).
@@ -116,6 +119,8 @@ class ImageNetDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         mean: str = "image",
         lighting_std: float = LIGHTING_STD,
+        pca_lighting: str = "eigenvalues",
+        crop_size: int = PAPER_INPUT_SIZE,
         test_crops: int = 1,
         stats_file: str | None = None,
         stats_max_images: int | None = None,
@@ -144,7 +149,8 @@ class ImageNetDataModule(L.LightningDataModule):
             pin_memory,
             persistent_workers,
         )
-        self.mean, self.lighting_std, self.test_crops = mean, lighting_std, test_crops
+        self.mean, self.lighting_std, self.test_crops, self.crop_size = mean, lighting_std, test_crops, crop_size
+        self.pca_lighting = pca_lighting
         default_stats = self.root / STATS_FILE if self.prepared else self.root.parent / f"{self.root.name}-stats.pt"
         self.stats_file = Path(stats_file) if stats_file else default_stats
         self.stats_max_images, self.skip_bad_images, self.seed = stats_max_images, skip_bad_images, seed
@@ -202,7 +208,8 @@ class ImageNetDataModule(L.LightningDataModule):
         mean_image = stats["mean_image"]
         if self.mean == "channel":
             mean_image = mean_image.mean(dim=(1, 2), keepdim=True).expand(3, IMAGE_SIZE, IMAGE_SIZE)
-        self.normalizer = DeviceNormalizer(mean_image, stats["eigvals"], stats["eigvecs"], self.lighting_std)
+        self.normalizer = DeviceNormalizer(mean_image, stats["eigvals"], stats["eigvecs"], self.lighting_std,
+                                           self.pca_lighting)  # fmt: skip
 
     # -- loaders -----------------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, sampler: Sampler, drop_last: bool, loader: type = DataLoader,
@@ -221,7 +228,7 @@ class ImageNetDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        dataset = self._dataset("train", Crops("train"))
+        dataset = self._dataset("train", Crops("train", self.crop_size))
         world_size, rank = self.world
         sampler = ResumableSampler(len(dataset), num_replicas=world_size, rank=rank, seed=self.seed)
         return self._loader(dataset, sampler, drop_last=True, loader=ResumableLoader, position=self._position)
@@ -234,7 +241,7 @@ class ImageNetDataModule(L.LightningDataModule):
         return trainer.current_epoch, progress.processed
 
     def val_dataloader(self) -> DataLoader:
-        dataset = self._dataset("val", Crops("ten" if self.test_crops == 10 else "centre"))
+        dataset = self._dataset("val", Crops("ten" if self.test_crops == 10 else "centre", self.crop_size))
         world_size, rank = self.world
         return self._loader(dataset, ShardSampler(len(dataset), world_size, rank), drop_last=False)
 

@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from alexnet_lab.data.sampling import mix
-from alexnet_lab.model import INPUT_SIZE
+from alexnet_lab.model import PAPER_INPUT_SIZE
 
 # Section 2: images are down-sampled to 256x256: short side rescaled to 256, then the central 256x256 patch.
 IMAGE_SIZE = 256
@@ -35,7 +35,7 @@ def _crop(image: torch.Tensor, top: int, left: int, flip: bool, size: int) -> to
 
 
 def train_geometry(
-    image_size: int = IMAGE_SIZE, size: int = INPUT_SIZE, seed: int | None = None
+    image_size: int = IMAGE_SIZE, size: int = PAPER_INPUT_SIZE, seed: int | None = None
 ) -> tuple[int, int, bool]:
     """Section 4.1: where a training crop is cut, (top, left, flipped): a random ``size`` x ``size`` patch,
     mirrored with probability 1/2, as a function of ``seed`` (else of torch's RNG).
@@ -49,12 +49,12 @@ def train_geometry(
     return (bits & 0xFFFFF) % positions, ((bits >> 20) & 0xFFFFF) % positions, bool((bits >> 40) & 1)
 
 
-def centre_geometry(image_size: int = IMAGE_SIZE, size: int = INPUT_SIZE) -> tuple[int, int]:
+def centre_geometry(image_size: int = IMAGE_SIZE, size: int = PAPER_INPUT_SIZE) -> tuple[int, int]:
     offset = int(round((image_size - size) / 2.0))  # torchvision's convention for the centre crop
     return offset, offset
 
 
-def ten_crop_geometry(image_size: int = IMAGE_SIZE, size: int = INPUT_SIZE) -> list[tuple[int, int, bool]]:
+def ten_crop_geometry(image_size: int = IMAGE_SIZE, size: int = PAPER_INPUT_SIZE) -> list[tuple[int, int, bool]]:
     """Section 4.1: the four corner patches and the centre patch, and their horizontal reflections."""
     far = image_size - size
     corners = [(0, 0), (0, far), (far, 0), (far, far), centre_geometry(image_size, size)]
@@ -69,7 +69,7 @@ class Crops:
 
     MODES = ("train", "centre", "ten")
 
-    def __init__(self, mode: str, size: int = INPUT_SIZE) -> None:
+    def __init__(self, mode: str, size: int = PAPER_INPUT_SIZE) -> None:
         if mode not in self.MODES:
             raise ValueError(f"unknown crop mode {mode!r}: choose one of {', '.join(self.MODES)}")
         self.mode, self.size = mode, size
@@ -114,12 +114,19 @@ def crop_mean(mean_image: torch.Tensor, geometry: torch.Tensor, size: int) -> to
     return mean_image[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)
 
 
+# The lighting's size along each principal axis: the paper's eigenvalues lambda_i (of the covariance of pixels
+# scaled to [0, 1]), or their square roots, the standard deviations along the axes (cuda-convnet2's convdata.py
+# draws its colour noise with "color_stdevs"). docs/fidelity.md compares them.
+PCA_LIGHTING = ("eigenvalues", "stdevs")
+
+
 class DeviceNormalizer(nn.Module):
     """Subtracts the training-set mean (section 2) and adds the PCA lighting (section 4.1) on the device.
 
     Pixels stay in the paper's 0..255 range. The PCA is taken on pixels scaled to [0, 1], as the published
     reimplementations do: the paper does not give the scale, and on 0..255 values alpha_i * lambda_i would
-    shift colours by about a thousand intensity levels. The offset is therefore scaled by 255.
+    shift colours by about a thousand intensity levels. The offset is therefore scaled by 255. ``pca_lighting``
+    is ``eigenvalues`` (the paper's alpha_i * lambda_i) or ``stdevs`` (alpha_i * sqrt(lambda_i)).
     """
 
     mean_image: torch.Tensor
@@ -132,10 +139,14 @@ class DeviceNormalizer(nn.Module):
         eigvals: torch.Tensor,
         eigvecs: torch.Tensor,
         lighting_std: float = LIGHTING_STD,
+        pca_lighting: str = "eigenvalues",
     ) -> None:
         super().__init__()
+        if pca_lighting not in PCA_LIGHTING:
+            raise ValueError(f"unknown pca_lighting {pca_lighting!r}: choose one of {', '.join(PCA_LIGHTING)}")
+        scales = eigvals if pca_lighting == "eigenvalues" else eigvals.clamp_min(0).sqrt()
         self.register_buffer("mean_image", mean_image.float(), persistent=False)
-        self.register_buffer("eigvals", eigvals.float(), persistent=False)
+        self.register_buffer("eigvals", scales.float(), persistent=False)
         self.register_buffer("eigvecs", eigvecs.float(), persistent=False)
         self.lighting_std = lighting_std
 
@@ -161,7 +172,7 @@ def reference_normalize(
     image: torch.Tensor,
     mean_image: torch.Tensor,
     geometry: tuple[int, int, bool],
-    size: int = INPUT_SIZE,
+    size: int = PAPER_INPUT_SIZE,
     offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The paper's order on one 256x256 image, in float on the CPU: subtract the mean image, add the lighting
