@@ -1,5 +1,6 @@
-"""Evaluate a checkpoint on val with the centre crop and the paper's ten crops:
-python src/eval.py ckpt_path=PATH [data=imagenet data.root=DIR]"""
+"""Evaluate a checkpoint, or an ensemble of them, on val with the centre crop and the paper's ten crops:
+python src/eval.py ckpt_path=PATH [data=imagenet data.root=DIR]
+python src/eval.py 'ckpt_path=[A.ckpt,B.ckpt,...]'   # section 6: the softmax averaged over the CNNs"""
 
 import json
 import sys
@@ -10,31 +11,41 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 import lightning as L  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, ListConfig  # noqa: E402
 
 from alexnet_lab import launch, run  # noqa: E402
 from alexnet_lab.errors import UserError  # noqa: E402
-from alexnet_lab.module import AlexNetModule  # noqa: E402
+from alexnet_lab.module import AlexNetModule, Ensemble  # noqa: E402
 
 
-def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
+def evaluate(cfg: DictConfig) -> dict:
     run.check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    ckpt_path = run.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir)
-    if ckpt_path is None:
-        raise UserError("no checkpoint: pass ckpt_path=PATH (a .ckpt file written by src/train.py)")
-    model = AlexNetModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    given = list(cfg.ckpt_path) if isinstance(cfg.ckpt_path, ListConfig) else [cfg.ckpt_path]
+    paths = [run.resolve_ckpt_path(str(path), cfg.paths.log_dir) or "" for path in given]
+    if not paths or "" in paths:
+        raise UserError("no checkpoint: pass ckpt_path=PATH (a .ckpt file written by src/train.py), or a list")
+    members = [AlexNetModule.load_from_checkpoint(path, map_location="cpu", weights_only=True) for path in paths]
+    model = Ensemble(members)  # one member: the same numbers as that checkpoint alone
     trainer = instantiate(cfg.trainer, logger=False)
-    results = {}
+    results: dict = {"ckpt_path": paths[0] if len(paths) == 1 else paths}
+    members_results: list[dict] = [{"ckpt_path": path} for path in paths]
     for crops in cfg.test_crops:
-        datamodule = instantiate(cfg.data, test_crops=crops)
-        metrics = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
-        results[f"{crops}_crop"] = {k.removeprefix("val/"): float(v) for k, v in metrics.items()}
-        print(f"{crops:>2} crop(s): top-1 error {metrics['val/top1_err']:.4f}  "
-              f"top-5 error {metrics['val/top5_err']:.4f}")  # fmt: skip
+        # the crops follow the checkpoints' net (224 or 227)
+        datamodule = instantiate(cfg.data, test_crops=crops, crop_size=model.input_size)
+        logged = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
+        metrics = {k.removeprefix("val/"): float(v) for k, v in logged.items()}
+        key = f"{crops}_crop"
+        results[key] = {k: v for k, v in metrics.items() if not k.startswith("member")}
+        for i, member in enumerate(members_results):
+            member[key] = {k.removeprefix(f"member{i}/"): v for k, v in metrics.items() if k.startswith(f"member{i}/")}
+        print(f"{crops:>2} crop(s): top-1 error {metrics['top1_err']:.4f}  top-5 error {metrics['top5_err']:.4f}"
+              + (f"  ({len(paths)} CNNs averaged)" if len(paths) > 1 else ""))  # fmt: skip
+    if len(paths) > 1:
+        results["members"] = members_results
     if trainer.is_global_zero:
         out = Path(cfg.paths.output_dir, "eval.json")
-        out.write_text(json.dumps({"ckpt_path": ckpt_path, **results}, indent=2) + "\n")
+        out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {out}")
     return results
 

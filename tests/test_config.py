@@ -101,6 +101,42 @@ def test_experiment_paper(compose_cfg) -> None:
     assert cfg.data.num_classes == 1000 and cfg.data.batch_size == 128 and cfg.gpus == 2
     assert cfg.data._target_.endswith("ImageNetDataModule") and cfg.data.sample is None
     assert cfg.model.net.init == "paper" and cfg.model.schedule == "plateau"
+    # the paper's text wherever it and the authors' code or Caffe differ (docs/fidelity.md)
+    assert cfg.input_size == cfg.data.crop_size == cfg.model.net.input_size == 224  # sections 3.5, 4.1: 224x224
+    assert cfg.model.net.lrn == "paper" and cfg.model.net.dropout_form == "paper" and cfg.model.optimizer == "paper"
+    assert (cfg.model.bias_lr_mult, cfg.model.bias_decay_mult) == (1.0, 1.0)  # the paper says nothing of biases
+    assert cfg.data.lighting_std == 0.1  # section 4.1
+
+
+def test_experiment_caffe_is_bvlc_alexnet(compose_cfg) -> None:
+    """Against BVLC/caffe models/bvlc_alexnet/ (commit c2aaebd): train_val.prototxt, solver.prototxt, readme.md."""
+    cfg = compose_cfg("experiment=caffe", "data.root=/nonexistent")
+    assert cfg.input_size == cfg.data.crop_size == 227  # crop_size: 227
+    assert cfg.data.batch_size == 256 and cfg.data.mean == "image"  # batch_size: 256; mean_file
+    assert cfg.data.lighting_std == 0  # readme: "not training with the relighting data-augmentation"
+    assert cfg.data.test_crops == 1  # readme: "using just the center crop"
+    model = cfg.model
+    assert (model.lr, model.momentum, model.weight_decay) == (0.01, 0.9, 0.0005)  # base_lr, momentum, weight_decay
+    assert (model.schedule, model.lr_factor, model.step_iters) == ("step_iters", 0.1, 100000)  # "step", gamma, stepsize
+    assert cfg.trainer.max_steps == 450000  # max_iter
+    assert model.lr_drops == 450000 // 100000  # base_lr * gamma ^ floor(iter / stepsize): 4 drops before max_iter
+    assert (model.bias_lr_mult, model.bias_decay_mult) == (2.0, 0.0)  # lr_mult: 2, decay_mult: 0 on biases
+    assert model.net.init == "caffe" and model.net.lrn == "caffe" and model.net.dropout_form == "inverted"
+    assert model.optimizer == "paper"  # history = momentum * history + local_rate * diff
+    assert cfg.gpus is None and model.net.columns == 2  # one device; group: 2 in conv2, conv4, conv5
+
+
+def test_quickstart_departs_from_the_paper_where_the_readme_says(compose_cfg) -> None:
+    # README: the quickstart departs in init, the lr schedule and the dropout form; the net and recipe otherwise
+    # are experiment=paper's (but the data, the devices and the run length)
+    def model(*overrides: str) -> dict[str, Any]:
+        container = OmegaConf.to_container(compose_cfg(*overrides).model, resolve=True)
+        assert isinstance(container, dict)
+        return leaves(container)
+
+    quick, paper = model(), model("experiment=paper", "gpus=null", "data.root=/x", "data.num_classes=10")
+    assert {k for k in quick.keys() | paper.keys() if quick.get(k) != paper.get(k)} == {
+        "net.init", "net.dropout_form", "schedule", "step_epochs"}  # fmt: skip
 
 
 def test_the_submitit_slurm_launcher_composes_for_a_sweep(compose_cfg) -> None:

@@ -10,7 +10,8 @@ from hydra.utils import instantiate
 
 from alexnet_lab.data import per_device_batch
 from alexnet_lab.errors import UserError
-from alexnet_lab.module import AlexNetModule, CheckpointMismatchError, TopKError, error_metrics
+from alexnet_lab.module import AlexNetModule, CheckpointMismatchError, Ensemble, TopKError, error_metrics
+from alexnet_lab.optim import PaperSGD
 
 TINY_NET = {"num_classes": 6}
 RECIPE = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_factor": 0.1, "lr_drops": 3}
@@ -29,15 +30,88 @@ def test_instantiated_model_is_the_module_with_net(compose_cfg) -> None:
     module = instantiate(compose_cfg().model)
     assert isinstance(module, AlexNetModule)
     assert module.net.columns == 2 and module.net.norm == "lrn"
-    assert tuple(module.example_input_array.shape) == (2, 3, 227, 227)
+    assert tuple(module.example_input_array.shape) == (2, 3, 224, 224)
 
 
-def test_sgd_settings() -> None:
-    module = AlexNetModule(net=TINY_NET, **RECIPE)
+def sgd_run(optimizer_class, lrs: list[float], grads: list[torch.Tensor], **kwargs) -> list[torch.Tensor]:
+    """The weights after each step of ``optimizer_class`` with these gradients and per-step lrs."""
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64))
+    optimizer = optimizer_class([w], lr=lrs[0], momentum=0.9, weight_decay=5e-4, **kwargs)
+    history = [w.detach().clone()]
+    for lr, g in zip(lrs, grads, strict=True):
+        optimizer.param_groups[0]["lr"] = lr
+        w.grad = g.clone()
+        optimizer.step()
+        history.append(w.detach().clone())
+    return history
+
+
+def test_paper_sgd_is_section_5s_rule() -> None:
+    # v <- 0.9 v - 0.0005 eps w - eps dL/dw;  w <- w + v, by hand for three steps
+    torch.manual_seed(0)
+    grads = [torch.randn(3, dtype=torch.float64) for _ in range(3)]
+    w, v, eps = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0.01
+    by_hand = [w.clone()]
+    for g in grads:
+        v = 0.9 * v - 0.0005 * eps * w - eps * g
+        w = w + v
+        by_hand.append(w.clone())
+    ours = sgd_run(PaperSGD, [eps] * 3, grads)
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-15) for a, b in zip(ours, by_hand, strict=True))
+
+
+def test_paper_sgd_equals_torch_sgd_at_a_constant_lr_but_not_across_a_drop() -> None:
+    torch.manual_seed(0)
+    grads = [torch.randn(3, dtype=torch.float64) for _ in range(8)]
+    constant = [0.01] * 8
+    paper, plain = sgd_run(PaperSGD, constant, grads), sgd_run(torch.optim.SGD, constant, grads)
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-15) for a, b in zip(paper, plain, strict=True))
+    # the lr is divided by 10 at step 6: the paper's velocity keeps its old size, torch's buffer is rescaled
+    dropped = [0.01] * 5 + [0.001] * 3
+    paper, plain = sgd_run(PaperSGD, dropped, grads), sgd_run(torch.optim.SGD, dropped, grads)
+    assert all(torch.allclose(a, b, rtol=1e-12) for a, b in zip(paper[:6], plain[:6], strict=True))
+    # by hand: the paper's step 6 is 0.9 v5 - eps2 (...), torch's 0.9 v5 eps2 / eps1 - eps2 (...), where v5 is the
+    # last step taken at eps1 = 0.01, so they differ by 0.9 v5 (1 - eps2 / eps1)
+    v5 = paper[5] - paper[4]
+    step_paper, step_torch = paper[6] - paper[5], plain[6] - plain[5]
+    assert torch.allclose(step_paper - step_torch, 0.9 * v5 * (1 - 0.001 / 0.01), rtol=1e-9)
+    assert not torch.allclose(paper[-1], plain[-1], rtol=1e-3)
+
+
+@pytest.mark.parametrize("choice", ["paper", "torch"])
+def test_the_optimizer_choice(choice: str) -> None:
+    module = AlexNetModule(net=TINY_NET, **RECIPE, optimizer=choice)
     optimizer = module.configure_optimizers()["optimizer"]
-    group = optimizer.param_groups[0]
-    assert isinstance(optimizer, torch.optim.SGD)
-    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.01, 0.9, 5e-4)
+    assert type(optimizer) is (PaperSGD if choice == "paper" else torch.optim.SGD)
+    assert len(optimizer.param_groups) == 1, "the paper's silence on biases: one rule for every parameter"
+
+
+def test_bias_multipliers_give_biases_twice_the_lr_and_no_decay() -> None:
+    # the authors' code and Caffe: epsB = 2 epsW (cuda-convnet's layer-params files), lr_mult 2, decay_mult 0
+    module = AlexNetModule(net=TINY_NET, **RECIPE, bias_lr_mult=2.0, bias_decay_mult=0.0)
+    optimizer = module.configure_optimizers()["optimizer"]
+    weight, bias = module.net.layers["fc8"].weight, module.net.layers["fc8"].bias
+    w0, b0 = weight.detach().clone(), bias.detach().clone()
+    for p in module.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    # first step, zero velocity: w - eps (g + 0.0005 w) for weights, b - 2 eps g for biases
+    assert torch.allclose(weight.detach(), w0 - 0.01 * (1 + 5e-4 * w0), atol=1e-8)
+    assert torch.allclose(bias.detach(), b0 - 2 * 0.01, atol=1e-8)
+
+
+def test_iteration_schedule_divides_the_lr_every_step_iters_steps() -> None:
+    # Caffe's lr_policy "step": base_lr * gamma ^ floor(iter / stepsize)
+    module = AlexNetModule(net=TINY_NET, **RECIPE, schedule="step_iters", step_iters=3)
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "step"
+    lrs = []
+    for _ in range(14):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([0.01 * 0.1 ** min(i // 3, 3) for i in range(14)])  # lr_drops = 3
 
 
 def test_plateau_schedule_divides_by_ten_at_most_three_times() -> None:
@@ -92,7 +166,7 @@ def test_top_k_error_on_a_hand_made_batch() -> None:
 def test_multi_crop_prediction_is_the_mean_softmax() -> None:
     torch.manual_seed(0)
     module = AlexNetModule(net=TINY_NET, **RECIPE).eval()
-    crops = torch.randn(2, 10, 3, 227, 227)
+    crops = torch.randn(2, 10, 3, 224, 224)
     with torch.no_grad():
         got = module.predict_probs(crops)
         by_hand = torch.stack([
@@ -105,7 +179,7 @@ def test_a_few_sgd_steps_lower_the_loss_on_a_fixed_batch() -> None:
     torch.manual_seed(0)
     module = AlexNetModule(net={**TINY_NET, "dropout": 0.0, "init": "kaiming"}, **RECIPE)
     optimizer = module.configure_optimizers()["optimizer"]
-    images = torch.nn.functional.interpolate(torch.randn(8, 3, 8, 8), size=227, mode="bilinear")
+    images = torch.nn.functional.interpolate(torch.randn(8, 3, 8, 8), size=224, mode="bilinear")
     labels = torch.arange(8) % 6
     losses = []
     for _ in range(8):
@@ -130,3 +204,16 @@ def test_checkpoint_from_another_architecture_is_named() -> None:
     current = AlexNetModule(net={**TINY_NET, "columns": 2}, **RECIPE)
     with pytest.raises(CheckpointMismatchError, match="columns: checkpoint 1 vs this run 2"):
         current.on_load_checkpoint(checkpoint)
+
+
+def test_an_ensemble_averages_its_members_softmax() -> None:
+    # Section 6: "averaging the predictions of five similar CNNs"
+    torch.manual_seed(0)
+    members = [AlexNetModule(net=TINY_NET, **RECIPE).eval() for _ in range(3)]
+    images = torch.randn(4, 10, 3, 224, 224)  # ten crops each
+    with torch.no_grad():
+        alone = [m.predict_probs(images) for m in members]
+        assert torch.equal(Ensemble(members[:1]).predict_probs(images), alone[0])
+        assert torch.allclose(Ensemble(members).predict_probs(images), (alone[0] + alone[1] + alone[2]) / 3)
+    with pytest.raises(UserError, match="different input sizes"):
+        Ensemble([members[0], AlexNetModule(net={**TINY_NET, "input_size": 227}, **RECIPE)])

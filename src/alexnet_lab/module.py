@@ -13,10 +13,11 @@ from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from alexnet_lab.errors import UserError
-from alexnet_lab.model import INPUT_SIZE, AlexNet
+from alexnet_lab.model import AlexNet
+from alexnet_lab.optim import OPTIMIZERS, PaperSGD, parameter_groups
 from alexnet_lab.resume import WANDB_ID_KEY
 
-SCHEDULES = ("plateau", "step")
+SCHEDULES = ("plateau", "step", "step_iters")
 
 
 class TopKError(MulticlassAccuracy):
@@ -57,12 +58,18 @@ class AlexNetModule(L.LightningModule):
         schedule: str = "plateau",
         plateau_patience: int = 5,
         step_epochs: int = 30,
+        step_iters: int = 100_000,
+        optimizer: str = "paper",
+        bias_lr_mult: float = 1.0,
+        bias_decay_mult: float = 1.0,
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         self.save_hyperparameters()
         self.net = AlexNet(**dict(net))
         num_classes = int(dict(net).get("num_classes", 1000))
@@ -70,7 +77,7 @@ class AlexNetModule(L.LightningModule):
         self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
         self.val_loss = MeanMetric()
         self.val_images = SumMetric()  # how many images the epoch's error counts, over all ranks
-        self.example_input_array = torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE)
+        self.example_input_array = torch.zeros(2, 3, self.net.input_size, self.net.input_size)
 
     def configure_model(self) -> None:
         hp: Any = self.hparams
@@ -121,11 +128,21 @@ class AlexNetModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp: Any = self.hparams
-        optimizer = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        groups = parameter_groups(self.net, hp.lr, hp.weight_decay, hp.bias_lr_mult, hp.bias_decay_mult)
+        if hp.optimizer == "paper":
+            optimizer: torch.optim.Optimizer = PaperSGD(groups, lr=hp.lr, momentum=hp.momentum,
+                                                        weight_decay=hp.weight_decay)  # fmt: skip
+        else:
+            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        # "name": the lr is logged as lr (lr/weights and lr/biases with bias multipliers), whatever the optimizer
         if hp.schedule == "step":
             milestones = [hp.step_epochs * (i + 1) for i in range(hp.lr_drops)]
             step = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=hp.lr_factor)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": step, "interval": "epoch"}}
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": step, "interval": "epoch", "name": "lr"}}
+        if hp.schedule == "step_iters":  # Caffe's lr_policy "step": divided every stepsize iterations
+            milestones = [hp.step_iters * (i + 1) for i in range(hp.lr_drops)]
+            step = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=hp.lr_factor)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": step, "interval": "step", "name": "lr"}}
         # Section 5: "divide the learning rate by 10 when the validation error rate stopped improving".
         # min_lr stops it after lr_drops divisions.
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -133,16 +150,16 @@ class AlexNetModule(L.LightningModule):
             mode="min",
             factor=hp.lr_factor,
             patience=hp.plateau_patience,
-            min_lr=hp.lr * hp.lr_factor**hp.lr_drops,
+            min_lr=[group["lr"] * hp.lr_factor**hp.lr_drops for group in groups],
         )
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": plateau, "monitor": "val/top1_err", "interval": "epoch"},
+            "lr_scheduler": {"scheduler": plateau, "monitor": "val/top1_err", "interval": "epoch", "name": "lr"},
         }
 
     def on_train_epoch_end(self) -> None:
-        """Steps the lr schedule here, after the epoch's validation, rather than where Lightning would, after the
-        epoch-end checkpoints: there a checkpoint held the schedule one step behind, and a run resumed from it
+        """Steps an epoch schedule here, after the epoch's validation, rather than where Lightning would, after
+        the epoch-end checkpoints: there a checkpoint held the schedule one step behind, and a run resumed from it
         dropped the lr an epoch late (Lightning does not redo the step of an epoch that has ended)."""
         scheduler = self.lr_schedulers()
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -151,11 +168,14 @@ class AlexNetModule(L.LightningModule):
                 raise UserError("model.schedule=plateau needs val/top1_err at the end of every epoch: keep "
                                 "validation on every epoch, or use model.schedule=step")  # fmt: skip
             scheduler.step(float(error))
-        elif scheduler is not None:
+        elif scheduler is not None and self.hparams.get("schedule") == "step":
             scheduler.step()  # type: ignore[union-attr]
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
-        """Lightning's own stepping, after the epoch-end checkpoints, is replaced by :meth:`on_train_epoch_end`."""
+        """Lightning's own stepping of epoch schedules, after the epoch-end checkpoints, is replaced by
+        :meth:`on_train_epoch_end`; an iteration schedule (``step_iters``) steps here, after each update."""
+        if self.hparams.get("schedule") == "step_iters":
+            scheduler.step()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for logger in self.loggers:
@@ -177,6 +197,45 @@ class AlexNetModule(L.LightningModule):
 
 class CheckpointMismatchError(UserError):
     pass
+
+
+class Ensemble(L.LightningModule):
+    """Section 6: the prediction of several CNNs is the average of their softmax outputs (with each one's
+    multi-crop average, as :meth:`AlexNetModule.predict_probs`). Validating it logs the ensemble's error as
+    ``val/...`` and each member's as ``val/member{i}/...``, from one pass over the data."""
+
+    def __init__(self, members: list[AlexNetModule]) -> None:
+        super().__init__()
+        sizes = {int(member.net.input_size) for member in members}
+        if len(sizes) != 1:
+            raise UserError(f"the checkpoints take different input sizes {sorted(sizes)}: evaluate them apart")
+        self.input_size = sizes.pop()
+        self.members: list[AlexNetModule] = nn.ModuleList(members)  # type: ignore[assignment]
+        num_classes = int(dict(members[0].hparams["net"]).get("num_classes", 1000))
+        self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
+        self.member_metrics: list[MetricCollection] = nn.ModuleList(  # type: ignore[assignment]
+            [error_metrics(num_classes).clone(prefix=f"val/member{i}/") for i in range(len(members))]
+        )
+        self.val_images = SumMetric()
+
+    def predict_probs(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member.predict_probs(images) for member in self.members]).mean(dim=0)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if batch["label"].numel() == 0:
+            return
+        labels = batch["label"]
+        probs = [member.predict_probs(batch["image"]) for member in self.members]
+        for metrics, member_probs in zip(self.member_metrics, probs, strict=True):
+            metrics.update(member_probs, labels)
+            self.log_dict(metrics, on_step=False, on_epoch=True)
+        self.val_metrics.update(torch.stack(probs).mean(dim=0), labels)
+        self.val_images.update(torch.tensor(float(labels.numel()), device=labels.device))
+        self.log_dict(self.val_metrics, on_step=False, on_epoch=True)
+        self.log("val/images", self.val_images, on_step=False, on_epoch=True)
+        # the crops each image was judged on, counted from the batch itself: 10 for the paper's test
+        crops = batch["image"].shape[1] if batch["image"].dim() == 5 else 1
+        self.log("val/crops", float(crops), on_step=False, on_epoch=True, reduce_fx="max")
 
 
 def count_parameters(module: nn.Module) -> int:

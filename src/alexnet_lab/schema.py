@@ -28,9 +28,11 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from alexnet_lab.data.layouts import LAYOUTS
+from alexnet_lab.data.transforms import PCA_LIGHTING
 from alexnet_lab.errors import UserError
-from alexnet_lab.model import ACTIVATIONS, INITS, NORMS, POOLINGS
+from alexnet_lab.model import ACTIVATIONS, DROPOUT_FORMS, INITS, INPUT_SIZES, LRN_READINGS, NORMS, POOLINGS
 from alexnet_lab.module import SCHEDULES
+from alexnet_lab.optim import OPTIMIZERS
 
 MEAN_MODES = ("image", "channel")
 DATA_LAYOUTS = ("auto", *LAYOUTS, "prepared")
@@ -75,6 +77,9 @@ class NetConf:
     activation: str = value(choices=ACTIVATIONS)
     init: str = value(choices=INITS)
     dropout: float = value(ge=0, lt=1)
+    dropout_form: str = value(choices=DROPOUT_FORMS)
+    input_size: int = value(choices=INPUT_SIZES)
+    lrn: str = value(choices=LRN_READINGS)
 
 
 @dataclass
@@ -92,6 +97,10 @@ class ModelConf:
     schedule: str = value(choices=SCHEDULES)
     plateau_patience: int = value(ge=0)
     step_epochs: int = value(ge=1)
+    step_iters: int = value(ge=1)
+    optimizer: str = value(choices=OPTIMIZERS)
+    bias_lr_mult: float = value(ge=0)
+    bias_decay_mult: float = value(ge=0)
     channels_last: bool = MISSING
     compile: bool = MISSING
 
@@ -122,6 +131,8 @@ class DataConf:
     persistent_workers: bool = MISSING
     mean: str = value(choices=MEAN_MODES)
     lighting_std: float = value(ge=0)
+    pca_lighting: str = value(choices=PCA_LIGHTING)
+    crop_size: int | None = value(choices=INPUT_SIZES)  # None only in eval, where the checkpoint decides
     test_crops: int = value(choices=TEST_CROPS)
     stats_file: str | None = MISSING
     stats_max_images: int | None = value(ge=1)
@@ -142,6 +153,7 @@ class TrainerConf:
     num_nodes: int = value(ge=1)
     strategy: str = MISSING
     max_epochs: int = value(ge=1)
+    max_steps: int = value(ge=-1)
     precision: str = value(choices=PRECISIONS)
     use_distributed_sampler: bool = MISSING
     log_every_n_steps: int = value(ge=1)
@@ -258,6 +270,7 @@ class TrainConf:
 
     task_name: str = MISSING
     gpus: int | None = value(None, choices=(1, 2), hint=GPUS_HINT)
+    input_size: int = value(choices=INPUT_SIZES)
     seed: int = MISSING
     ckpt_path: str | None = None
     model: Any = MISSING
@@ -274,8 +287,9 @@ class EvalConf:
 
     task_name: str = MISSING
     gpus: int | None = value(None, choices=(1, 2), hint=GPUS_HINT)
+    input_size: int | None = value(None, choices=INPUT_SIZES)
     seed: int = MISSING
-    ckpt_path: str = MISSING
+    ckpt_path: Any = MISSING  # a checkpoint, or a list of them: an ensemble
     test_crops: list[int] = value(choices=TEST_CROPS)
     data: Any = MISSING
     trainer: TrainerConf = field(default_factory=TrainerConf)
