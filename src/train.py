@@ -37,10 +37,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             logger.experiment.define_metric("val/top1_err", summary="min")
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        last = run.last_epoch_errors(trainer)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         metrics = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)[0]
         run.write_summary(trainer, cfg.paths.output_dir, params=count_parameters(model.net), best_ckpt=best,
-                          **metrics)  # fmt: skip
+                          crops=run.crop_protocol(cfg.data.test_crops), last=last,
+                          best=run.best_epoch_errors(best, metrics), **metrics)  # fmt: skip
     finally:
         for logger in loggers[1:]:
             logger.experiment.finish()  # each job of a sweep is its own W&B run

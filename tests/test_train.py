@@ -7,12 +7,16 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from alexnet_lab.data.sample import write_layout
@@ -100,7 +104,7 @@ def test_a_sweep_of_ddp_jobs_runs_each_job_cleanly(tmp_path: Path) -> None:
         with open(sweep / job / "csv" / "metrics.csv", newline="") as f:
             epochs = [r for r in csv.DictReader(f) if r.get("val/top1_err") and r["epoch"] in ("0", "1")]
         best = min(epochs, key=lambda r: float(r["val/top1_err"]))
-        assert float(row[3]) == pytest.approx(float(best["val/top1_err"]), abs=5e-5) and row[5] == best["epoch"]
+        assert float(row[3]) == pytest.approx(100 * float(best["val/top1_err"]), abs=5e-3) and row[5] == best["epoch"]
     assert (sweep / "report.png").stat().st_size > 1000
     (sweep / "report.md").unlink()
     ok(run_in_process("report.py", str(sweep), cwd=tmp_path))
@@ -121,70 +125,145 @@ def test_a_ddp_sweep_with_the_submitit_launcher(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def smoke_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two seeds of the smoke preset in one sweep, logged to W&B (offline) and CSV."""
     tmp = tmp_path_factory.mktemp("smoke")
-    ok(run_script("train.py", "experiment=smoke", f"hydra.run.dir={tmp / 'run'}", cwd=tmp))
-    return tmp / "run"
+    ok(run_script("train.py", "-m", "experiment=smoke", "seed=0,1", f"hydra.sweep.dir={tmp / 'sweep'}", cwd=tmp))
+    return tmp / "sweep"
 
 
-def test_wandb_offline_run_has_group_tags_and_config(smoke_checkpoint: Path) -> None:
-    runs = list((smoke_checkpoint / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
+def wandb_run(job: Path) -> tuple[Any, list[Any]]:
+    """The run record and the metric definitions of a job's offline W&B run."""
     from wandb.proto import wandb_internal_pb2
 
-    run_record = None
-    for data in wandb_records(next(runs[0].glob("*.wandb"))):
+    (run,) = list((job / "wandb").glob("offline-run-*"))  # one W&B run per job
+    run_record, metrics = None, []
+    for data in wandb_records(next(run.glob("*.wandb"))):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(data)
-        if record.WhichOneof("record_type") == "run":
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
             run_record = record.run
-    assert run_record is not None
-    assert run_record.project == "alexnet-lab" and run_record.run_group == "run"
-    assert set(run_record.tags) == {
-        "norm=lrn",
-        "pooling=overlap",
-        "activation=relu",
-        "init=paper",
-        "gpus=None",
-    }
-    assert run_record.display_name == "experiment=smoke"
-    config = {item.key: json.loads(item.value_json) for item in run_record.config.update}
-    assert config["choices"]["pooling"] == "overlap" and config["model"]["net"]["columns"] == 2
+        elif kind == "metric":
+            metrics.append(record.metric)
+    return run_record, metrics
 
 
-def test_ckpt_path_last_continues_the_epoch_count(smoke_checkpoint: Path, tmp_path: Path) -> None:
-    outputs = smoke_checkpoint.parent
+def test_wandb_one_run_per_job_grouped_by_sweep_and_by_seedless_variant(smoke_sweep: Path) -> None:
+    runs = [wandb_run(smoke_sweep / job) for job in ("0", "1")]
+    for seed, (record, metrics) in enumerate(runs):
+        assert record.project == "alexnet-lab" and record.run_group == smoke_sweep.name  # group = the sweep
+        assert record.display_name == f"experiment=smoke,seed={seed}"
+        assert record.job_type == "experiment=smoke", "jobs that differ only by seed share a job type"
+        assert set(record.tags) == {"norm=lrn", "pooling=overlap", "activation=relu", "init=paper", "gpus=None"}
+        config = {item.key: json.loads(item.value_json) for item in record.config.update}
+        assert config["choices"]["pooling"] == "overlap" and config["model"]["net"]["columns"] == 2
+        assert config["seed"] == seed
+        (summary_min,) = [m for m in metrics if m.name == "val/top1_err"]
+        assert summary_min.summary.min, "val/top1_err is summarised as its minimum"
+    assert runs[0][0].run_id != runs[1][0].run_id
+
+
+def test_summary_states_the_last_and_the_best_epoch_and_the_crops(smoke_sweep: Path) -> None:
+    job = smoke_sweep / "0"
+    result = summary(job)
+    with open(job / "csv" / "metrics.csv", newline="") as f:
+        epochs = [r for r in csv.DictReader(f) if r.get("val/top1_err") and r["epoch"] in ("0", "1")]
+    last, best = epochs[-1], min(epochs, key=lambda r: float(r["val/top1_err"]))
+    assert result["crops"] == "centre crop"
+    assert result["last"] == {"epoch": 1, "top1_err": pytest.approx(float(last["val/top1_err"])),
+                              "top5_err": pytest.approx(float(last["val/top5_err"]))}  # fmt: skip
+    assert result["best"]["selected_on"] == "val" and result["best"]["epoch"] == int(best["epoch"])
+    assert result["best"]["top1_err"] == pytest.approx(float(best["val/top1_err"]))
+    # checkpoints/epochNNN.ckpt is that best epoch
+    assert Path(result["best_ckpt"]).name == f"epoch{int(best['epoch']):03d}.ckpt"
+    assert checkpoint_facts(result["best_ckpt"]).epoch == int(best["epoch"])
+
+
+def test_ckpt_path_last_continues_the_newest_run_with_the_same_overrides(smoke_sweep: Path, tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+    for name, age in (("older", 200), ("newer", 100)):  # two earlier runs with the same overrides
+        shutil.copytree(smoke_sweep / "0", outputs / name)
+        past = time.time() - age
+        os.utime(outputs / name / "checkpoints" / "last.ckpt", (past, past))
     resumed = tmp_path / "resumed"
-    ok(run_script("train.py", "experiment=smoke", "ckpt_path=last", "trainer.max_epochs=3",
-                  f"hydra.run.dir={resumed}", cwd=tmp_path, env={"ALEXNET_LAB_OUTPUTS": str(outputs)}))  # fmt: skip
+    result = run_script("train.py", "experiment=smoke", "seed=0", "ckpt_path=last", "trainer.max_epochs=3",
+                        f"hydra.run.dir={resumed}", cwd=tmp_path,
+                        env={"ALEXNET_LAB_OUTPUTS": str(outputs)})  # fmt: skip
+    ok(result)
+    newest = outputs / "newer" / "checkpoints" / "last.ckpt"
+    assert f"Restoring states from the checkpoint path at {newest}" in result.stdout + result.stderr
     with open(resumed / "csv" / "metrics.csv", newline="") as f:
         epochs = {int(row["epoch"]) for row in csv.DictReader(f) if row.get("train/loss_epoch")}
     assert epochs == {2}, "the resumed run trained only the third epoch"
 
 
+def centre_and_ten_crop_errors(ckpt: Path, root: Path, stats_file: Path) -> dict[str, tuple[float, float]]:
+    """Top-1/top-5 error of a checkpoint on a folders-layout val split, computed here with torchvision's
+    center_crop and ten_crop (its own implementation of section 4.1's ten patches) and the mean image."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from alexnet_lab.data.layouts import load_rgb, read_split
+    from alexnet_lab.data.transforms import preprocess
+    from alexnet_lab.module import AlexNetModule
+
+    model = AlexNetModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
+    size = model.net.input_size
+    mean_image = torch.load(stats_file, weights_only=True)["mean_image"]
+    wrong = {"centre": [0, 0], "ten": [0, 0]}
+    samples = read_split(root, "val").samples
+    for path, label in samples:
+        centred = preprocess(load_rgb(path)).float() - mean_image
+        with torch.no_grad():
+            for name, crops in (("centre", [TF.center_crop(centred, [size, size])]),
+                                ("ten", list(TF.ten_crop(centred, [size, size])))):  # fmt: skip
+                probs = torch.softmax(model(torch.stack(crops)), dim=1).mean(dim=0)
+                top5 = probs.topk(min(5, probs.numel())).indices.tolist()
+                wrong[name][0] += top5[0] != label
+                wrong[name][1] += label not in top5
+    return {name: (w1 / len(samples), w5 / len(samples)) for name, (w1, w5) in wrong.items()}
+
+
 @pytest.mark.slow(40)
-def test_eval_with_one_and_two_processes_agrees_exactly_on_101_images(smoke_checkpoint: Path,
-                                                                       tmp_path: Path) -> None:  # fmt: skip
+def test_eval_centre_and_ten_crops_with_one_and_two_processes_on_101_images(smoke_sweep: Path,
+                                                                            tmp_path: Path) -> None:  # fmt: skip
     root = write_layout(tmp_path / "val101", "folders", num_classes=4, train_per_class=2, val_per_class=26)
     for extra in sorted((root / "val").rglob("*.JPEG"))[:3]:
         extra.unlink()
-    ckpt = smoke_checkpoint / "checkpoints" / "last.ckpt"
-    data = [
-        f"data.root={root}",
-        "data.sample=null",
-        "data.num_classes=4",
-        "data.batch_size=16",
-        "data.num_workers=0",
-    ]
+    ckpt = smoke_sweep / "0" / "checkpoints" / "last.ckpt"
+    data = [f"data.root={root}", "data.sample=null", "data.num_classes=4", "data.batch_size=16", "data.num_workers=0"]
     results = {}
     for gpus, run in ((1, run_in_process), (2, run_script)):
         out = tmp_path / f"eval{gpus}"
         ok(run("eval.py", f"ckpt_path={ckpt}", f"gpus={gpus}", *data, f"hydra.run.dir={out}", cwd=tmp_path))
         results[gpus] = json.loads((out / "eval.json").read_text())
-    for crops in ("1_crop", "10_crop"):
+    for crops, count in (("1_crop", 1), ("10_crop", 10)):
         assert results[1][crops]["images"] == results[2][crops]["images"] == 101
+        assert results[1][crops]["crops"] == results[2][crops]["crops"] == count, "crops judged per image"
         for metric in ("top1_err", "top5_err"):
             assert results[1][crops][metric] == results[2][crops][metric], (crops, metric)
+    # the same numbers from torchvision's crops, within one image (a near tie may round the other way)
+    expected = centre_and_ten_crop_errors(ckpt, root, root.parent / f"{root.name}-stats.pt")
+    for crops, name in (("1_crop", "centre"), ("10_crop", "ten")):
+        for metric, value in zip(("top1_err", "top5_err"), expected[name], strict=True):
+            assert abs(results[1][crops][metric] - value) <= 1 / 101 + 1e-6, (crops, metric)
+
+
+def test_eval_of_an_ensemble_reports_each_member_and_their_average(smoke_sweep: Path, tmp_path: Path) -> None:
+    a, b = (smoke_sweep / job / "checkpoints" / "last.ckpt" for job in ("0", "1"))
+    # the smoke preset's sample (eval.yaml has no experiment group)
+    data = ["data.num_classes=4", "data.sample.train_per_class=8", "data.sample.val_per_class=4",
+            "data.num_workers=0", "test_crops=[1]"]  # fmt: skip
+    out = {name: tmp_path / name for name in ("a", "b", "ab")}
+    for name, ckpt in (("a", str(a)), ("b", str(b)), ("ab", f"[{a},{b}]")):
+        ok(run_in_process("eval.py", f"ckpt_path={ckpt}", *data, f"hydra.run.dir={out[name]}", cwd=tmp_path))
+    alone = {name: json.loads((out[name] / "eval.json").read_text()) for name in ("a", "b")}
+    both = json.loads((out["ab"] / "eval.json").read_text())
+    assert both["ckpt_path"] == [str(a), str(b)]
+    for member, name in zip(both["members"], ("a", "b"), strict=True):
+        assert member["1_crop"]["top1_err"] == alone[name]["1_crop"]["top1_err"]
+        assert member["1_crop"]["top5_err"] == alone[name]["1_crop"]["top5_err"]
+    assert both["1_crop"]["images"] == alone["a"]["1_crop"]["images"] == 16
 
 
 def test_missing_data_root_gives_one_clear_line(tmp_path: Path) -> None:

@@ -1,19 +1,54 @@
-"""Sweep -> report.md (one row per job) and report.png (val top-1 error per epoch, one line per job)."""
+"""Sweep -> report.md and report.png.
+
+report.md has a row per job; when jobs differ only by their seed, a row per variant with the mean ± std over
+its seeds; and, for the ablations the paper puts a number on, the measured difference next to the paper's.
+Errors are in percent of the validation images. "best" is the epoch with the lowest val top-1 error, chosen
+on those same images, so it is optimistic; "last" is the final epoch. report.png draws val top-1 error per
+epoch: one line per job, or per variant its mean over the seeds with a band of ± one std.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet_lab.run import SUMMARY_FILE
+from alexnet_lab.run import SUMMARY_FILE, variant
 
 METRICS_FILE = "csv/metrics.csv"
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A comparison the paper quantifies: top-1 and top-5 error of ``paper`` minus ``other``, in points."""
+
+    name: str
+    key: str
+    paper: tuple[str, ...]  # the override values of the paper's choice
+    other: tuple[str, ...]
+    top1: float | None
+    top5: float | None
+    claim: str
+
+
+PAPER_ABLATIONS = [
+    # Section 3.3: "Response normalization reduces our top-1 and top-5 error rates by 1.4% and 1.2%".
+    Ablation("LRN (section 3.3)", "norm", ("lrn",), ("none",), -1.4, -1.2, "-1.4 / -1.2"),
+    # Section 3.4: overlapping pooling "reduces the top-1 and top-5 error rates by 0.4% and 0.3%".
+    Ablation("overlapping pooling (3.4)", "pooling", ("overlap",), ("nonoverlap",), -0.4, -0.3, "-0.4 / -0.3"),
+    # Section 3.2: the two-GPU net "reduces our top-1 and top-5 error rates by 1.7% and 1.2%" against a net
+    # with half as many kernels in each convolutional layer on one GPU.
+    Ablation("two GPUs (3.2)", "gpus", ("2",), ("1",), -1.7, -1.2, "-1.7 / -1.2"),
+    # Section 4.1: the PCA lighting "reduces the top-1 error rate by over 1%".
+    Ablation("PCA lighting (4.1)", "data.lighting_std", ("0.1",), ("0", "0.0"), None, None, "top-1 < -1"),
+]
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -53,13 +88,19 @@ def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
         rows_of_job = _metric_rows(job)
         curve = _val_curve(rows_of_job)
         best = min(curve, key=lambda r: r[1]) if curve else (None, math.nan, math.nan)
+        last = curve[-1] if curve else (None, math.nan, math.nan)
         rows.append({
             "job": job.name,
             "overrides": overrides,
+            "variant": variant(overrides),
             "params": summary.get("params"),
+            "crops": summary.get("crops", "centre crop"),
             "best_epoch": best[0],
             "val_top1_err": best[1],
             "val_top5_err": best[2],
+            "last_epoch": last[0],
+            "last_top1_err": last[1],
+            "last_top5_err": last[2],
             "images_per_sec": _images_per_sec(rows_of_job),
             "curve": curve,
         })  # fmt: skip
@@ -72,46 +113,142 @@ def _differing(rows: list[dict[str, Any]]) -> list[str]:
     return [" ".join(o for o in r["overrides"] if o not in common) or "(defaults)" for r in rows]
 
 
+def variants(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Jobs grouped by their overrides but the seed, in the order they first appear."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["variant"], []).append(row)
+    return groups
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (n - 1); the std is nan for a single value."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def _pm(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def ablation_effects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each ablation the paper quantifies and two variants that differ in its key only: the difference of
+    their mean best errors (paper's choice minus the other) in points, with the std of that difference
+    (sqrt(s1^2 / n1 + s2^2 / n2): nan unless both have two seeds or more)."""
+    groups = variants(rows)
+    effects = []
+    for ablation in PAPER_ABLATIONS:
+        for name_a, jobs_a in groups.items():
+            for name_b, jobs_b in groups.items():
+                a, b = set(name_a.split(",")), set(name_b.split(","))
+                only_a, only_b = a - b, b - a
+                if len(only_a) != 1 or len(only_b) != 1:
+                    continue
+                (in_a,), (in_b,) = only_a, only_b
+                key_a, _, value_a = in_a.partition("=")
+                key_b, _, value_b = in_b.partition("=")
+                if not (key_a == key_b == ablation.key and value_a in ablation.paper and value_b in ablation.other):
+                    continue
+                effect: dict[str, Any] = {"ablation": ablation, "paper": in_a, "other": in_b,
+                                          "n": (len(jobs_a), len(jobs_b))}  # fmt: skip
+                for metric in ("top1", "top5"):
+                    ma, sa = mean_std([100 * r[f"val_{metric}_err"] for r in jobs_a])
+                    mb, sb = mean_std([100 * r[f"val_{metric}_err"] for r in jobs_b])
+                    spread = math.sqrt(sa**2 / len(jobs_a) + sb**2 / len(jobs_b))
+                    effect[metric] = (ma - mb, spread)
+                effects.append(effect)
+    return effects
+
+
 def write_report(sweep_dir: str | Path) -> tuple[Path, Path]:
+    sweep_dir = Path(sweep_dir)
+    rows = summarise(sweep_dir)
+    labels = _differing(rows)
+    crops = sorted({row["crops"] for row in rows}) or ["centre crop"]
+    lines = [
+        f"# Sweep report: {sweep_dir.name}",
+        "",
+        f"Val error in %, {' / '.join(crops)}. *best*: the epoch with the lowest top-1 error, selected on the "
+        "validation set itself (optimistic); *last*: the final epoch.",
+        "",
+        "| job | choices | parameters | best top-1 % | best top-5 % | best epoch | last top-1 % | last top-5 % "
+        "| images/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, label in zip(rows, labels, strict=True):
+        params = f"{row['params']:,}" if row["params"] is not None else "-"
+        epoch = row["best_epoch"] if row["best_epoch"] is not None else "-"
+        lines.append(
+            f"| {row['job']} | {label} | {params} | {100 * row['val_top1_err']:.2f} | {100 * row['val_top5_err']:.2f}"
+            f" | {epoch} | {100 * row['last_top1_err']:.2f} | {100 * row['last_top5_err']:.2f}"
+            f" | {row['images_per_sec']:.1f} |"
+        )
+    groups = variants(rows)
+    if any(len(jobs) > 1 for jobs in groups.values()):
+        lines += ["", "## Over seeds (mean ± std)", "",
+                  "| variant | n | best top-1 % | best top-5 % | last top-1 % | last top-5 % |",
+                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for name, jobs in groups.items():
+            cells = [_pm(*mean_std([100 * r[key] for r in jobs]))
+                     for key in ("val_top1_err", "val_top5_err", "last_top1_err", "last_top5_err")]  # fmt: skip
+            lines.append(f"| {name} | {len(jobs)} | " + " | ".join(cells) + " |")
+    effects = ablation_effects(rows)
+    if effects:
+        lines += ["", "## The paper's ablations (best error, paper's choice minus the other, in points)", "",
+                  "| ablation | paper's choice | other | n | Δ top-1 | Δ top-5 | the paper |",
+                  "|---|---|---|---|---:|---:|---|"]  # fmt: skip
+        for e in effects:
+            lines.append(f"| {e['ablation'].name} | {e['paper']} | {e['other']} | {e['n'][0]} vs {e['n'][1]} | "
+                         f"{_pm(*e['top1'])} | {_pm(*e['top5'])} | {e['ablation'].claim} |")  # fmt: skip
+    markdown = sweep_dir / "report.md"
+    markdown.write_text("\n".join(lines) + "\n")
+    return markdown, _draw(sweep_dir, rows, labels)
+
+
+def _draw(sweep_dir: Path, rows: list[dict[str, Any]], labels: list[str]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    sweep_dir = Path(sweep_dir)
-    rows = summarise(sweep_dir)
-    labels = _differing(rows)
-    lines = [
-        f"# Sweep report: {sweep_dir.name}",
-        "",
-        "| job | choices | parameters | best val top-1 err | val top-5 err | epoch | images/s |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for row, label in zip(rows, labels, strict=True):
-        params = f"{row['params']:,}" if row["params"] is not None else "-"
-        lines.append(
-            f"| {row['job']} | {label} | {params} | {row['val_top1_err']:.4f} | {row['val_top5_err']:.4f} "
-            f"| {row['best_epoch'] if row['best_epoch'] is not None else '-'} | {row['images_per_sec']:.1f} |"
-        )
-    markdown = sweep_dir / "report.md"
-    markdown.write_text("\n".join(lines) + "\n")
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for row, label in zip(rows, labels, strict=True):
-        if row["curve"]:
-            epochs, top1, _ = zip(*row["curve"], strict=True)
-            ax.plot(epochs, top1, marker="o", label=label)
+    groups = variants(rows)
+    if any(len(jobs) > 1 for jobs in groups.values()):
+        for name, jobs in groups.items():
+            epochs = sorted({e for job in jobs for e, _, _ in job["curve"]})
+            stats = [
+                mean_std([100 * t1 for job in jobs for e, t1, _ in job["curve"] if e == epoch]) for epoch in epochs
+            ]
+            if not epochs:
+                continue
+            mean = [m for m, _ in stats]
+            std = [0.0 if math.isnan(s) else s for _, s in stats]
+            (line,) = ax.plot(epochs, mean, marker="o", label=f"{name} (n={len(jobs)})")
+            low = [m - s for m, s in zip(mean, std, strict=True)]
+            high = [m + s for m, s in zip(mean, std, strict=True)]
+            ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+    else:
+        for row, label in zip(rows, labels, strict=True):
+            if row["curve"]:
+                ax.plot([e for e, _, _ in row["curve"]], [100 * t for _, t, _ in row["curve"]], marker="o",
+                        label=label)  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("val top-1 error")
+    ax.set_ylabel("val top-1 error (%)")
     ax.set_title(f"Sweep {sweep_dir.name}")
     ax.grid(alpha=0.3)
-    if any(row["curve"] for row in rows):
+    if ax.get_legend_handles_labels()[0]:
         ax.legend()
     picture = sweep_dir / "report.png"
     fig.tight_layout()
     fig.savefig(picture, dpi=120)
     plt.close(fig)
-    return markdown, picture
+    return picture
 
 
 class SweepReport(Callback):

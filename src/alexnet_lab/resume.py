@@ -40,6 +40,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 @dataclass(frozen=True)
 class CheckpointFacts:
     global_step: int
+    epoch: int
     wandb_run_id: str | None
 
 
@@ -57,7 +58,7 @@ def checkpoint_facts(path: str | Path) -> CheckpointFacts:
     if missing:
         raise UserError(f"ckpt_path={path} is not a checkpoint written by src/train.py (it has no "
                         f"{', '.join(missing)}): give a .ckpt file from a run's checkpoints/ folder")  # fmt: skip
-    return CheckpointFacts(int(ckpt["global_step"]), ckpt.get(WANDB_ID_KEY))
+    return CheckpointFacts(int(ckpt["global_step"]), int(ckpt.get("epoch", 0)), ckpt.get(WANDB_ID_KEY))
 
 
 class _ContinuingWriter(ExperimentWriter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -110,19 +111,30 @@ def choices(cfg: DictConfig) -> dict[str, str]:
     return out
 
 
+def variant(overrides: list[str]) -> str:
+    """A job's overrides but its seed (and checkpoint): what jobs that differ only by seed have in common."""
+    return ",".join(o for o in overrides if not o.startswith(("seed=", "ckpt_path="))) or "default"
+
+
 def wandb_identity(cfg: DictConfig) -> dict[str, Any]:
-    """group = the sweep (one per ``-m`` invocation), name = the job's overrides, tags = the choices,
+    """group = the sweep (one per ``-m`` invocation), name = the job's overrides, job_type = the overrides but
+    the seed (so W&B's grouping by job type draws one band per variant over its seeds), tags = the choices,
     config = the resolved config plus the choices."""
     hydra = HydraConfig.get()
     multirun = hydra.mode == RunMode.MULTIRUN
     group = Path(hydra.sweep.dir if multirun else hydra.runtime.output_dir).name
     picked = choices(cfg)
-    name = ",".join(o for o in hydra.overrides.task if not o.startswith("ckpt_path=")) or "default"
+    overrides = list(hydra.overrides.task)
+    name = ",".join(o for o in overrides if not o.startswith("ckpt_path=")) or "default"
+    job_type = variant(overrides)
+    if len(job_type) > 64:  # W&B's limit on a job type: the start, and a digest that keeps it distinct
+        job_type = f"{job_type[:55]}~{hashlib.sha1(job_type.encode()).hexdigest()[:8]}"
     config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     assert isinstance(config, dict)
     return {
         "group": group,
         "name": name,
+        "job_type": job_type,
         "tags": [f"{k}={v}" for k, v in picked.items()],
         "config": {**config, "choices": picked},
     }
@@ -174,6 +186,27 @@ def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | 
             "has a last.ckpt; give the checkpoint file instead"
         )
     return str(max(candidates, key=lambda p: p.stat().st_mtime))
+
+
+def crop_protocol(test_crops: int) -> str:
+    return "ten crops, softmax averaged (section 4.1)" if test_crops == 10 else "centre crop"
+
+
+def last_epoch_errors(trainer: L.Trainer) -> dict[str, float]:
+    """The last epoch's val errors, as logged at its end (read before anything else is validated)."""
+    metrics = trainer.callback_metrics
+    return {
+        "epoch": trainer.current_epoch - 1,
+        **{key: float(metrics[f"val/{key}"]) for key in ("top1_err", "top5_err") if f"val/{key}" in metrics},
+    }
+
+
+def best_epoch_errors(best_ckpt: str, metrics: dict[str, float]) -> dict[str, Any]:
+    """The best epoch's errors: the epoch with the lowest val top-1 error, chosen on the validation set itself,
+    so the number is optimistic (the paper's test-set numbers come from a model chosen without them)."""
+    epoch = checkpoint_facts(best_ckpt).epoch if best_ckpt else None
+    errors = {key: float(metrics[f"val/{key}"]) for key in ("top1_err", "top5_err") if f"val/{key}" in metrics}
+    return {"epoch": epoch, **errors, "selected_on": "val"}
 
 
 def write_summary(trainer: L.Trainer, out_dir: str | Path, **fields: Any) -> None:

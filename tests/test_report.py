@@ -1,0 +1,114 @@
+"""The sweep report (alexnet_lab/report.py) on hand-made job dirs whose numbers are worked out here."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alexnet_lab.report import write_report
+from conftest import run_in_process
+
+FIELDS = ["epoch", "step", "train/loss_epoch", "val/top1_err", "val/top5_err", "train/images_per_sec"]
+
+
+def make_job(sweep: Path, number: int, overrides: list[str], top1: list[float], top5: list[float]) -> None:
+    """A job dir as src/train.py leaves it: overrides, a summary, and metrics.csv with one val row per epoch
+    (and the post-fit validation, logged under the next epoch, which is not part of the curve)."""
+    job = sweep / str(number)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / "summary.json").write_text(json.dumps({"params": 1000 + number, "crops": "centre crop"}))
+    (job / "csv").mkdir()
+    with open(job / "csv" / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        for epoch, (e1, e5) in enumerate(zip(top1, top5, strict=True)):
+            writer.writerow({"epoch": epoch, "step": 10 * epoch + 9, "train/loss_epoch": 1.0,
+                             "train/images_per_sec": 100.0 + epoch})  # fmt: skip
+            writer.writerow({"epoch": epoch, "step": 10 * epoch + 9, "val/top1_err": e1, "val/top5_err": e5})
+        writer.writerow({"epoch": len(top1), "step": 10 * len(top1), "val/top1_err": 0.0, "val/top5_err": 0.0})
+
+
+def table(markdown: str, heading: str | None = None) -> list[list[str]]:
+    """The rows of the first table after ``heading`` (or of the first table), as cells."""
+    text = markdown if heading is None else markdown.split(heading, 1)[1]
+    rows, started = [], False
+    for line in text.splitlines():
+        if line.startswith("|"):
+            started = True
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if not re.fullmatch(r"-+:?", cells[0]) and cells[0] not in ("job", "variant", "ablation"):
+                rows.append(cells)
+        elif started:
+            break
+    return rows
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """pooling=overlap,nonoverlap x seed=0,1,2: the overlap jobs are 0.5 points better on average."""
+    sweep = tmp_path / "sweep"
+    curves = {
+        ("overlap", 0): ([0.60, 0.42, 0.45], [0.30, 0.20, 0.22]),
+        ("overlap", 1): ([0.61, 0.40, 0.41], [0.31, 0.19, 0.18]),
+        ("overlap", 2): ([0.62, 0.41, 0.43], [0.32, 0.21, 0.20]),
+        ("nonoverlap", 0): ([0.65, 0.46, 0.47], [0.35, 0.23, 0.24]),
+        ("nonoverlap", 1): ([0.64, 0.45, 0.45], [0.34, 0.22, 0.22]),
+        ("nonoverlap", 2): ([0.66, 0.455, 0.46], [0.36, 0.225, 0.23]),
+    }
+    for number, ((pooling, seed), (top1, top5)) in enumerate(curves.items()):
+        make_job(sweep, number, [f"pooling={pooling}", f"seed={seed}", "experiment=smoke"], top1, top5)
+    return sweep
+
+
+def test_the_job_rows_give_the_best_and_the_last_epoch(sweep: Path) -> None:
+    markdown, picture = write_report(sweep)
+    rows = table(markdown.read_text())
+    assert [row[1] for row in rows] == ["pooling=overlap seed=0", "pooling=overlap seed=1", "pooling=overlap seed=2",
+                                        "pooling=nonoverlap seed=0", "pooling=nonoverlap seed=1",
+                                        "pooling=nonoverlap seed=2"]  # fmt: skip
+    # job 0: top-1 0.60, 0.42, 0.45 -> best 42.00 at epoch 1 (its top-5 then: 20.00), last 45.00 / 22.00
+    assert rows[0][2:] == ["1,000", "42.00", "20.00", "1", "45.00", "22.00", "101.0"]
+    # job 1: the last epoch is also its best; the post-fit validation (logged as epoch 3) is not an epoch
+    assert rows[1][3:8] == ["40.00", "19.00", "1", "41.00", "18.00"]
+    assert picture.stat().st_size > 1000
+
+
+def test_seeds_are_grouped_with_mean_and_std(sweep: Path) -> None:
+    markdown = write_report(sweep)[0].read_text()
+    groups = table(markdown, "## Over seeds")
+    assert [row[:2] for row in groups] == [["pooling=overlap,experiment=smoke", "3"],
+                                           ["pooling=nonoverlap,experiment=smoke", "3"]]  # fmt: skip
+    # overlap's best top-1: 42, 40, 41 -> mean 41.00, sample std 1.00; last top-1: 45, 41, 43 -> 43.00 ± 2.00
+    assert groups[0][2] == "41.00 ± 1.00" and groups[0][4] == "43.00 ± 2.00"
+    # nonoverlap's best top-1: 46, 45, 45.5 -> 45.50 ± 0.50
+    assert groups[1][2] == "45.50 ± 0.50"
+
+
+def test_the_paper_quantified_ablation_is_reported_beside_its_claim(sweep: Path) -> None:
+    markdown = write_report(sweep)[0].read_text()
+    (row,) = table(markdown, "## The paper's ablations")
+    assert row[:4] == ["overlapping pooling (3.4)", "pooling=overlap", "pooling=nonoverlap", "3 vs 3"]
+    # top-1: 41.00 - 45.50 = -4.50, std sqrt(1.0^2 / 3 + 0.5^2 / 3) = 0.645
+    spread = math.sqrt(1.0**2 / 3 + 0.5**2 / 3)
+    assert row[4] == f"-4.50 ± {spread:.2f}" and row[6] == "-0.4 / -0.3"
+    # top-5 at each job's best epoch: overlap 20, 19, 21 (20 ± 1); nonoverlap 23, 22, 22.5 (22.5 ± 0.5)
+    assert row[5] == f"-2.50 ± {spread:.2f}"
+
+
+def test_no_seed_table_without_seeds_and_the_script(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, ["norm=lrn"], [0.5, 0.4], [0.2, 0.1])
+    make_job(sweep, 1, ["norm=none"], [0.5, 0.45], [0.2, 0.15])
+    result = run_in_process("report.py", str(sweep), cwd=tmp_path)
+    assert result.returncode == 0 and str(sweep / "report.md") in result.stdout
+    markdown = (sweep / "report.md").read_text()
+    assert "## Over seeds" not in markdown
+    (row,) = table(markdown, "## The paper's ablations")
+    assert row[:6] == ["LRN (section 3.3)", "norm=lrn", "norm=none", "1 vs 1", "-5.00", "-5.00"]  # no std with n=1
