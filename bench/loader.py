@@ -40,7 +40,7 @@ from alexnet_lab.data.prepared import (  # noqa: E402
 )
 from alexnet_lab.data.sampling import ResumableSampler  # noqa: E402
 from alexnet_lab.data.transforms import IMAGE_SIZE, Crops  # noqa: E402
-from alexnet_lab.model import PAPER_INPUT_SIZE  # noqa: E402
+from alexnet_lab.models.alexnet import PAPER_INPUT_SIZE  # noqa: E402
 
 
 def generate(root: Path, images: int, classes: int = 10, seed: int = 0) -> Path:

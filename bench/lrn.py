@@ -20,7 +20,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from alexnet_lab.model import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, PaperLRN  # noqa: E402
+from alexnet_lab.models.alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, PaperLRN  # noqa: E402
 
 
 def best_ms(work: Callable[[], object], device: torch.device, rounds: int) -> float:

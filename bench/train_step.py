@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import alexnet_lab  # noqa: E402,F401  (registers the strategy)
-from alexnet_lab.model import PAPER_INPUT_SIZE  # noqa: E402
-from alexnet_lab.module import AlexNetModule  # noqa: E402
+from alexnet_lab.models.alexnet import PAPER_INPUT_SIZE  # noqa: E402
+from alexnet_lab.module import ClassifierModule  # noqa: E402
 
 RECIPE = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_factor": 0.1, "lr_drops": 3, "schedule": "step"}
 
@@ -73,7 +73,7 @@ def _sync(device: torch.device | str) -> None:
 
 def lightning_rate(args: argparse.Namespace, batches: list[dict[str, torch.Tensor]], precision: str = "32-true",
                    channels_last: bool = False, compile: bool = False, loader: Any = None) -> float:  # fmt: skip
-    model = AlexNetModule({"num_classes": 1000}, **RECIPE, channels_last=channels_last, compile=compile)
+    model = ClassifierModule({"num_classes": 1000}, **RECIPE, channels_last=channels_last, compile=compile)
     timer = Timer(args.warmup)
     trainer = L.Trainer(accelerator=args.device if args.device != "cuda" else "gpu", devices=1,
                         max_steps=args.warmup + args.steps, precision=precision, logger=False,  # type: ignore[arg-type]
@@ -89,7 +89,7 @@ def lightning_rate(args: argparse.Namespace, batches: list[dict[str, torch.Tenso
 
 def plain_rate(args: argparse.Namespace, batches: list[dict[str, torch.Tensor]]) -> float:
     """The same model, optimiser and batches in a hand-written loop."""
-    model = AlexNetModule({"num_classes": 1000}, **RECIPE).net.to(args.device)
+    model = ClassifierModule({"num_classes": 1000}, **RECIPE).net.to(args.device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     images, start = 0, 0.0
     for i in range(args.warmup + args.steps):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet_lab.model import AlexNet, PaperDropout, PaperLRN
+from alexnet_lab.models.alexnet import AlexNet, PaperDropout, PaperLRN
 
 # Section 3.5, as written: kernels (count, height, width, depth seen by each kernel) of conv1..conv5.
 # conv2, conv4, conv5 only see the 48 / 192 / 192 maps of their own GPU; conv3 sees all 256 maps.

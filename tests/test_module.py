@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 
 from alexnet_lab.data import per_device_batch
 from alexnet_lab.errors import UserError
-from alexnet_lab.module import AlexNetModule, CheckpointMismatchError, Ensemble, TopKError, error_metrics
+from alexnet_lab.module import CheckpointMismatchError, ClassifierModule, Ensemble, TopKError, error_metrics
 from alexnet_lab.optim import PaperSGD
 
 TINY_NET = {"num_classes": 6}
@@ -28,7 +28,7 @@ def test_config_holds_the_papers_recipe(compose_cfg) -> None:
 
 def test_instantiated_model_is_the_module_with_net(compose_cfg) -> None:
     module = instantiate(compose_cfg().model)
-    assert isinstance(module, AlexNetModule)
+    assert isinstance(module, ClassifierModule)
     assert module.net.columns == 2 and module.net.norm == "lrn"
     assert tuple(module.example_input_array.shape) == (2, 3, 224, 224)
 
@@ -80,7 +80,7 @@ def test_paper_sgd_equals_torch_sgd_at_a_constant_lr_but_not_across_a_drop() -> 
 
 @pytest.mark.parametrize("choice", ["paper", "torch"])
 def test_the_optimizer_choice(choice: str) -> None:
-    module = AlexNetModule(net=TINY_NET, **RECIPE, optimizer=choice)
+    module = ClassifierModule(net=TINY_NET, **RECIPE, optimizer=choice)
     optimizer = module.configure_optimizers()["optimizer"]
     assert type(optimizer) is (PaperSGD if choice == "paper" else torch.optim.SGD)
     assert len(optimizer.param_groups) == 1, "the paper's silence on biases: one rule for every parameter"
@@ -88,7 +88,7 @@ def test_the_optimizer_choice(choice: str) -> None:
 
 def test_bias_multipliers_give_biases_twice_the_lr_and_no_decay() -> None:
     # the authors' code and Caffe: epsB = 2 epsW (cuda-convnet's layer-params files), lr_mult 2, decay_mult 0
-    module = AlexNetModule(net=TINY_NET, **RECIPE, bias_lr_mult=2.0, bias_decay_mult=0.0)
+    module = ClassifierModule(net=TINY_NET, **RECIPE, bias_lr_mult=2.0, bias_decay_mult=0.0)
     optimizer = module.configure_optimizers()["optimizer"]
     weight, bias = module.net.layers["fc8"].weight, module.net.layers["fc8"].bias
     w0, b0 = weight.detach().clone(), bias.detach().clone()
@@ -102,7 +102,7 @@ def test_bias_multipliers_give_biases_twice_the_lr_and_no_decay() -> None:
 
 def test_iteration_schedule_divides_the_lr_every_step_iters_steps() -> None:
     # Caffe's lr_policy "step": base_lr * gamma ^ floor(iter / stepsize)
-    module = AlexNetModule(net=TINY_NET, **RECIPE, schedule="step_iters", step_iters=3)
+    module = ClassifierModule(net=TINY_NET, **RECIPE, schedule="step_iters", step_iters=3)
     config = module.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     assert config["lr_scheduler"]["interval"] == "step"
@@ -115,7 +115,7 @@ def test_iteration_schedule_divides_the_lr_every_step_iters_steps() -> None:
 
 
 def test_plateau_schedule_divides_by_ten_at_most_three_times() -> None:
-    module = AlexNetModule(net=TINY_NET, **RECIPE, plateau_patience=1)
+    module = ClassifierModule(net=TINY_NET, **RECIPE, plateau_patience=1)
     config = module.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     assert config["lr_scheduler"]["monitor"] == "val/top1_err"
@@ -129,7 +129,7 @@ def test_plateau_schedule_divides_by_ten_at_most_three_times() -> None:
 
 
 def test_step_schedule() -> None:
-    module = AlexNetModule(net=TINY_NET, **RECIPE, schedule="step", step_epochs=2)
+    module = ClassifierModule(net=TINY_NET, **RECIPE, schedule="step", step_epochs=2)
     config = module.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     lrs = []
@@ -165,7 +165,7 @@ def test_top_k_error_on_a_hand_made_batch() -> None:
 
 def test_multi_crop_prediction_is_the_mean_softmax() -> None:
     torch.manual_seed(0)
-    module = AlexNetModule(net=TINY_NET, **RECIPE).eval()
+    module = ClassifierModule(net=TINY_NET, **RECIPE).eval()
     crops = torch.randn(2, 10, 3, 224, 224)
     with torch.no_grad():
         got = module.predict_probs(crops)
@@ -177,7 +177,7 @@ def test_multi_crop_prediction_is_the_mean_softmax() -> None:
 
 def test_a_few_sgd_steps_lower_the_loss_on_a_fixed_batch() -> None:
     torch.manual_seed(0)
-    module = AlexNetModule(net={**TINY_NET, "dropout": 0.0, "init": "kaiming"}, **RECIPE)
+    module = ClassifierModule(net={**TINY_NET, "dropout": 0.0, "init": "kaiming"}, **RECIPE)
     optimizer = module.configure_optimizers()["optimizer"]
     images = torch.nn.functional.interpolate(torch.randn(8, 3, 8, 8), size=224, mode="bilinear")
     labels = torch.arange(8) % 6
@@ -199,9 +199,9 @@ def test_global_batch_is_divided_over_processes() -> None:
 
 
 def test_checkpoint_from_another_architecture_is_named() -> None:
-    saved = AlexNetModule(net={**TINY_NET, "columns": 1}, **RECIPE)
+    saved = ClassifierModule(net={**TINY_NET, "columns": 1}, **RECIPE)
     checkpoint = {"hyper_parameters": dict(saved.hparams), "state_dict": saved.state_dict()}
-    current = AlexNetModule(net={**TINY_NET, "columns": 2}, **RECIPE)
+    current = ClassifierModule(net={**TINY_NET, "columns": 2}, **RECIPE)
     with pytest.raises(CheckpointMismatchError, match="columns: checkpoint 1 vs this run 2"):
         current.on_load_checkpoint(checkpoint)
 
@@ -209,11 +209,11 @@ def test_checkpoint_from_another_architecture_is_named() -> None:
 def test_an_ensemble_averages_its_members_softmax() -> None:
     # Section 6: "averaging the predictions of five similar CNNs"
     torch.manual_seed(0)
-    members = [AlexNetModule(net=TINY_NET, **RECIPE).eval() for _ in range(3)]
+    members = [ClassifierModule(net=TINY_NET, **RECIPE).eval() for _ in range(3)]
     images = torch.randn(4, 10, 3, 224, 224)  # ten crops each
     with torch.no_grad():
         alone = [m.predict_probs(images) for m in members]
         assert torch.equal(Ensemble(members[:1]).predict_probs(images), alone[0])
         assert torch.allclose(Ensemble(members).predict_probs(images), (alone[0] + alone[1] + alone[2]) / 3)
     with pytest.raises(UserError, match="different input sizes"):
-        Ensemble([members[0], AlexNetModule(net={**TINY_NET, "input_size": 227}, **RECIPE)])
+        Ensemble([members[0], ClassifierModule(net={**TINY_NET, "input_size": 227}, **RECIPE)])

@@ -1,4 +1,5 @@
-"""The LightningModule: the paper's training recipe (section 5) and its error rates."""
+"""The LightningModule, one for every backbone: the paper's training recipe (section 5), its error rates,
+multi-crop testing (section 4.1) and ensembles (section 6)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from alexnet_lab.errors import UserError
-from alexnet_lab.model import AlexNet
+from alexnet_lab.models import build_net
 from alexnet_lab.optim import OPTIMIZERS, PaperSGD, parameter_groups
 from alexnet_lab.resume import WANDB_ID_KEY
 
@@ -39,9 +40,10 @@ def error_metrics(num_classes: int) -> MetricCollection:
     )
 
 
-class AlexNetModule(L.LightningModule):
-    """Wraps :class:`AlexNet`; ``net`` holds the backbone's constructor arguments, so a checkpoint alone
-    rebuilds the same architecture. The recipe's numbers (section 5) come from conf/model/alexnet.yaml.
+class ClassifierModule(L.LightningModule):
+    """Wraps a backbone of :mod:`alexnet_lab.models`; ``net`` holds its ``arch`` (default ``alexnet``) and
+    constructor arguments, so a checkpoint alone rebuilds the same architecture. The recipe's numbers come from
+    conf/model/*.yaml (section 5 for AlexNet).
 
     A batch is ``{"image": float tensor, "label": int tensor}``. An image tensor of shape (B, crops, 3, H, W)
     is evaluated as the paper's multi-crop test: the softmax is averaged over the crops (section 4.1).
@@ -71,13 +73,14 @@ class AlexNetModule(L.LightningModule):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         self.save_hyperparameters()
-        self.net = AlexNet(**dict(net))
+        self.net = build_net(**dict(net))
         num_classes = int(dict(net).get("num_classes", 1000))
         self.train_metrics = error_metrics(num_classes).clone(prefix="train/")
         self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
         self.val_loss = MeanMetric()
         self.val_images = SumMetric()  # how many images the epoch's error counts, over all ranks
-        self.example_input_array = torch.zeros(2, 3, self.net.input_size, self.net.input_size)
+        size = int(self.net.input_size)
+        self.example_input_array = torch.zeros(2, int(self.net.in_channels), size, size)
 
     def configure_model(self) -> None:
         hp: Any = self.hparams
@@ -201,16 +204,16 @@ class CheckpointMismatchError(UserError):
 
 class Ensemble(L.LightningModule):
     """Section 6: the prediction of several CNNs is the average of their softmax outputs (with each one's
-    multi-crop average, as :meth:`AlexNetModule.predict_probs`). Validating it logs the ensemble's error as
+    multi-crop average, as :meth:`ClassifierModule.predict_probs`). Validating it logs the ensemble's error as
     ``val/...`` and each member's as ``val/member{i}/...``, from one pass over the data."""
 
-    def __init__(self, members: list[AlexNetModule]) -> None:
+    def __init__(self, members: list[ClassifierModule]) -> None:
         super().__init__()
         sizes = {int(member.net.input_size) for member in members}
         if len(sizes) != 1:
             raise UserError(f"the checkpoints take different input sizes {sorted(sizes)}: evaluate them apart")
         self.input_size = sizes.pop()
-        self.members: list[AlexNetModule] = nn.ModuleList(members)  # type: ignore[assignment]
+        self.members: list[ClassifierModule] = nn.ModuleList(members)  # type: ignore[assignment]
         num_classes = int(dict(members[0].hparams["net"]).get("num_classes", 1000))
         self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
         self.member_metrics: list[MetricCollection] = nn.ModuleList(  # type: ignore[assignment]

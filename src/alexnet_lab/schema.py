@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from alexnet_lab.data.layouts import LAYOUTS
 from alexnet_lab.data.transforms import PCA_LIGHTING
 from alexnet_lab.errors import UserError
-from alexnet_lab.model import ACTIVATIONS, DROPOUT_FORMS, INITS, INPUT_SIZES, LRN_READINGS, NORMS, POOLINGS
+from alexnet_lab.models.alexnet import ACTIVATIONS, DROPOUT_FORMS, INITS, INPUT_SIZES, LRN_READINGS, NORMS, POOLINGS
 from alexnet_lab.module import SCHEDULES
 from alexnet_lab.optim import OPTIMIZERS
 
@@ -66,8 +67,9 @@ def value(
 # -- model ---------------------------------------------------------------------------------------------------
 @dataclass
 class NetConf:
-    """alexnet_lab.model.AlexNet's arguments."""
+    """alexnet_lab.models.AlexNet's arguments."""
 
+    arch: str = value(choices=("alexnet",))
     num_classes: int = value(ge=1)
     columns: int = value(choices=(1, 2))
     widths: list[int] | None = value(None, ge=1, length=5)  # None: the paper's for the column count
@@ -84,7 +86,7 @@ class NetConf:
 
 @dataclass
 class ModelConf:
-    """alexnet_lab.module.AlexNetModule's arguments (conf/model/alexnet.yaml)."""
+    """alexnet_lab.module.ClassifierModule's arguments (conf/model/alexnet.yaml)."""
 
     _target_: str = MISSING
     _convert_: str = MISSING
@@ -103,6 +105,22 @@ class ModelConf:
     bias_decay_mult: float = value(ge=0)
     channels_last: bool = MISSING
     compile: bool = MISSING
+
+
+@dataclass
+class SmallNetConf:
+    """alexnet_lab.models.LeNet5's and CifarNet's arguments."""
+
+    arch: str = value(choices=("lenet5", "cifar_net"))
+    num_classes: int = value(ge=1)
+    activation: str = value(choices=("relu", "tanh"))
+
+
+@dataclass
+class SmallModelConf(ModelConf):
+    """conf/model/lenet5.yaml and cifar_net.yaml: the same module, another backbone."""
+
+    net: SmallNetConf = field(default_factory=SmallNetConf)  # type: ignore[assignment]
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -140,6 +158,27 @@ class DataConf:
     fast_dct: bool = MISSING
     seed: int = MISSING
     sample: SampleConf | None = None
+
+
+@dataclass
+class SmallSampleConf:
+    train_per_class: int = value(ge=1)
+    val_per_class: int = value(ge=1)
+    seed: int = MISSING
+
+
+@dataclass
+class SmallDataConf:
+    """alexnet_lab.data.small.SmallImageDataModule's arguments (conf/data/cifar10*.yaml, mnist*.yaml)."""
+
+    _target_: str = MISSING
+    dataset: str = value(choices=("cifar10", "mnist"))
+    root: str | None = MISSING
+    num_classes: int = value(ge=1)
+    batch_size: int = value(ge=1)
+    num_workers: int = value(ge=0)
+    seed: int = MISSING
+    sample: SmallSampleConf | None = None
 
 
 # -- trainer, callbacks, loggers, paths ------------------------------------------------------------------------
@@ -223,6 +262,22 @@ class ModelSummaryConf:
 
 
 @dataclass
+class FiguresConf:
+    _target_: str = MISSING
+    dirpath: str = MISSING
+    every_n_epochs: int = value(ge=0)
+    max_train_images: int | None = value(None, ge=1)
+    neighbours: bool = MISSING
+
+
+@dataclass
+class FirstBelowConf:
+    _target_: str = MISSING
+    metric: str = MISSING
+    threshold: float = value(gt=0, le=1)
+
+
+@dataclass
 class CallbacksConf:
     """conf/callbacks/default.yaml. More callbacks are added with ``+callbacks.NAME._target_=...``."""
 
@@ -233,6 +288,8 @@ class CallbacksConf:
     lr_monitor: LRMonitorConf = field(default_factory=LRMonitorConf)
     images_per_sec: TargetConf = field(default_factory=TargetConf)
     model_summary: ModelSummaryConf = field(default_factory=ModelSummaryConf)
+    figures: FiguresConf = field(default_factory=FiguresConf)
+    first_below: FirstBelowConf | None = None  # experiment=fig1
 
 
 @dataclass
@@ -311,12 +368,31 @@ class PrepareConf:
     paths: PathsConf = field(default_factory=PathsConf)
 
 
+@dataclass
+class FiguresEntryConf:
+    """conf/figures.yaml."""
+
+    task_name: str = MISSING
+    input_size: int | None = value(None, choices=INPUT_SIZES)
+    seed: int = MISSING
+    ckpt_path: str = MISSING
+    max_train_images: int | None = value(None, ge=1)
+    batch_size: int = value(ge=1)
+    data: Any = MISSING
+    logger: LoggerConf = field(default_factory=LoggerConf)
+    paths: PathsConf = field(default_factory=PathsConf)
+
+
 SCHEMAS: dict[tuple[str | None, str], type] = {
     (None, "train_schema"): TrainConf,
     (None, "eval_schema"): EvalConf,
     (None, "prepare_schema"): PrepareConf,
+    (None, "figures_schema"): FiguresEntryConf,
     ("model", "alexnet_schema"): ModelConf,
+    ("model", "lenet5_schema"): SmallModelConf,
+    ("model", "cifar_net_schema"): SmallModelConf,
     ("data", "imagenet_schema"): DataConf,
+    ("data", "small_schema"): SmallDataConf,
 }
 
 
@@ -403,7 +479,7 @@ def explain(error: BaseException) -> str | None:
         group, _, option = error.missing_cfg_file.rpartition("/")
         choices = ", ".join(o for o in error.options if not o.endswith("_schema"))
         return f"{group}={option} is not a choice: use one of {choices}"
-    cause = error.__cause__
+    cause = error.__cause__ or error.__context__  # Hydra raises some with "from", some without
     if isinstance(error, ConfigCompositionException) and isinstance(cause, OmegaConfBaseException):
         schema, key, full_key = cause.object_type, str(cause.key), str(cause.full_key)
         if isinstance(cause.parent_node, ListConfig) and cause.parent_node._get_parent() is not None:
@@ -412,6 +488,12 @@ def explain(error: BaseException) -> str | None:
             schema, key, full_key = OmegaConf.get_type(listed._get_parent()), str(listed._key()), full_key.split("[")[0]
 
         parent = full_key.rpartition(".")[0]
+        group_file = re.match(r"In '(\w+)/(\w+)'", str(error))
+        if isinstance(cause, ConfigAttributeError | ConfigKeyError) and group_file and parent == "model.net":
+            # an AlexNet ablation group (norm, pooling, init) merged into another backbone's net
+            return (f"{group_file[1]}={group_file[2]} sets {full_key}, which this model's net does not take: "
+                    "LeNet-5 and Figure 1's net run as experiment=lenet5 and experiment=fig1, which leave out "
+                    "AlexNet's groups")  # fmt: skip
         if isinstance(cause, ConfigAttributeError | ConfigKeyError):
             keys = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []
             close = difflib.get_close_matches(key, keys, n=1)

@@ -265,5 +265,23 @@ class AlexNet(nn.Module):
             assert layer.bias is not None
             nn.init.constant_(layer.bias, biases[name])
 
+    in_channels = 3
+
+    @property
+    def first_conv(self) -> nn.Conv2d:
+        conv = self.features.conv1
+        assert isinstance(conv, nn.Conv2d)
+        return conv
+
+    def hidden(self, images: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations: FC7's 4096 outputs after the ReLU (section 6.1 compares images
+        by the Euclidean distance between these vectors)."""
+        x = torch.flatten(self.features(images), 1)
+        for name, layer in self.classifier.named_children():
+            x = layer(x)
+            if name == "act7":
+                return x
+        raise AssertionError("no act7 in the classifier")
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(images), 1))

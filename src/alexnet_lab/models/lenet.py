@@ -1,0 +1,62 @@
+"""LeNet-5 (LeCun, Bottou, Bengio & Haffner, "Gradient-based learning applied to document recognition", 1998),
+the other classic of this framework, as a backbone of the same LightningModule.
+
+32x32x1 input (MNIST's 28x28 digits padded by 2); C1: 6 maps 5x5, tanh; S2: 2x2 average pooling, stride 2;
+C3: 16 maps 5x5, tanh; S4: 2x2 average pooling; C5: 120 maps 5x5 (1x1 outputs), tanh; F6: 84 units, tanh;
+output: 10 units. 61,706 parameters. Departures from the 1998 paper, which this keeps simple: C3 connects
+every S2 map to every C3 map (the paper's table I connects each to a subset); S2 and S4 are plain average
+pooling (the paper's have a trainable coefficient and bias per map); the output is a linear layer for the
+softmax and cross entropy of this framework (the paper's is Euclidean RBF units); tanh is torch's (the
+paper's is 1.7159 tanh(2/3 a)).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+INPUT_SIZE = 32  # "The input is a 32x32 pixel image" (MNIST's 28x28 with 2 pixels of padding)
+ACTIVATIONS = ("tanh", "relu")
+
+
+class LeNet5(nn.Module):
+    """Args:
+    num_classes: the output units (10 digits).
+    activation: ``tanh`` (the paper's squashing function) or ``relu``.
+    """
+
+    in_channels, input_size, columns = 1, INPUT_SIZE, 1
+
+    def __init__(self, num_classes: int = 10, activation: str = "tanh") -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}: choose one of {', '.join(ACTIVATIONS)}")
+        self.activation = activation
+
+        def act() -> nn.Module:
+            return nn.Tanh() if activation == "tanh" else nn.ReLU(inplace=True)
+
+        self.features = nn.Sequential(OrderedDict([
+            ("c1", nn.Conv2d(1, 6, 5)), ("act1", act()), ("s2", nn.AvgPool2d(2, 2)),
+            ("c3", nn.Conv2d(6, 16, 5)), ("act3", act()), ("s4", nn.AvgPool2d(2, 2)),
+            ("c5", nn.Conv2d(16, 120, 5)), ("act5", act()),
+        ]))  # fmt: skip
+        self.classifier = nn.Sequential(OrderedDict([
+            ("f6", nn.Linear(120, 84)), ("act6", act()), ("output", nn.Linear(84, num_classes)),
+        ]))  # fmt: skip
+
+    @property
+    def first_conv(self) -> nn.Conv2d:
+        conv = self.features.c1
+        assert isinstance(conv, nn.Conv2d)
+        return conv
+
+    def hidden(self, images: torch.Tensor) -> torch.Tensor:
+        """F6's 84 activations: the last hidden layer."""
+        f6, act6 = self.classifier[0], self.classifier[1]
+        return act6(f6(torch.flatten(self.features(images), 1)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(images), 1))
