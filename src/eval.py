@@ -15,7 +15,7 @@ from omegaconf import DictConfig, ListConfig  # noqa: E402
 
 from alexnet_lab import launch, run  # noqa: E402
 from alexnet_lab.errors import UserError  # noqa: E402
-from alexnet_lab.module import AlexNetModule, Ensemble  # noqa: E402
+from alexnet_lab.module import ClassifierModule, Ensemble  # noqa: E402
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -25,14 +25,16 @@ def evaluate(cfg: DictConfig) -> dict:
     paths = [run.resolve_ckpt_path(str(path), cfg.paths.log_dir) or "" for path in given]
     if not paths or "" in paths:
         raise UserError("no checkpoint: pass ckpt_path=PATH (a .ckpt file written by src/train.py), or a list")
-    members = [AlexNetModule.load_from_checkpoint(path, map_location="cpu", weights_only=True) for path in paths]
+    members = [ClassifierModule.load_from_checkpoint(path, map_location="cpu", weights_only=True) for path in paths]
     model = Ensemble(members)  # one member: the same numbers as that checkpoint alone
     trainer = instantiate(cfg.trainer, logger=False)
     results: dict = {"ckpt_path": paths[0] if len(paths) == 1 else paths}
     members_results: list[dict] = [{"ckpt_path": path} for path in paths]
-    for crops in cfg.test_crops:
+    multi_crop = "crop_size" in cfg.data  # ImageNet-style data; CIFAR-10 and MNIST are judged whole
+    for crops in cfg.test_crops if multi_crop else [1]:
         # the crops follow the checkpoints' net (224 or 227)
-        datamodule = instantiate(cfg.data, test_crops=crops, crop_size=model.input_size)
+        options = {"test_crops": crops, "crop_size": model.input_size} if multi_crop else {}
+        datamodule = instantiate(cfg.data, **options)
         logged = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
         metrics = {k.removeprefix("val/"): float(v) for k, v in logged.items()}
         key = f"{crops}_crop"

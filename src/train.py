@@ -22,7 +22,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     ckpt_path = run.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir)
     resumed = checkpoint_facts(ckpt_path) if ckpt_path else None
     loggers = [instantiate(cfg.logger.csv, resume_step=resumed.global_step if resumed else None)]
@@ -41,7 +41,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         metrics = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)[0]
         run.write_summary(trainer, cfg.paths.output_dir, params=count_parameters(model.net), best_ckpt=best,
-                          crops=run.crop_protocol(cfg.data.test_crops), last=last,
+                          crops=run.crop_protocol(cfg.data.get("test_crops")), last=last,
                           best=run.best_epoch_errors(best, metrics), **metrics)  # fmt: skip
     finally:
         for logger in loggers[1:]:

@@ -127,8 +127,8 @@ def test_experiment_caffe_is_bvlc_alexnet(compose_cfg) -> None:
 
 
 def test_quickstart_departs_from_the_paper_where_the_readme_says(compose_cfg) -> None:
-    # README: the quickstart departs in init, the lr schedule and the dropout form; the net and recipe otherwise
-    # are experiment=paper's (but the data, the devices and the run length)
+    # README: the quickstart departs in init, the lr schedule, the dropout form and the optimizer; the net and
+    # recipe otherwise are experiment=paper's (but the data, the devices and the run length)
     def model(*overrides: str) -> dict[str, Any]:
         container = OmegaConf.to_container(compose_cfg(*overrides).model, resolve=True)
         assert isinstance(container, dict)
@@ -136,7 +136,7 @@ def test_quickstart_departs_from_the_paper_where_the_readme_says(compose_cfg) ->
 
     quick, paper = model(), model("experiment=paper", "gpus=null", "data.root=/x", "data.num_classes=10")
     assert {k for k in quick.keys() | paper.keys() if quick.get(k) != paper.get(k)} == {
-        "net.init", "net.dropout_form", "schedule", "step_epochs"}  # fmt: skip
+        "net.init", "net.dropout_form", "optimizer", "schedule", "step_epochs"}  # fmt: skip
 
 
 def test_the_submitit_slurm_launcher_composes_for_a_sweep(compose_cfg) -> None:
@@ -150,14 +150,17 @@ def test_the_submitit_slurm_launcher_composes_for_a_sweep(compose_cfg) -> None:
     assert cfg.trainer.devices == 2 and cfg.trainer.strategy == "ddp_sweep_safe"
 
 
-@pytest.mark.parametrize("experiment", ["quickstart", "paper", "smoke"])
+@pytest.mark.parametrize("experiment", ["quickstart", "paper", "caffe", "smoke", "fig1", "lenet5"])
 @pytest.mark.parametrize("gpus", ["null", "1", "2"])
 def test_every_preset_passes_its_schema(compose_cfg, experiment: str, gpus: str) -> None:
-    cfg = compose_cfg(f"experiment={experiment}", f"gpus={gpus}", "data.root=/datasets/imagenet")
+    cfg = compose_cfg(f"experiment={experiment}", f"gpus={gpus}", "data.root=/datasets/x")
     with open_dict(cfg):
         cfg.pop("hydra")
     schema.check_values(cfg)  # raises on the first value out of its range
-    assert OmegaConf.get_type(cfg.model) is schema.ModelConf and OmegaConf.get_type(cfg.data) is schema.DataConf
+    small = experiment in ("fig1", "lenet5")
+    assert OmegaConf.get_type(cfg.model) is (schema.SmallModelConf if small else schema.ModelConf)
+    assert OmegaConf.get_type(cfg.data) is (schema.SmallDataConf if small else schema.DataConf)
+    assert cfg.model.net.arch == {"fig1": "cifar_net", "lenet5": "lenet5"}.get(experiment, "alexnet")
 
 
 def test_a_trainer_argument_added_with_plus_reaches_the_trainer(compose_cfg) -> None:

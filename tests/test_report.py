@@ -43,7 +43,7 @@ def table(markdown: str, heading: str | None = None) -> list[list[str]]:
         if line.startswith("|"):
             started = True
             cells = [c.strip() for c in line.strip("|").split("|")]
-            if not re.fullmatch(r"-+:?", cells[0]) and cells[0] not in ("job", "variant", "ablation"):
+            if not re.fullmatch(r"-+:?", cells[0]) and cells[0] not in ("job", "variant", "ablation", "neuron"):
                 rows.append(cells)
         elif started:
             break

@@ -102,6 +102,8 @@ def test_precision_choices_are_lightnings() -> None:
          "error: trainer.max_epoch is not an argument of lightning.pytorch.trainer.trainer.Trainer: remove "
          "+trainer.max_epoch"),
         ("pooling=overlapping", "error: pooling=overlapping is not a choice: use one of nonoverlap, overlap"),
+        ("model=lenet5", "error: norm=lrn sets model.net.norm, which this model's net does not take: LeNet-5 and "
+                         "Figure 1's net run as experiment=lenet5 and experiment=fig1"),
     ],
 )  # fmt: skip
 def test_an_unknown_key_or_choice(start, cache_dir: Path, override: str, expected: str) -> None:

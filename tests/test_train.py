@@ -205,9 +205,9 @@ def centre_and_ten_crop_errors(ckpt: Path, root: Path, stats_file: Path) -> dict
 
     from alexnet_lab.data.layouts import load_rgb, read_split
     from alexnet_lab.data.transforms import preprocess
-    from alexnet_lab.module import AlexNetModule
+    from alexnet_lab.module import ClassifierModule
 
-    model = AlexNetModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
+    model = ClassifierModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
     size = model.net.input_size
     mean_image = torch.load(stats_file, weights_only=True)["mean_image"]
     wrong = {"centre": [0, 0], "ten": [0, 0]}

@@ -143,3 +143,28 @@ def slurm_job_id() -> str | None:
     if array is not None:
         return f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}"
     return os.environ.get("SLURM_JOB_ID")
+
+
+class FirstEpochBelow(L.Callback):
+    """Figure 1's measure: logs ``fig1/epochs_to_target``, the number of epochs after which the epoch's
+    ``metric`` (training error) first fell below ``threshold``, once (rank 0's loggers)."""
+
+    def __init__(self, metric: str = "train/top1_err", threshold: float = 0.25) -> None:
+        self.metric, self.threshold = metric, threshold
+        self.epochs: int | None = None
+
+    def _check(self, trainer: L.Trainer, epochs_done: int) -> None:
+        # the epoch's training metrics reach callback_metrics after the epoch-end hooks: read them at the
+        # start of the next epoch, or at the end of training
+        value = trainer.callback_metrics.get(self.metric)
+        if self.epochs is None and epochs_done > 0 and value is not None and float(value) < self.threshold:
+            self.epochs = epochs_done
+            if trainer.is_global_zero:
+                for logger in trainer.loggers:
+                    logger.log_metrics({"fig1/epochs_to_target": float(epochs_done)}, step=trainer.global_step)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer, trainer.current_epoch)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer, trainer.current_epoch)

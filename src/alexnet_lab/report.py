@@ -1,4 +1,4 @@
-"""Sweep -> report.md and report.png.
+"""Sweep -> report.md and report.png (and fig1.png for a sweep over activation=relu,tanh).
 
 report.md has a row per job; when jobs differ only by their seed, a row per variant with the mean ± std over
 its seeds; and, for the ablations the paper puts a number on, the measured difference next to the paper's.
@@ -75,6 +75,16 @@ def _val_curve(rows: list[dict[str, str]]) -> list[tuple[int, float, float]]:
     )
 
 
+def _train_curve(rows: list[dict[str, str]]) -> list[tuple[int, float]]:
+    """(epoch, training top-1 error over that epoch)."""
+    return sorted((int(r["epoch"]), float(r["train/top1_err"])) for r in rows if r.get("train/top1_err"))
+
+
+def epochs_to(curve: list[tuple[int, float]], target: float) -> int | None:
+    """Figure 1's measure: the number of epochs after which the training error is first below ``target``."""
+    return next((epoch + 1 for epoch, error in curve if error < target), None)
+
+
 def _images_per_sec(rows: list[dict[str, str]]) -> float:
     values = [float(r["train/images_per_sec"]) for r in rows if r.get("train/images_per_sec")]
     return sum(values) / len(values) if values else math.nan
@@ -103,6 +113,7 @@ def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
             "last_top5_err": last[2],
             "images_per_sec": _images_per_sec(rows_of_job),
             "curve": curve,
+            "train_curve": _train_curve(rows_of_job),
         })  # fmt: skip
     return rows
 
@@ -204,9 +215,67 @@ def write_report(sweep_dir: str | Path) -> tuple[Path, Path]:
         for e in effects:
             lines.append(f"| {e['ablation'].name} | {e['paper']} | {e['other']} | {e['n'][0]} vs {e['n'][1]} | "
                          f"{_pm(*e['top1'])} | {_pm(*e['top5'])} | {e['ablation'].claim} |")  # fmt: skip
+    lines += figure1(sweep_dir, [{**row, "label": label} for row, label in zip(rows, labels, strict=True)])
     markdown = sweep_dir / "report.md"
     markdown.write_text("\n".join(lines) + "\n")
     return markdown, _draw(sweep_dir, rows, labels)
+
+
+FIG1_TARGET, FIG1_PAPER_RATIO = 0.25, 6  # Figure 1: 25% training error reached "six times faster" with ReLUs
+
+
+def figure1(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
+    """For a sweep with activation=relu and activation=tanh jobs: each neuron's fastest job (its learning rate
+    chosen, as the paper did, to train as fast as possible), the tanh / ReLU ratio of the epochs to 25% training
+    error, and fig1.png (ReLU solid, tanh dashed, the 25% line). Nothing otherwise."""
+    by_neuron: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        for neuron in ("relu", "tanh"):
+            if f"activation={neuron}" in row["overrides"] and row["train_curve"]:
+                by_neuron.setdefault(neuron, []).append(row)
+    if set(by_neuron) != {"relu", "tanh"}:
+        return []
+    fastest = {}
+    for neuron, jobs in by_neuron.items():
+        fastest[neuron] = min(jobs, key=lambda r: (epochs_to(r["train_curve"], FIG1_TARGET) or math.inf,
+                                                   r["train_curve"][-1][1]))  # fmt: skip
+    lines = ["", f"## Figure 1: epochs to {FIG1_TARGET:.0%} training error, ReLU vs tanh", "",
+             "| neuron | fastest job | its choices | epochs to 25% | jobs tried |",
+             "|---|---|---|---:|---:|"]  # fmt: skip
+    epochs = {}
+    for neuron in ("relu", "tanh"):
+        job = fastest[neuron]
+        epochs[neuron] = epochs_to(job["train_curve"], FIG1_TARGET)
+        shown = epochs[neuron] if epochs[neuron] is not None else f"not in {len(job['train_curve'])}"
+        lines.append(f"| {neuron} | {job['job']} | {job['label']} | {shown} | {len(by_neuron[neuron])} |")
+    if epochs["relu"] and epochs["tanh"]:
+        ratio = f"{epochs['tanh'] / epochs['relu']:.1f}"
+    else:
+        ratio = "n/a (a neuron did not reach 25%)"
+    lines += ["", f"tanh / ReLU: {ratio} (the paper: about {FIG1_PAPER_RATIO})"]
+    _draw_figure1(sweep_dir / "fig1.png", fastest)
+    return lines
+
+
+def _draw_figure1(path: Path, fastest: dict[str, dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for neuron, style in (("relu", "-"), ("tanh", "--")):
+        curve = fastest[neuron]["train_curve"]
+        ax.plot([e + 1 for e, _ in curve], [err for _, err in curve], style, color="black",
+                label=f"{'ReLU' if neuron == 'relu' else 'tanh'} ({fastest[neuron]['label']})")  # fmt: skip
+    ax.axhline(FIG1_TARGET, color="grey", linewidth=0.8)
+    ax.set_xlabel("epochs")
+    ax.set_ylabel("training error rate")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _draw(sweep_dir: Path, rows: list[dict[str, Any]], labels: list[str]) -> Path:

@@ -188,7 +188,10 @@ def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | 
     return str(max(candidates, key=lambda p: p.stat().st_mtime))
 
 
-def crop_protocol(test_crops: int) -> str:
+def crop_protocol(test_crops: int | None) -> str:
+    """How val images are judged; CIFAR-10 and MNIST (no test_crops) whole."""
+    if test_crops is None:
+        return "whole image"
     return "ten crops, softmax averaged (section 4.1)" if test_crops == 10 else "centre crop"
 
 

@@ -26,7 +26,7 @@ from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_st
 from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
 from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, Crops, DeviceNormalizer
 from alexnet_lab.errors import UserError
-from alexnet_lab.model import PAPER_INPUT_SIZE
+from alexnet_lab.models.alexnet import PAPER_INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +268,34 @@ class ImageNetDataModule(L.LightningDataModule):
             seed_step(self.seed, trainer.global_step, trainer.global_rank)  # lighting and dropout of this step
         image = self.normalizer(images, batch["geometry"], lighting=training)
         return {"image": image, "label": batch["label"]}
+
+    # -- for the figures (alexnet_lab.figures) ------------------------------------------------------------------
+    def _centre_dataset(self, split: str) -> ImageDataset | PreparedDataset:
+        return self._dataset(split, Crops("centre", self.crop_size))
+
+    def _normalize(self, batch: dict[str, Any]) -> torch.Tensor:
+        assert self.normalizer is not None, "setup() first"
+        return self.normalizer(batch["image"], batch["geometry"])
+
+    def split_size(self, split: str) -> int:
+        return len(self._centre_dataset(split))
+
+    def figure_images(self, split: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(uint8 centre crops to show, the net's inputs, labels) of these images of ``split``."""
+        batch = collate([self._centre_dataset(split)[i] for i in indices])
+        return batch["image"], self._normalize(batch), torch.as_tensor(batch["label"])
+
+    def figure_batches(self, split: str, count: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The centre crops of the first ``count`` images of ``split`` as (net inputs, indices), in batches."""
+        dataset = self._centre_dataset(split)
+        indices = list(range(min(count, len(dataset))))
+        loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
+                            num_workers=self.num_workers, collate_fn=collate)  # fmt: skip
+        start = 0
+        for batch in loader:
+            size = len(batch["label"])
+            yield self._normalize(batch), torch.arange(start, start + size)
+            start += size
 
     def teardown(self, stage: str) -> None:
         if self.skipped:

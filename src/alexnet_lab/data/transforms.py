@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from alexnet_lab.data.sampling import mix
-from alexnet_lab.model import PAPER_INPUT_SIZE
+from alexnet_lab.models.alexnet import PAPER_INPUT_SIZE
 
 # Section 2: images are down-sampled to 256x256: short side rescaled to 256, then the central 256x256 patch.
 IMAGE_SIZE = 256

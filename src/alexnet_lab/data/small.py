@@ -1,0 +1,310 @@
+"""The small datasets of the paper's Figure 1 (CIFAR-10) and of LeNet-5 (MNIST), held in memory.
+
+- CIFAR-10, the official python version that torchvision.datasets.CIFAR10(root, download=True) leaves:
+  ``cifar-10-batches-py/`` with ``data_batch_1`` .. ``data_batch_5``, ``test_batch`` (pickled dicts: ``data``,
+  10000 x 3072 uint8 rows of R, G, B planes; ``labels``) and ``batches.meta`` (``label_names``). ``data.root``
+  may be the folder holding ``cifar-10-batches-py/`` or that folder itself.
+- MNIST, the official IDX files that torchvision.datasets.MNIST(root, download=True) leaves in ``MNIST/raw/``:
+  ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
+  ``t10k-labels-idx1-ubyte``, gzipped (``.gz``) or not. ``data.root`` may be the folder holding ``MNIST/raw/``
+  or the folder of the files.
+
+Both are read here, not through torchvision's classes, which check the real files' md5 sums: the tests and
+the generated samples write files of exactly these formats. The test split is the validation split. Pixels
+are 0..255 minus the training set's mean image, as cuda-convnet's CIFAR data provider does; MNIST's 28x28
+digits are padded by 2 zeros to LeNet-5's 32x32.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from alexnet_lab.data.layouts import DataRootError
+from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_step
+from alexnet_lab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR_FILES = (*CIFAR_TRAIN, "test_batch", "batches.meta")
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+MNIST_PAD = 2  # LeNet-5's 32x32 input from MNIST's 28x28 digits
+
+
+class Split:
+    """uint8 images (N, C, H, W) and int64 labels of one split, with the dataset's class names."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> None:
+        self.images, self.labels, self.class_names = images, labels, class_names
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+# -- CIFAR-10 ----------------------------------------------------------------------------------------------------
+def cifar_dir(root: str | Path) -> Path:
+    root = Path(root)
+    for folder in (root / CIFAR_DIR, root):
+        if all((folder / name).is_file() for name in CIFAR_FILES):
+            return folder
+    raise DataRootError(f"data root {root} holds no CIFAR-10 python batches: expected {root / CIFAR_DIR}/ (or "
+                        f"{root}/) with {', '.join(CIFAR_FILES)}; torchvision.datasets.CIFAR10('{root}', "
+                        "download=True) writes them")  # fmt: skip
+
+
+def _unpickle(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        loaded = pickle.load(f, encoding="latin1")  # the files were written by Python 2
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in loaded.items()}
+
+
+def read_cifar10(root: str | Path, split: str) -> Split:
+    folder = cifar_dir(root)
+    names = [str(n) for n in _unpickle(folder / "batches.meta")["label_names"]]
+    batches = [_unpickle(folder / name) for name in (CIFAR_TRAIN if split == "train" else ["test_batch"])]
+    data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
+    labels = np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
+    return Split(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels), names)
+
+
+def write_cifar10(root: str | Path, train_per_class: int = 50, val_per_class: int = 10, seed: int = 0) -> Path:
+    """A small CIFAR-10 in the official format under ``root/cifar-10-batches-py``: each class its own colour
+    and stripe angle, with noise, so that a short training learns."""
+    folder = Path(root) / CIFAR_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    def images(per_class: int) -> tuple[np.ndarray, list[int]]:
+        labels = rng.permutation(np.repeat(np.arange(10), per_class))
+        yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
+        rows = []
+        for c in labels:
+            angle, phase = np.pi * c / 10, rng.uniform(0, 2 * np.pi)
+            wave = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / 6 + phase)
+            colour = 0.5 + 0.35 * np.cos(2 * np.pi * c / 10 + np.array([0.0, 2.1, 4.2]))
+            pixels = colour[:, None, None] * (0.75 + 0.25 * wave[None]) + rng.normal(0, 0.08, (3, 32, 32))
+            rows.append((np.clip(pixels, 0, 1) * 255).astype(np.uint8).reshape(-1))
+        return np.stack(rows), [int(c) for c in labels]
+
+    train, train_labels = images(train_per_class)
+    parts = np.array_split(np.arange(len(train_labels)), len(CIFAR_TRAIN))
+    for name, part in zip(CIFAR_TRAIN, parts, strict=True):
+        _pickle(folder / name, {"batch_label": name, "labels": [train_labels[i] for i in part], "data": train[part],
+                                "filenames": [f"{name}_{i}.png" for i in part]})  # fmt: skip
+    test, test_labels = images(val_per_class)
+    _pickle(folder / "test_batch", {"batch_label": "test batch", "labels": test_labels, "data": test,
+                                    "filenames": [f"test_{i}.png" for i in range(len(test_labels))]})  # fmt: skip
+    _pickle(folder / "batches.meta", {"label_names": CIFAR_CLASSES, "num_cases_per_batch": len(parts[0]),
+                                      "num_vis": 3072})  # fmt: skip
+    return Path(root)
+
+
+def _pickle(path: Path, obj: dict[str, Any]) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+
+
+# -- MNIST -------------------------------------------------------------------------------------------------------
+def mnist_dir(root: str | Path) -> Path:
+    root = Path(root)
+    for folder in (root / "MNIST" / "raw", root):
+        if all(_idx_file(folder, name) is not None for pair in MNIST_FILES.values() for name in pair):
+            return folder
+    names = ", ".join(name for pair in MNIST_FILES.values() for name in pair)
+    raise DataRootError(f"data root {root} holds no MNIST IDX files: expected {root}/MNIST/raw/ (or {root}/) "
+                        f"with {names} (or .gz); torchvision.datasets.MNIST('{root}', download=True) writes "
+                        "them")  # fmt: skip
+
+
+def _idx_file(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file: a big-endian header (two zero bytes, type 0x08 = uint8, the number of dimensions, each size
+    as 4 bytes), then the data."""
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise UserError(f"{path} is not an IDX file of unsigned bytes: download MNIST again")
+    dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def write_idx(path: Path, array: np.ndarray, gzipped: bool = False) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if gzipped else data)
+
+
+def read_mnist(root: str | Path, split: str) -> Split:
+    folder = mnist_dir(root)
+    image_name, label_name = MNIST_FILES[split]
+    images = read_idx(_idx_file(folder, image_name))  # type: ignore[arg-type]
+    labels = read_idx(_idx_file(folder, label_name))  # type: ignore[arg-type]
+    padded = np.pad(images, ((0, 0), (MNIST_PAD, MNIST_PAD), (MNIST_PAD, MNIST_PAD)))
+    return Split(torch.from_numpy(padded[:, None].copy()), torch.from_numpy(labels.astype(np.int64)),
+                 [str(d) for d in range(10)])  # fmt: skip
+
+
+def write_mnist(root: str | Path, train_per_class: int = 50, val_per_class: int = 10, seed: int = 0,
+                gzipped: bool = False) -> Path:  # fmt: skip
+    """A small MNIST in the official IDX format under ``root/MNIST/raw``: each digit a bar at its own angle and
+    place, with noise."""
+    folder = Path(root) / "MNIST" / "raw"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:28, 0:28].astype(np.float32)
+    for split, per_class in (("train", train_per_class), ("val", val_per_class)):
+        labels = rng.permutation(np.repeat(np.arange(10), per_class))
+        digits = []
+        for d in labels:
+            angle = np.pi * d / 10
+            distance = np.abs((xx - 14) * np.sin(angle) - (yy - 14) * np.cos(angle) - rng.normal(0, 1))
+            stroke = np.exp(-(distance**2) / 4) * (np.hypot(xx - 14, yy - 14) < 6 + d)
+            digits.append(np.clip(stroke * 255 + rng.normal(0, 20, (28, 28)), 0, 255).astype(np.uint8))
+        image_name, label_name = MNIST_FILES[split]
+        write_idx(folder / (image_name + (".gz" if gzipped else "")), np.stack(digits), gzipped)
+        write_idx(folder / (label_name + (".gz" if gzipped else "")), labels.astype(np.uint8), gzipped)
+    return Path(root)
+
+
+READERS = {"cifar10": read_cifar10, "mnist": read_mnist}
+WRITERS = {"cifar10": write_cifar10, "mnist": write_mnist}
+
+
+# -- the data module ---------------------------------------------------------------------------------------------
+class _Indexed(Dataset):
+    def __init__(self, split: Split) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        i = item[0] if isinstance(item, tuple) else item  # (index, augmentation seed): no augmentation here
+        return {"image": self.split.images[i], "label": self.split.labels[i], "index": i}
+
+
+class SmallImageDataModule(L.LightningDataModule):
+    """CIFAR-10 or MNIST (``dataset``) in memory. Batches are {"image": float, "label"}: the uint8 pixels travel
+    to the device and the training set's mean image is subtracted there. The training order is
+    :class:`ResumableSampler`'s, so a run resumes exactly; validation shards over the ranks without padding.
+
+    ``sample``: arguments of ``write_cifar10`` / ``write_mnist``; when given, ``root`` is generated on first use.
+    """
+
+    def __init__(self, dataset: str, root: str | None, num_classes: int = 10, batch_size: int = 128,
+                 num_workers: int = 0, seed: int = 0, sample: dict[str, Any] | None = None) -> None:  # fmt: skip
+        super().__init__()
+        if dataset not in READERS:
+            raise UserError(f"unknown dataset {dataset!r}: use {' or '.join(READERS)}")
+        if not root:
+            raise DataRootError(f"no data root: set data.root=DIR (the folder torchvision's {dataset} download "
+                                "wrote)")  # fmt: skip
+        self.dataset, self.root, self.num_classes = dataset, Path(root).expanduser(), num_classes
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.sample = dict(sample) if sample else None
+        self.train_split: Split | None = None
+        self.val_split: Split | None = None
+        self.mean_image: torch.Tensor | None = None
+
+    def prepare_data(self) -> None:
+        if self.sample is not None and not self.root.exists():
+            log.info("writing the generated %s sample to %s", self.dataset, self.root)
+            WRITERS[self.dataset](self.root, **self.sample)
+
+    @property
+    def world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    @property
+    def class_names(self) -> list[str]:
+        return (self.train_split or READERS[self.dataset](self.root, "train")).class_names
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.mean_image is not None:
+            return
+        from alexnet_lab.data.datamodule import per_device_batch
+
+        self.device_batch = per_device_batch(self.batch_size, self.world[0])
+        self.train_split = READERS[self.dataset](self.root, "train")
+        self.val_split = READERS[self.dataset](self.root, "val")
+        found = int(self.train_split.labels.max()) + 1
+        if found != self.num_classes:
+            raise UserError(f"data.num_classes={self.num_classes} but {self.root} has {found} classes: set "
+                            f"data.num_classes={found}")  # fmt: skip
+        self.mean_image = self.train_split.images.double().mean(dim=0).float()  # cuda-convnet's data_mean
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        assert self.mean_image is not None, "setup() first"
+        return images.float() - self.mean_image.to(images.device)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_split is not None, "setup() first"
+        world_size, rank = self.world
+        sampler = ResumableSampler(len(self.train_split), num_replicas=world_size, rank=rank, seed=self.seed)
+        return ResumableLoader(_Indexed(self.train_split), batch_size=self.device_batch, sampler=sampler,
+                               num_workers=self.num_workers, drop_last=True, position=self._position)  # fmt: skip
+
+    def _position(self) -> tuple[int, int]:
+        trainer = self.trainer
+        assert trainer is not None
+        progress: Any = trainer.fit_loop.epoch_loop.batch_progress.current
+        return trainer.current_epoch, progress.processed
+
+    def val_dataloader(self) -> DataLoader:
+        from alexnet_lab.data.datamodule import ShardSampler
+
+        assert self.val_split is not None, "setup() first"
+        world_size, rank = self.world
+        return DataLoader(_Indexed(self.val_split), batch_size=self.device_batch, num_workers=self.num_workers,
+                          sampler=ShardSampler(len(self.val_split), world_size, rank))  # fmt: skip
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if not isinstance(batch, dict):
+            return batch
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            seed_step(self.seed, trainer.global_step, trainer.global_rank)  # dropout, if any, of this step
+        return {"image": self.normalize(batch["image"]), "label": batch["label"]}
+
+    # -- for the figures (alexnet_lab.figures) ------------------------------------------------------------------
+    def split_size(self, split: str) -> int:
+        data = self.train_split if split == "train" else self.val_split
+        assert data is not None, "setup() first"
+        return len(data)
+
+    def figure_images(self, split: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(uint8 images to show, the net's inputs, labels) of these images of ``split``."""
+        data = self.train_split if split == "train" else self.val_split
+        assert data is not None, "setup() first"
+        images = data.images[indices]
+        return images, self.normalize(images), data.labels[indices]
+
+    def figure_batches(self, split: str, count: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The first ``count`` images of ``split`` as (net inputs, indices), ``batch_size`` at a time."""
+        data = self.train_split if split == "train" else self.val_split
+        assert data is not None, "setup() first"
+        for start in range(0, min(count, len(data)), batch_size):
+            indices = torch.arange(start, min(start + batch_size, count, len(data)))
+            yield self.normalize(data.images[indices]), indices

@@ -1,0 +1,230 @@
+"""The paper's Figures 3 and 4, drawn from any run or checkpoint, to PNG and to W&B.
+
+- Figure 3: the first convolutional layer's kernels as RGB tiles, each min-max scaled for display, one block
+  of rows per column (the paper: "the top 48 kernels were learned on GPU 1 while the bottom 48 kernels were
+  learned on GPU 2"). Its number: per column, the kernels' mean colour saturation (0 for grey kernels), which
+  measures the paper's finding that one column's kernels are largely colour-agnostic and the other's
+  colour-specific.
+- Figure 4, left: eight validation images with their true class and the top-5 predicted classes with their
+  probabilities as bars. Right: five validation images and, for each, the six training images whose
+  last-hidden-layer feature vectors (FC7's 4096 for AlexNet) are nearest in Euclidean distance (section 6.1).
+
+The costly part of Figure 4 is the training images' features: one forward pass over ``max_train_images``
+images (batched, on the model's device). The search is exact, in chunks of ``chunk`` training vectors:
+queries x images x features multiply-adds, negligible beside the forward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import WandbLogger
+
+log = logging.getLogger(__name__)
+
+TILE_SCALE = 4  # each kernel pixel drawn as 4x4 screen pixels
+GAP, COLUMN_GAP, TILES_PER_ROW = 2, 8, 16  # pixels between tiles and between the columns' blocks
+PREDICTION_IMAGES, QUERY_IMAGES, NEIGHBOURS = 8, 5, 6  # Figure 4's eight, five and six
+
+
+# -- Figure 3 ----------------------------------------------------------------------------------------------------
+def _scaled(kernels: torch.Tensor) -> torch.Tensor:
+    """Each kernel (k, c, h, w) min-max scaled to [0, 1] on its own, for display."""
+    flat = kernels.flatten(1)
+    low, high = flat.min(1).values[:, None], flat.max(1).values[:, None]
+    return ((flat - low) / (high - low).clamp_min(1e-12)).view_as(kernels)
+
+
+def kernel_saturation(kernels: torch.Tensor) -> torch.Tensor:
+    """Per kernel, the mean over its pixels of the colour spread max(R, G, B) - min(R, G, B) of the kernel
+    scaled for display: 0 for a grey kernel (equal channels), up to 1."""
+    scaled = _scaled(kernels.detach().float())
+    return (scaled.max(dim=1).values - scaled.min(dim=1).values).mean(dim=(1, 2))
+
+
+def column_saturation(kernels: torch.Tensor, columns: int) -> list[float]:
+    """Figure 3's number: the mean kernel saturation of each column's kernels (the first k / columns, ...)."""
+    return [float(s.mean()) for s in kernel_saturation(kernels).chunk(columns)]
+
+
+def kernel_mosaic(kernels: torch.Tensor, columns: int) -> np.ndarray:
+    """The tiles as one uint8 HxWx3 image: each column's kernels in rows of up to 16, the blocks stacked."""
+    scaled = _scaled(kernels.detach().float().cpu())
+    if scaled.shape[1] == 1:
+        scaled = scaled.expand(-1, 3, -1, -1)  # grey kernels (LeNet-5's one input channel)
+    tile = scaled.shape[-1] * TILE_SCALE
+    blocks = []
+    for block in scaled.chunk(columns):
+        rows = math.ceil(len(block) / TILES_PER_ROW)
+        per_row = min(len(block), TILES_PER_ROW)
+        image = np.full((rows * (tile + GAP) - GAP, per_row * (tile + GAP) - GAP, 3), 255, dtype=np.uint8)
+        for i, kernel in enumerate(block):
+            r, c = divmod(i, TILES_PER_ROW)
+            pixels = kernel.repeat_interleave(TILE_SCALE, 1).repeat_interleave(TILE_SCALE, 2)
+            image[r * (tile + GAP) : r * (tile + GAP) + tile, c * (tile + GAP) : c * (tile + GAP) + tile] = (
+                (pixels.permute(1, 2, 0) * 255).round().byte().numpy()
+            )
+        blocks.append(image)
+    width = max(b.shape[1] for b in blocks)
+    gap = np.full((COLUMN_GAP, width, 3), 255, dtype=np.uint8)
+    padded = [np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in blocks]
+    return np.concatenate([x for b in padded for x in (b, gap)][:-1])
+
+
+def draw_figure3(net: Any, path: Path) -> dict[str, float]:
+    """Writes the mosaic to ``path`` (PNG); returns the columns' saturations (RGB kernels only)."""
+    from PIL import Image
+
+    kernels = net.first_conv.weight
+    columns = int(getattr(net, "columns", 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(kernel_mosaic(kernels, columns)).save(path)
+    if kernels.shape[1] != 3:
+        return {}
+    return {f"fig3/saturation_column{i + 1}": s for i, s in enumerate(column_saturation(kernels, columns))}
+
+
+# -- Figure 4 ----------------------------------------------------------------------------------------------------
+def nearest_neighbours(features: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 65536) -> torch.Tensor:
+    """Indices into ``features`` (N, d) of each query's ``k`` nearest rows in Euclidean distance, nearest
+    first; exact, computed ``chunk`` rows at a time."""
+    best_d = torch.full((len(queries), 0), math.inf, device=queries.device)
+    best_i = torch.empty((len(queries), 0), dtype=torch.long, device=queries.device)
+    for start in range(0, len(features), chunk):
+        part = features[start : start + chunk].to(queries.device)
+        d = torch.cdist(queries.double(), part.double())
+        d_all, i_all = torch.cat([best_d, d], 1), torch.cat([best_i, torch.arange(start, start + len(part),
+                                                                                   device=queries.device)
+                                                            .expand(len(queries), -1)], 1)  # fmt: skip
+        keep = d_all.topk(min(k, d_all.shape[1]), dim=1, largest=False)
+        best_d, best_i = keep.values, i_all.gather(1, keep.indices)
+    return best_i
+
+
+@torch.no_grad()
+def hidden_features(net: Any, datamodule: Any, split: str, count: int, device: torch.device,
+                    batch_size: int = 128) -> torch.Tensor:  # fmt: skip
+    """The last hidden layer's features of the first ``count`` images of ``split``, centre crops."""
+    out = []
+    for inputs, _ in datamodule.figure_batches(split, count, batch_size):
+        out.append(net.hidden(inputs.to(device)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def _show(ax: Any, image: torch.Tensor) -> None:
+    pixels = image.permute(1, 2, 0).cpu().numpy()
+    ax.imshow(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray" if pixels.shape[-1] == 1 else None)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+@torch.no_grad()
+def draw_figure4(model: Any, datamodule: Any, path: Path, max_train_images: int, batch_size: int = 128) -> int:
+    """Writes Figure 4 to ``path``; returns the number of image panels drawn (8 + 5 x 7 when the data allow)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    net, device = model.net.eval(), next(model.parameters()).device
+    names = datamodule.class_names
+    val_count = datamodule.split_size("val")
+    picks = np.linspace(0, val_count - 1, min(PREDICTION_IMAGES, val_count)).round().astype(int).tolist()
+    shown, inputs, labels = datamodule.figure_images("val", picks)
+    probs = F.softmax(net(inputs.to(device)).float(), dim=1).cpu()
+    train_features = hidden_features(net, datamodule, "train", max_train_images, device, batch_size)
+    queries = picks[:QUERY_IMAGES]
+    neighbours = nearest_neighbours(train_features, hidden_features_of(net, inputs[: len(queries)], device),
+                                    min(NEIGHBOURS, len(train_features)))  # fmt: skip
+
+    fig = plt.figure(figsize=(16, 8.5))
+    left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])  # type: ignore[misc]
+    left.suptitle("predictions (top 5)")
+    grid = left.subplots(4, 4, gridspec_kw={"height_ratios": [1.4, 1, 1.4, 1]})
+    panels = 0
+    for n, (image, p, label) in enumerate(zip(shown, probs, labels, strict=True)):
+        ax_image, ax_bars = grid[2 * (n // 4), n % 4], grid[2 * (n // 4) + 1, n % 4]
+        _show(ax_image, image)
+        ax_image.set_title(names[int(label)][:24], fontsize=8)
+        panels += 1
+        top = p.topk(min(5, len(p)))
+        colours = ["tab:red" if int(i) == int(label) else "tab:blue" for i in top.indices]
+        ax_bars.barh(range(len(top.values)), top.values.numpy(), color=colours)
+        ax_bars.set_yticks(range(len(top.values)), [names[int(i)][:18] for i in top.indices], fontsize=6)
+        ax_bars.invert_yaxis()
+        ax_bars.set_xlim(0, 1)
+        ax_bars.tick_params(axis="x", labelsize=6)
+    for n in range(len(shown), 8):
+        grid[2 * (n // 4), n % 4].axis("off")
+        grid[2 * (n // 4) + 1, n % 4].axis("off")
+    right.suptitle("nearest training images by last-hidden-layer features")
+    cells = right.subplots(QUERY_IMAGES, 1 + NEIGHBOURS)
+    for row in range(QUERY_IMAGES):
+        for col in range(1 + NEIGHBOURS):
+            cells[row, col].axis("off")
+    for row, found in enumerate(neighbours.tolist()):
+        _show(cells[row, 0], shown[row])
+        cells[row, 0].axis("on")
+        panels += 1
+        train_images, _, _ = datamodule.figure_images("train", found)
+        for col, image in enumerate(train_images, start=1):
+            _show(cells[row, col], image)
+            cells[row, col].axis("on")
+            panels += 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return panels
+
+
+def hidden_features_of(net: Any, inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return net.hidden(inputs.to(device)).float()
+
+
+def log_figures(loggers: list[Any], paths: dict[str, Path], metrics: dict[str, float], step: int) -> None:
+    """The figures to W&B as images, their numbers to every logger."""
+    for logger in loggers:
+        if metrics:
+            logger.log_metrics(metrics, step=step)
+        if isinstance(logger, WandbLogger):
+            for key, path in paths.items():
+                logger.log_image(key=key, images=[str(path)], step=step)
+
+
+class DrawFigures(L.Callback):
+    """Draws Figure 3 every ``every_n_epochs`` epochs (0: never during training) and Figures 3 and 4 at the end
+    of training, into ``dirpath``, and logs them (rank 0 only). ``max_train_images`` bounds Figure 4's
+    nearest-neighbour search (null: the whole training set)."""
+
+    def __init__(self, dirpath: str, every_n_epochs: int = 0, max_train_images: int | None = 2000,
+                 neighbours: bool = True) -> None:  # fmt: skip
+        self.dirpath, self.every_n_epochs = Path(dirpath), every_n_epochs
+        self.max_train_images, self.neighbours = max_train_images, neighbours
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if self.every_n_epochs and epoch % self.every_n_epochs == 0 and trainer.is_global_zero:
+            path = self.dirpath / f"fig3_epoch{epoch:03d}.png"
+            log_figures(trainer.loggers, {"fig3": path}, draw_figure3(pl_module.net, path), trainer.global_step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        paths = {"fig3": self.dirpath / "fig3.png"}
+        metrics = draw_figure3(pl_module.net, paths["fig3"])
+        datamodule = getattr(trainer, "datamodule", None)
+        if self.neighbours and datamodule is not None:
+            paths["fig4"] = self.dirpath / "fig4.png"
+            was_training = pl_module.training
+            count = self.max_train_images if self.max_train_images is not None else 10**12
+            draw_figure4(pl_module, datamodule, paths["fig4"], count)
+            pl_module.train(was_training)
+        log_figures(trainer.loggers, paths, metrics, trainer.global_step)
+        log.info("figures: %s", ", ".join(str(p) for p in paths.values()))

@@ -1,0 +1,228 @@
+"""The paper's other evidence: Figure 3 (kernels), Figure 4 (predictions and neighbours), Figure 1 (ReLU vs tanh
+on CIFAR-10), and LeNet-5 on MNIST, with the small datasets' readers."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from alexnet_lab.data import small
+from alexnet_lab.data.layouts import DataRootError
+from alexnet_lab.figures import (
+    COLUMN_GAP,
+    GAP,
+    TILE_SCALE,
+    column_saturation,
+    draw_figure4,
+    kernel_mosaic,
+    nearest_neighbours,
+)
+from alexnet_lab.models import CifarNet, LeNet5
+from alexnet_lab.report import write_report
+from conftest import run_in_process
+from test_report import make_job, table
+
+
+def ok(result) -> None:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+
+
+# -- Figure 3 ----------------------------------------------------------------------------------------------------
+def test_kernel_colour_separates_grey_kernels_from_coloured_ones() -> None:
+    torch.manual_seed(0)
+    grey = torch.randn(48, 1, 11, 11).expand(48, 3, 11, 11)  # R = G = B at every pixel
+    coloured = torch.randn(48, 3, 11, 11)
+    assert column_saturation(grey, 1) == [pytest.approx(0.0, abs=1e-6)]
+    # a column of grey kernels beside a column of coloured ones, in that order
+    low, high = column_saturation(torch.cat([grey, coloured]), 2)
+    assert low == pytest.approx(0.0, abs=1e-6) and high > 0.2
+
+
+def test_mosaic_puts_each_column_in_its_own_block_of_rows() -> None:
+    # 96 kernels 11x11 in two columns: each block 3 rows of 16 tiles of 44 pixels, 2 pixels apart
+    tile = 11 * TILE_SCALE
+    kernels = torch.zeros(96, 3, 11, 11)
+    kernels[:48, 0] = 1.0  # column 1: red
+    kernels[:48, 0, 0, 0] = 0.0  # (one dark pixel, so that min-max scaling keeps the colour)
+    kernels[48:] = torch.rand(48, 1, 11, 11)  # column 2: grey
+    mosaic = kernel_mosaic(kernels, columns=2)
+    block = 3 * (tile + GAP) - GAP
+    assert mosaic.shape == (2 * block + COLUMN_GAP, 16 * (tile + GAP) - GAP, 3)
+    top, bottom = mosaic[:block], mosaic[block + COLUMN_GAP :]
+    assert (top[..., 0].astype(int) - top[..., 1]).max() == 255, "the top block holds column 1's red kernels"
+    assert np.array_equal(bottom[..., 0], bottom[..., 1]) and np.array_equal(bottom[..., 1], bottom[..., 2])
+    lenet = kernel_mosaic(LeNet5().first_conv.weight, columns=1)  # 6 grey 5x5 kernels in one row
+    assert lenet.shape == (5 * TILE_SCALE, 6 * (5 * TILE_SCALE + GAP) - GAP, 3)
+
+
+# -- Figure 4 ----------------------------------------------------------------------------------------------------
+def test_nearest_neighbours_are_exact_in_chunks_and_find_the_image_itself() -> None:
+    torch.manual_seed(0)
+    features, queries = torch.randn(1000, 64), torch.randn(5, 64)
+    found = nearest_neighbours(features, queries, k=6, chunk=128)
+    brute = torch.cdist(queries.double(), features.double()).argsort(dim=1)[:, :6]  # all at once, sorted
+    assert torch.equal(found, brute)
+    itself = nearest_neighbours(features, features[[17, 523]], k=6, chunk=100)
+    assert itself[:, 0].tolist() == [17, 523], "a training image is its own nearest neighbour"
+
+
+def test_figure4_from_a_checkpoint_on_the_sample(tmp_path: Path) -> None:
+    """The nearest neighbours of training images, by the trained net's own features, include themselves."""
+    run = tmp_path / "run"
+    ok(run_in_process("train.py", "experiment=lenet5", "data=mnist_sample", "logger=csv", "trainer.max_epochs=2",
+                      "callbacks.figures.max_train_images=200", f"hydra.run.dir={run}", cwd=tmp_path))  # fmt: skip
+    from alexnet_lab.module import ClassifierModule
+
+    model = ClassifierModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", weights_only=True).eval()
+    datamodule = small.SmallImageDataModule(
+        "mnist", str(tmp_path / "mnist"), sample={"train_per_class": 20, "val_per_class": 5}
+    )
+    datamodule.prepare_data()
+    datamodule.setup()
+    panels = draw_figure4(model, datamodule, tmp_path / "fig4.png", max_train_images=200)
+    assert panels == 8 + 5 * (1 + 6)  # eight predictions; five queries with six neighbours each
+    assert Image.open(tmp_path / "fig4.png").size == (16 * 80, int(8.5 * 80))  # figsize x dpi
+    with torch.no_grad():
+        images, inputs, _ = datamodule.figure_images("train", [3, 150])
+        features = torch.cat([model.net.hidden(batch) for batch, _ in datamodule.figure_batches("train", 200, 64)])
+        assert nearest_neighbours(features, model.net.hidden(inputs), k=6)[:, 0].tolist() == [3, 150]
+    # training drew both figures at its end (LeNet-5: six 5x5 grey kernels)
+    assert Image.open(run / "figures" / "fig3.png").size == (6 * (5 * TILE_SCALE + GAP) - GAP, 5 * TILE_SCALE)
+    assert (run / "figures" / "fig4.png").stat().st_size > 10_000
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["params"] == 61_706 and summary["crops"] == "whole image"
+
+
+def test_figures_script_draws_from_a_checkpoint_to_png_and_wandb(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    ok(run_in_process("train.py", "experiment=smoke", "logger=csv", "trainer.max_epochs=1", f"hydra.run.dir={run}",
+                      cwd=tmp_path))  # fmt: skip
+    assert (run / "figures" / "fig3.png").is_file() and not (run / "figures" / "fig4.png").exists()  # smoke: fig3
+    out = tmp_path / "figs"
+    result = run_in_process("figures.py", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "data.num_classes=4",
+                            "data.sample.train_per_class=8", "data.sample.val_per_class=4", "data.num_workers=0",
+                            f"hydra.run.dir={out}", cwd=tmp_path)  # fmt: skip
+    ok(result)
+    # the smoke net: 16 conv1 kernels, 8 a column, one row each
+    tile = 11 * TILE_SCALE
+    assert Image.open(out / "fig3.png").size == (8 * (tile + GAP) - GAP, 2 * tile + COLUMN_GAP)
+    assert (out / "fig4.png").stat().st_size > 10_000
+    saturations = [line for line in result.stdout.splitlines() if line.startswith("fig3/saturation_column")]
+    assert len(saturations) == 2 and all(0 <= float(line.split(": ")[1]) <= 1 for line in saturations)
+    media = sorted(p.name for p in (out / "wandb").glob("offline-run-*/files/media/images/*.png"))
+    assert [m.split("_")[0] for m in media] == ["fig3", "fig4"], media
+
+
+# -- the small datasets --------------------------------------------------------------------------------------------
+def test_cifar10_batches_are_read_from_either_root(tmp_path: Path) -> None:
+    root = small.write_cifar10(tmp_path / "c", train_per_class=4, val_per_class=2)
+    for given in (root, root / small.CIFAR_DIR):
+        train, test = small.read_cifar10(given, "train"), small.read_cifar10(given, "val")
+        assert train.images.shape == (40, 3, 32, 32) and test.images.shape == (20, 3, 32, 32)
+        assert train.class_names[:3] == ["airplane", "automobile", "bird"]
+    # the format, read here without our reader: a Python 2 style pickle, 3072 bytes a row, R, G and B planes
+    import pickle
+
+    with open(root / small.CIFAR_DIR / "data_batch_1", "rb") as f:
+        raw = pickle.load(f, encoding="latin1")
+    assert raw["data"].shape[1] == 3072 and raw["data"].dtype == np.uint8
+    first = small.read_cifar10(root, "train").images[0]
+    assert torch.equal(first[1].flatten(), torch.from_numpy(raw["data"][0, 1024:2048].copy()))  # the G plane
+    with pytest.raises(DataRootError, match=r"download=True"):
+        small.read_cifar10(tmp_path, "train")
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_mnist_idx_files_are_read_gzipped_or_not_from_either_root(tmp_path: Path, gzipped: bool) -> None:
+    root = small.write_mnist(tmp_path / "m", train_per_class=3, val_per_class=2, gzipped=gzipped)
+    for given in (root, root / "MNIST" / "raw"):
+        train = small.read_mnist(given, "train")
+        assert train.images.shape == (30, 1, 32, 32), "28x28 digits padded by 2 to LeNet-5's 32x32"
+        assert train.images[:, :, :2].max() == 0 and train.images[:, :, :, -2:].max() == 0
+    # an IDX file built here by hand: magic 0x00000803 (ubyte, 3 dims), sizes 2, 2, 3, then the bytes
+    raw = b"\x00\x00\x08\x03" + (2).to_bytes(4, "big") + (2).to_bytes(4, "big") + (3).to_bytes(4, "big")
+    hand = tmp_path / "hand-idx3-ubyte.gz"
+    hand.write_bytes(gzip.compress(raw + bytes(range(12))))
+    assert small.read_idx(hand).tolist() == [[[0, 1, 2], [3, 4, 5]], [[6, 7, 8], [9, 10, 11]]]
+    with pytest.raises(DataRootError, match="MNIST"):
+        small.read_mnist(tmp_path, "train")
+
+
+# -- the nets --------------------------------------------------------------------------------------------------------
+def test_lenet5_has_the_papers_layers_and_61706_parameters() -> None:
+    # C1: 6 maps of 5x5 over 1 input; C3: 16 maps of 5x5 over all 6; C5: 120 of 5x5 over 16; F6: 84; output: 10
+    expected = (
+        (6 * (5 * 5 * 1 + 1)) + (16 * (5 * 5 * 6 + 1)) + (120 * (5 * 5 * 16 + 1)) + (84 * (120 + 1)) + (10 * (84 + 1))
+    )
+    assert expected == 61_706
+    net = LeNet5()
+    assert sum(p.numel() for p in net.parameters()) == expected
+    assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 10) and net.hidden(torch.zeros(1, 1, 32, 32)).shape == (1, 84)
+
+
+def test_figure1s_cifar_net_is_layers_18pct_without_normalisation() -> None:
+    # layers-18pct.cfg: conv 32@5x5 (3 in), conv 32@5x5, conv 64@5x5, fc10 on 64 x 4 x 4 (32 -> 16 -> 8 -> 4)
+    expected = 32 * (75 + 1) + 32 * (32 * 25 + 1) + 64 * (32 * 25 + 1) + 10 * (64 * 16 + 1)
+    net = CifarNet(activation="tanh")
+    assert sum(p.numel() for p in net.parameters()) == expected
+    assert net.hidden(torch.zeros(1, 3, 32, 32)).shape == (1, 1024)
+    assert net.features.conv1.weight.std().item() == pytest.approx(1e-4, rel=0.1)  # initW=0.0001
+    assert sum(isinstance(m, torch.nn.Tanh) for m in net.modules()) == 3 and not any(
+        isinstance(m, torch.nn.ReLU) for m in net.modules()
+    )
+
+
+# -- Figure 1 ----------------------------------------------------------------------------------------------------
+def test_figure1_report_picks_each_neurons_fastest_rate_and_gives_the_ratio(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    curves = {  # training error per epoch; first below 25% after: relu 2 and 4 epochs, tanh never and 9
+        ("relu", "0.01"): [0.6, 0.2, 0.1],
+        ("relu", "0.001"): [0.7, 0.5, 0.4, 0.24],
+        ("tanh", "0.01"): [0.8, 0.7, 0.6],
+        ("tanh", "0.001"): [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.26, 0.2],
+    }
+    for number, ((neuron, lr), errors) in enumerate(curves.items()):
+        make_job(sweep, number, [f"activation={neuron}", f"model.lr={lr}"], [0.5] * len(errors), [0.1] * len(errors))
+        path = sweep / str(number) / "csv" / "metrics.csv"
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        for row in rows:
+            if row["train/loss_epoch"]:
+                row["train/top1_err"] = errors[int(row["epoch"])]
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=[*rows[0].keys(), "train/top1_err"])
+            writer.writeheader()
+            writer.writerows(rows)
+    markdown = write_report(sweep)[0].read_text()
+    rows = table(markdown, "## Figure 1")
+    assert [(r[0], r[2], r[3]) for r in rows] == [("relu", "activation=relu model.lr=0.01", "2"),
+                                                  ("tanh", "activation=tanh model.lr=0.001", "9")]  # fmt: skip
+    assert "tanh / ReLU: 4.5 (the paper: about 6)" in markdown
+    assert (sweep / "fig1.png").stat().st_size > 5000
+
+
+@pytest.mark.slow(12)
+def test_figure1_sweep_on_generated_cifar10(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    ok(run_in_process("train.py", "-m", "experiment=fig1", "activation=relu,tanh", "model.lr=0.003", "logger=csv",
+                      "data=cifar10_sample", "trainer.max_epochs=4", f"hydra.sweep.dir={sweep}",
+                      cwd=tmp_path))  # fmt: skip
+    markdown = (sweep / "report.md").read_text()
+    assert "## Figure 1" in markdown and (sweep / "fig1.png").is_file()
+    for job in ("0", "1"):
+        with open(sweep / job / "csv" / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        errors = [float(r["train/top1_err"]) for r in rows if r.get("train/top1_err")]
+        assert len(errors) == 4, "the training error of every epoch"
+        logged = [float(r["fig1/epochs_to_target"]) for r in rows if r.get("fig1/epochs_to_target")]
+        first = next((i + 1 for i, e in enumerate(errors) if e < 0.25), None)
+        assert logged == ([first] if first is not None else []), "the callback's epoch is the curve's"
+    assert not math.isnan(float(table(markdown)[0][3]))
