@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import submitit
+import torch
 from hydra.utils import instantiate
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 from torch import nn
 
 from alexnet_lab import schema
+
+README = Path(__file__).parents[1] / "README.md"
 
 
 def leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
@@ -139,15 +147,37 @@ def test_quickstart_departs_from_the_paper_where_the_readme_says(compose_cfg) ->
         "net.init", "net.dropout_form", "optimizer", "schedule", "step_epochs"}  # fmt: skip
 
 
-def test_the_submitit_slurm_launcher_composes_for_a_sweep(compose_cfg) -> None:
-    """The README's cluster command: the plugin is found and takes the launcher options (no SLURM here to
-    submit to, so nothing is submitted)."""
-    cfg = compose_cfg("hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=2",
-                      "hydra.launcher.tasks_per_node=2", "gpus=2")  # fmt: skip
-    launcher = cfg.hydra.launcher
-    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert launcher.partition == "gpu" and launcher.gpus_per_node == 2 and launcher.tasks_per_node == 2
-    assert cfg.trainer.devices == 2 and cfg.trainer.strategy == "ddp_sweep_safe"
+def test_the_readmes_slurm_command_asks_slurm_for_one_task_per_device(
+    compose_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's cluster command, as submitit would submit it (no SLURM here, so nothing is submitted):
+    Lightning under SLURM needs one task per device, and the warning signal SLURM sends must be one the
+    Preemption callback saves on."""
+    line = next(line for line in README.read_text().splitlines() if "hydra/launcher=submitit_slurm" in line)
+    command = line.strip("`").split()
+    assert command[:3] == ["python", "src/train.py", "-m"] and command[-1] == "..."
+    cfg = compose_cfg(*command[3:-1])
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\n")  # submitit only checks that srun exists
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    # the plugin's launch(): an AutoExecutor, then its params with the cluster's prefix where not generic
+    launcher = instantiate(cfg.hydra.launcher)
+    params = {k: v for k, v in launcher.params.items() if k not in ("submitit_folder", "max_num_timeout")}
+    executor = submitit.AutoExecutor(cluster="slurm", folder=str(tmp_path / "submitit"),
+                                     slurm_max_num_timeout=launcher.params["max_num_timeout"])  # fmt: skip
+    generic = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in generic else f"slurm_{k}": v for k, v in params.items()})
+    sbatch = dict(
+        line.removeprefix("#SBATCH --").split("=", 1)
+        for line in executor._executor._make_submission_file_text("true", "0").splitlines()
+        if line.startswith("#SBATCH --")
+    )
+    assert sbatch["partition"] == "gpu"
+    assert int(sbatch["ntasks-per-node"]) == int(sbatch["gpus-per-node"]) == cfg.trainer.devices == 2
+    assert cfg.trainer.strategy == "ddp_sweep_safe"
+    warning = sbatch["signal"].split("@")[0]
+    assert f"SIG{warning}" in cfg.callbacks.preemption.signals
 
 
 @pytest.mark.parametrize("experiment", ["quickstart", "paper", "caffe", "smoke", "fig1", "lenet5"])
@@ -167,3 +197,25 @@ def test_a_trainer_argument_added_with_plus_reaches_the_trainer(compose_cfg) -> 
     cfg = compose_cfg("experiment=smoke", "logger=csv", "+trainer.gradient_clip_val=0.5")
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     assert trainer.gradient_clip_val == 0.5
+
+
+def test_the_papers_dropout_and_the_readmes_plateau_patience(compose_cfg) -> None:
+    module = instantiate(compose_cfg("experiment=paper", "gpus=null", "data.root=/x", "data.num_classes=10").model)
+    # Section 4.2: FC6 and FC7 zero each unit with probability 0.5 in training, and multiply by 0.5 at test time
+    dropouts = [m for m in module.net.modules() if "drop" in type(m).__name__.lower()]
+    assert len(dropouts) == 2
+    torch.manual_seed(0)
+    ones = torch.ones(100_000)
+    for dropout in dropouts:
+        kept = dropout.train()(ones)
+        assert set(kept.unique().tolist()) == {0.0, 1.0} and abs(kept.mean().item() - 0.5) < 0.01
+        assert torch.equal(dropout.eval()(ones), torch.full_like(ones, 0.5))
+    # README: "the plateau patience (5 epochs)": the lr is divided after the 6th epoch without improvement
+    patience = int(re.search(r"the plateau patience \((\d+) epochs\)", README.read_text())[1])  # type: ignore[index]
+    scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    optimizer = scheduler.optimizer
+    lrs = []
+    for error in [0.9] + [0.9] * (patience + 1):  # the first epoch sets the best error; the rest do not improve
+        scheduler.step(error)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([0.01] * (patience + 1) + [0.001])

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 
 from alexnet_lab.data import per_device_batch
 from alexnet_lab.errors import UserError
-from alexnet_lab.module import CheckpointMismatchError, ClassifierModule, Ensemble, TopKError, error_metrics
+from alexnet_lab.module import CheckpointMismatchError, ClassifierModule, Ensemble, error_metrics
 from alexnet_lab.optim import PaperSGD
 
 TINY_NET = {"num_classes": 6}
@@ -141,26 +141,31 @@ def test_step_schedule() -> None:
 
 
 def test_top_k_error_on_a_hand_made_batch() -> None:
-    # 6 classes, 4 images. Worked by hand:
+    # 6 classes, 6 images. Worked by hand:
     #   image 0, label 2: class 2 has the top score          -> top-1 right
     #   image 1, label 0: class 0 is third                   -> top-1 wrong, top-5 right
     #   image 2, label 5: class 5 is last of six             -> top-1 wrong, top-5 wrong
     #   image 3, label 1: class 1 has the top score          -> top-1 right
+    #   image 4, label 4: class 4 is fifth                   -> top-1 wrong, top-5 right (top-4 would be wrong)
+    #   image 5, label 2: class 2 has the top score          -> top-1 right
+    # The paper's error is the fraction of images (micro): top-1 3/6, top-5 1/6. A mean over the five classes
+    # present (macro) would give top-1 (0 + 1 + 1 + 0 + 1) / 5 = 3/5.
     logits = torch.tensor([
         [0.1, 0.2, 0.9, 0.3, 0.0, -0.1],
         [0.5, 0.1, 0.2, 0.9, 0.7, 0.0],
         [0.6, 0.5, 0.4, 0.3, 0.2, 0.1],
         [0.0, 3.0, 1.0, 0.5, 0.2, 0.1],
+        [0.5, 0.4, 0.3, 0.2, 0.1, 0.0],
+        [1.0, 0.0, 1.5, 0.0, 0.0, 0.0],
     ])  # fmt: skip
-    labels = torch.tensor([2, 0, 5, 1])
+    labels = torch.tensor([2, 0, 5, 1, 4, 2])
     metrics = error_metrics(6)
-    metrics.update(logits, labels)
+    # over all images seen: the mean of these two batches' errors would be top-1 (0 + 3/5) / 2, top-5 (0 + 1/5) / 2
+    metrics.update(logits[:1], labels[:1])
+    metrics.update(logits[1:], labels[1:])
     result = metrics.compute()
-    assert result["top1_err"].item() == pytest.approx(2 / 4)
-    assert result["top5_err"].item() == pytest.approx(1 / 4)
-    # Micro, not macro: with an image per class except label 0 wrong... the macro mean would differ.
-    macro = TopKError.__mro__[1](num_classes=6, top_k=1, average="macro")  # torchmetrics' default
-    assert 1 - macro(logits, labels).item() != pytest.approx(2 / 4)
+    assert result["top1_err"].item() == pytest.approx(3 / 6)
+    assert result["top5_err"].item() == pytest.approx(1 / 6)
 
 
 def test_multi_crop_prediction_is_the_mean_softmax() -> None:
