@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from alexnet_lab.data import ImageNetDataModule
 from alexnet_lab.data import prepared as prep
 from alexnet_lab.data.datamodule import collate
 from alexnet_lab.data.layouts import load_rgb, read_split
@@ -74,6 +75,44 @@ def test_batched_loading_cuts_the_crops_of_the_decoded_image(shards: Path, mode:
     assert 0 < difference.mean() < 2.0 and difference.max() <= 8, "the fast IDCT moves pixels a little"
 
 
+@pytest.mark.parametrize("mode", ["train", "centre", "ten"])
+def test_gpu_decoding_on_cpu_tensors_equals_the_cpu_path(shards: Path, mode: str) -> None:
+    """data.decode=gpu's code with CPU tensors: torchvision's decode_jpeg on CPU is libjpeg-turbo's exact IDCT,
+    as simplejpeg's is, so the crops are the same bytes; only the decoding moved."""
+    reader = prep.ShardReader(shards, "train")
+    items = [(i, 2000 + i) for i in range(len(reader))] if mode == "train" else list(range(len(reader)))
+    cpu = prep.PreparedDataset(reader, Crops(mode), fast_dct=False).__getitems__(items)
+    raw_batch = prep.PreparedDataset(reader, Crops(mode), decode="gpu").__getitems__(items)
+    assert "image" not in raw_batch, "the workers only read the bytes"
+    assert raw_batch["jpeg_lengths"].sum() == raw_batch["jpeg"].numel() == sum(len(reader.jpeg(i)[0])
+                                                                             for i in range(len(reader)))  # fmt: skip
+    on_device = prep.decode_on_device(raw_batch, 224, torch.device("cpu"))
+    for key in ("image", "geometry", "label"):
+        assert on_device[key].shape == cpu[key].shape and torch.equal(on_device[key], cpu[key]), key
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_data_module_decodes_on_the_device_in_any_epoch(raw: Path, shards: Path, workers: int) -> None:
+    """Through the loader (workers, the sampler's epoch, ten-crop validation) and the DataModule's hooks."""
+    modules = {
+        decode: ImageNetDataModule(root=str(shards), num_classes=3, batch_size=4, num_workers=workers,
+                                   persistent_workers=False, test_crops=10, fast_dct=False, decode=decode, seed=5)
+        for decode in ("cpu", "gpu")
+    }  # fmt: skip
+    batches = {}
+    for decode, dm in modules.items():
+        dm.setup("fit")
+        train = dm.train_dataloader()
+        train.sampler.set_epoch(3)
+        batches[decode] = [dm.on_after_batch_transfer(dm.on_before_batch_transfer(b, 0), 0)
+                           for loader in (train, dm.val_dataloader()) for b in loader]  # fmt: skip
+    assert len(batches["gpu"]) == len(batches["cpu"]) == 21 // 4 + 3
+    for a, b in zip(batches["cpu"], batches["gpu"], strict=True):
+        assert torch.equal(a["label"], b["label"]) and torch.equal(a["image"], b["image"])
+    with pytest.raises(UserError, match="data.decode=gpu reads prepared shards"):
+        ImageNetDataModule(root=str(raw), decode="gpu")
+
+
 def test_a_worker_hands_over_the_same_batch(shards: Path) -> None:
     dataset = prep.PreparedDataset(prep.ShardReader(shards, "train"), Crops("train"))
     sampler = ResumableSampler(len(dataset), seed=3)
@@ -114,6 +153,8 @@ def test_an_interrupted_prepare_completes_without_redoing_finished_shards(
     assert len(finished) == 3 * 3  # three training shards of three files each; nothing of the fourth
     with pytest.raises(UserError, match=r"quality=90 \(now 80\).*new out directory"):
         prep.prepare(raw, out, shard_size=4, quality=80, workers=1, progress=False)
+    with pytest.raises(UserError, match=r"chroma=420 \(now 444\).*new out directory"):  # README: refused too
+        prep.prepare(raw, out, shard_size=4, chroma=444, workers=1, progress=False)
 
     first = list(written)
     written.clear()
@@ -137,12 +178,13 @@ def test_prepare_script_and_a_missing_source(raw: Path, tmp_path: Path) -> None:
 @pytest.mark.slow(45)
 def test_training_from_prepared_shards_learns(tmp_path: Path) -> None:
     """The sample's 400 images, prepared, and a narrow net with BatchNorm, which learns in seconds (the paper's
-    widths with LRN take minutes: test_default_run_learns_on_the_sample)."""
+    widths with LRN take minutes: test_default_run_learns_on_the_sample). With data.decode=gpu, which decodes
+    here on the CPU through the same hooks (its batches equal data.decode=cpu's: see above)."""
     raw = write_layout(tmp_path / "raw", "folders", num_classes=10, train_per_class=40, val_per_class=10)
     out = prep.prepare(raw, tmp_path / "prepared", shard_size=100, workers=2, progress=False)
     run_dir = tmp_path / "run"
     result = run_script("train.py", "experiment=smoke", "logger=csv", "data=imagenet_prepared", f"data.root={out}",
-                        "data.sample=null",
+                        "data.sample=null", "data.decode=gpu",
                         "data.num_classes=10", "data.batch_size=32", "data.num_workers=2", "trainer.max_epochs=4",
                         "norm=bn", "init=kaiming", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
