@@ -178,6 +178,30 @@ def test_lrn_does_not_cross_the_columns() -> None:
     assert AlexNet(columns=2).features.norm1.columns == 2 and AlexNet(columns=1).features.norm2.columns == 1
 
 
+def test_lrn_in_bf16_computes_in_fp32_and_rounds_once() -> None:
+    """Under autocast conv1 and conv2 give bf16 maps: the normalisation is the paper's formula evaluated in
+    float64 and rounded to bf16 once (at most one bf16 step away where fp32 lands near a rounding boundary),
+    and its gradient reaches the bf16 maps."""
+    torch.manual_seed(0)
+    a = (torch.randn(2, 96, 7, 7) * 60).bfloat16().requires_grad_()
+    out = PaperLRN(columns=2)(a)
+    assert out.dtype == torch.bfloat16
+    exact = torch.cat([paper_lrn(a[:, :48].double()), paper_lrn(a[:, 48:].double())], dim=1)
+    rounded = exact.bfloat16()
+    step = (rounded.double().abs() * 2**-7).clamp_min(1e-30)  # bf16 keeps 8 significant bits
+    off = ((out.double() - rounded.double()).abs() / step).detach()
+    assert off.max() <= 1 and (off == 0).float().mean() > 0.99
+    # computed in bf16 throughout, the same normalisation is several steps off in places
+    in_bf16 = paper_lrn(a[:, :48].detach())
+    assert ((in_bf16.double() - rounded[:, :48].double()).abs() / step[:, :48]).max() > 1
+    out.float().sum().backward()
+    assert a.grad is not None and a.grad.dtype == torch.bfloat16 and torch.isfinite(a.grad.float()).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the whole net as trainer.precision=bf16-mixed runs it
+        net = AlexNet(columns=2, num_classes=10, widths=(16, 32, 32, 32, 16), fc_width=64)
+        maps = net.features[:4](torch.randn(2, 3, 224, 224))
+    assert maps.dtype == torch.bfloat16
+
+
 def test_caffe_lrn_is_torchs_and_caffes_formula() -> None:
     # Caffe: scale = k + alpha / n * sum (k = 1), across the whole layer: what torch.nn.LocalResponseNorm computes
     torch.manual_seed(0)

@@ -105,11 +105,18 @@ class PaperLRN(nn.LocalResponseNorm):
         return cls(LRN_SIZE, LRN_ALPHA / LRN_SIZE, LRN_BETA, CAFFE_LRN_K, columns=1)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
+        # Under autocast the convolutions hand over bf16 (or fp16) maps. In 8 bits of mantissa the window's sum
+        # of squares and its power lose most of the normalisation, so it is computed in fp32 and its result
+        # rounded once to the maps' type (tests/test_model.py; bench/lrn.py times both).
+        low = a.dtype in (torch.bfloat16, torch.float16)
+        x = a.float() if low else a
         if self.columns == 1:
-            return _LRN.apply(a, self.size, self.paper_alpha, self.beta, self.k)
-        b, c, h, w = a.shape  # each column's maps as an image of its own: (b * columns, c / columns, h, w)
-        per_column = a.reshape(b * self.columns, c // self.columns, h, w)
-        return _LRN.apply(per_column, self.size, self.paper_alpha, self.beta, self.k).reshape(b, c, h, w)
+            out = _LRN.apply(x, self.size, self.paper_alpha, self.beta, self.k)
+        else:
+            b, c, h, w = x.shape  # each column's maps as an image of its own: (b * columns, c / columns, h, w)
+            per_column = x.reshape(b * self.columns, c // self.columns, h, w)
+            out = _LRN.apply(per_column, self.size, self.paper_alpha, self.beta, self.k).reshape(b, c, h, w)
+        return out.to(a.dtype) if low else out
 
     def extra_repr(self) -> str:
         return f"n={self.size}, alpha={self.paper_alpha}, beta={self.beta}, k={self.k}, columns={self.columns}"
