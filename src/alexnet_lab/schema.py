@@ -29,6 +29,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from alexnet_lab.data.layouts import LAYOUTS
+from alexnet_lab.data.prepared import DECODERS
 from alexnet_lab.data.transforms import PCA_LIGHTING
 from alexnet_lab.errors import UserError
 from alexnet_lab.models.alexnet import ACTIVATIONS, DROPOUT_FORMS, INITS, INPUT_SIZES, LRN_READINGS, NORMS, POOLINGS
@@ -156,6 +157,7 @@ class DataConf:
     stats_max_images: int | None = value(ge=1)
     skip_bad_images: bool = MISSING
     fast_dct: bool = MISSING
+    decode: str = value(choices=DECODERS, hint="gpu: prepared shards decoded on the model's device")
     seed: int = MISSING
     sample: SampleConf | None = None
 

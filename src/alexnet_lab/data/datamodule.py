@@ -21,7 +21,15 @@ from alexnet_lab.data.layouts import (
     load_rgb,
     read_split,
 )
-from alexnet_lab.data.prepared import STATS_FILE, PreparedDataset, ShardReader, is_prepared, read_meta
+from alexnet_lab.data.prepared import (
+    DECODERS,
+    STATS_FILE,
+    PreparedDataset,
+    ShardReader,
+    decode_on_device,
+    is_prepared,
+    read_meta,
+)
 from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_step
 from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
 from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, Crops, DeviceNormalizer
@@ -104,6 +112,8 @@ class ImageNetDataModule(L.LightningDataModule):
     stats_max_images: compute the statistics from at most this many training images (default: all).
     skip_bad_images: skip unreadable files, counting and naming each, instead of stopping.
     fast_dct: decode prepared shards with the fast integer IDCT (faster; pixels within a level or two).
+    decode: ``cpu`` (workers decode and crop) or ``gpu`` (prepared shards only: workers read the JPEG bytes,
+        which are decoded in batches and cropped on the model's device, with nvJPEG on a GPU).
     sample: arguments of :func:`alexnet_lab.data.sample.write_layout`; when given, ``root`` is generated on
         first use.
     """
@@ -126,6 +136,7 @@ class ImageNetDataModule(L.LightningDataModule):
         stats_max_images: int | None = None,
         skip_bad_images: bool = False,
         fast_dct: bool = True,
+        decode: str = "cpu",
         sample: dict[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
@@ -155,6 +166,12 @@ class ImageNetDataModule(L.LightningDataModule):
         self.stats_file = Path(stats_file) if stats_file else default_stats
         self.stats_max_images, self.skip_bad_images, self.seed = stats_max_images, skip_bad_images, seed
         self.fast_dct = fast_dct
+        if decode not in DECODERS:
+            raise UserError(f"unknown data.decode={decode!r}: use {' or '.join(DECODERS)}")
+        if decode == "gpu" and not self.prepared:
+            raise UserError(f"data.decode=gpu reads prepared shards, and {self.root} is not: run src/prepare.py "
+                            "and use data=imagenet_prepared, or set data.decode=cpu")  # fmt: skip
+        self.decode = decode
         self.skipped: list[str] = []
         self.normalizer: DeviceNormalizer | None = None
         self.train_index: SplitIndex | ShardReader | None = None
@@ -185,11 +202,11 @@ class ImageNetDataModule(L.LightningDataModule):
     def _split(self, split: str) -> SplitIndex | ShardReader:
         return ShardReader(self.root, split) if self.prepared else read_split(self.root, split, self.layout)
 
-    def _dataset(self, split: str, crops: Crops) -> ImageDataset | PreparedDataset:
+    def _dataset(self, split: str, crops: Crops, decode: str | None = None) -> ImageDataset | PreparedDataset:
         index = self.train_index if split == "train" else self.val_index
         assert index is not None, "setup() first"
         if isinstance(index, ShardReader):
-            return PreparedDataset(index, crops, self.fast_dct)
+            return PreparedDataset(index, crops, self.fast_dct, decode or self.decode)
         return ImageDataset(index.samples, crops, self.skip_bad_images)
 
     def setup(self, stage: str | None = None) -> None:
@@ -249,6 +266,12 @@ class ImageNetDataModule(L.LightningDataModule):
         return self.val_dataloader()
 
     # -- on the device -----------------------------------------------------------------------------------------
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict) and "jpeg" in batch:  # data.decode=gpu
+            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+            return decode_on_device(batch, self.crop_size, device)
+        return batch
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if not isinstance(batch, dict):
             return batch  # not one of our batches (e.g. the model summary's example input)
@@ -271,7 +294,7 @@ class ImageNetDataModule(L.LightningDataModule):
 
     # -- for the figures (alexnet_lab.figures) ------------------------------------------------------------------
     def _centre_dataset(self, split: str) -> ImageDataset | PreparedDataset:
-        return self._dataset(split, Crops("centre", self.crop_size))
+        return self._dataset(split, Crops("centre", self.crop_size), decode="cpu")
 
     def _normalize(self, batch: dict[str, Any]) -> torch.Tensor:
         assert self.normalizer is not None, "setup() first"

@@ -33,7 +33,7 @@ from torch.utils.data import get_worker_info
 
 from alexnet_lab.data.layouts import load_rgb, read_split
 from alexnet_lab.data.stats import StatsSums, save_stats
-from alexnet_lab.data.transforms import IMAGE_SIZE, preprocess
+from alexnet_lab.data.transforms import IMAGE_SIZE, crop_images, preprocess
 from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_write
 
@@ -254,10 +254,16 @@ class PreparedDataset(torch.utils.data.Dataset):
     The batch goes to the device in channels-last memory, as (N, 3, s, s) (or (N, 10, 3, s, s) for ten crops).
     ``fast_dct`` decodes with libjpeg-turbo's fast integer IDCT: about 15% faster, pixels within a level or
     two of the exact IDCT (docs/benchmarks.md).
+
+    ``decode="gpu"``: the workers only read each batch's JPEG bytes and draw its crop geometry; the batch is
+    {"jpeg": the files back to back, "jpeg_lengths", "geometry", "label"}, and :func:`decode_on_device`
+    decodes and crops it where the model runs.
     """
 
-    def __init__(self, reader: ShardReader, transform: Any, fast_dct: bool = False) -> None:
-        self.reader, self.transform, self.fast_dct = reader, transform, fast_dct
+    def __init__(self, reader: ShardReader, transform: Any, fast_dct: bool = False, decode: str = "cpu") -> None:
+        if decode not in DECODERS:
+            raise ValueError(f"unknown decode {decode!r}: choose one of {', '.join(DECODERS)}")
+        self.reader, self.transform, self.fast_dct, self.decode = reader, transform, fast_dct, decode
         self._buffer: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -270,7 +276,30 @@ class PreparedDataset(torch.utils.data.Dataset):
         batch = self.__getitems__([item])
         return {"image": batch["image"][0], "geometry": batch["geometry"][0], "label": int(batch["label"][0])}
 
+    def _read(self, i: int) -> tuple[np.ndarray, int]:
+        data, label = self.reader.jpeg(i)
+        found = simplejpeg.decode_jpeg_header(data)[:2]
+        if found != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"{self.reader.root}: {self.reader.split} image {i} is {found}, not the prepared "
+                             f"{IMAGE_SIZE}x{IMAGE_SIZE}: prepare the data again")  # fmt: skip
+        return data, label
+
+    def _jpeg_batch(self, items: list[int | tuple[int, int]]) -> dict[str, Any]:
+        datas, tables, labels = [], [], []
+        for item in items:
+            i, seed = item if isinstance(item, tuple) else (item, None)
+            data, label = self._read(i)
+            datas.append(data)
+            tables.append([[top, left, int(flip)] for top, left, flip in self.transform.geometry(IMAGE_SIZE, seed)])
+            labels.append(label)
+        geometry = torch.tensor(tables)
+        return {"jpeg": torch.from_numpy(np.concatenate(datas)), "jpeg_lengths": torch.tensor([len(d) for d in datas]),
+                "geometry": geometry if self.transform.mode == "ten" else geometry[:, 0],
+                "label": torch.tensor(labels)}  # fmt: skip
+
     def __getitems__(self, items: list[int | tuple[int, int]]) -> dict[str, Any]:
+        if self.decode == "gpu":
+            return self._jpeg_batch(items)
         if self._buffer is None:
             self._buffer = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         buffer, pixels = self._buffer, torch.from_numpy(self._buffer)  # every decode refills the same pixels
@@ -282,11 +311,7 @@ class PreparedDataset(torch.utils.data.Dataset):
         tables, labels = [], []
         for j, item in enumerate(items):
             i, seed = item if isinstance(item, tuple) else (item, None)
-            data, label = self.reader.jpeg(i)
-            found = simplejpeg.decode_jpeg_header(data)[:2]
-            if found != (IMAGE_SIZE, IMAGE_SIZE):
-                raise ValueError(f"{self.reader.root}: {self.reader.split} image {i} is {found}, not the prepared "
-                                 f"{IMAGE_SIZE}x{IMAGE_SIZE}: prepare the data again")  # fmt: skip
+            data, label = self._read(i)
             simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=self.fast_dct, buffer=buffer)
             geometry = self.transform.geometry(IMAGE_SIZE, seed)
             for c, (top, left, flip) in enumerate(geometry):
@@ -300,6 +325,24 @@ class PreparedDataset(torch.utils.data.Dataset):
         if self.transform.mode != "ten":
             image, geometry = image[:, 0], geometry[:, 0]
         return {"image": image, "geometry": geometry, "label": torch.tensor(labels)}
+
+
+DECODERS = ("cpu", "gpu")
+
+
+def decode_on_device(batch: dict[str, Any], size: int, device: torch.device) -> dict[str, Any]:
+    """The second half of ``decode="gpu"``: the batch's JPEGs decoded together by torchvision.io.decode_jpeg
+    on ``device`` (nvJPEG on CUDA, libjpeg-turbo on CPU), then cut and mirrored there with the geometry the
+    workers drew, which is the CPU path's for the same (seed, epoch, position). Returns the CPU path's batch:
+    uint8 crops (N, 3, s, s), or (N, 10, 3, s, s) for ten crops, with their geometry and labels."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    files = list(torch.split(batch["jpeg"], batch["jpeg_lengths"].tolist()))
+    images = torch.stack(decode_jpeg(files, mode=ImageReadMode.RGB, device=device))
+    geometry = batch["geometry"]
+    crops = crop_images(images, geometry.view(len(files), -1, 3), size)
+    return {"image": crops.view(*geometry.shape[:-1], *crops.shape[-3:]), "geometry": geometry,
+            "label": batch["label"]}  # fmt: skip
 
 
 def shared_uint8(shape: tuple[int, ...]) -> torch.Tensor:

@@ -105,13 +105,31 @@ def lighting_offset(alpha: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.T
     return (alpha * eigvals) @ eigvecs.T
 
 
-def crop_mean(mean_image: torch.Tensor, geometry: torch.Tensor, size: int) -> torch.Tensor:
-    """The patches of ``mean_image`` (3, S, S) at each (top, left, flipped) row of ``geometry`` (N, 3)."""
+def crop_index(geometry: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows (N, size) and columns (N, size) that each (top, left, flipped) row of ``geometry`` (N, 3) cuts,
+    the columns reversed for a mirrored crop."""
     steps = torch.arange(size, device=geometry.device)
     rows = geometry[:, 0, None] + steps
     cols = geometry[:, 1, None] + steps
-    cols = torch.where(geometry[:, 2, None].bool(), cols.flip(1), cols)
+    return rows, torch.where(geometry[:, 2, None].bool(), cols.flip(1), cols)
+
+
+def crop_mean(mean_image: torch.Tensor, geometry: torch.Tensor, size: int) -> torch.Tensor:
+    """The patches of ``mean_image`` (3, S, S) at each (top, left, flipped) row of ``geometry`` (N, 3)."""
+    rows, cols = crop_index(geometry, size)
     return mean_image[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)
+
+
+def crop_images(images: torch.Tensor, geometry: torch.Tensor, size: int) -> torch.Tensor:
+    """Crops of a batch of images (N, 3, S, S): ``geometry`` (N, crops, 3) holds each image's (top, left,
+    flipped) rows; the result is (N, crops, 3, size, size), on the images' device."""
+    n, crops = geometry.shape[:2]
+    rows, cols = crop_index(geometry.reshape(-1, 3).to(images.device), size)
+    owner = torch.arange(n, device=images.device).repeat_interleave(crops)
+    channel = torch.arange(images.shape[1], device=images.device)
+    out = images[owner[:, None, None, None], channel[None, :, None, None], rows[:, None, :, None],
+                 cols[:, None, None, :]]  # fmt: skip
+    return out.view(n, crops, images.shape[1], size, size)
 
 
 # The lighting's size along each principal axis: the paper's eigenvalues lambda_i (of the covariance of pixels
