@@ -1,0 +1,200 @@
+"""Mutation check: plant one-line bugs ("mutants") and run the tests that should catch each.
+
+    python tests/mutants.py            # every mutant
+    python tests/mutants.py -k lrn     # the mutants whose name contains "lrn"
+    python tests/mutants.py --list
+
+Each mutant replaces one exact piece of text in one file (the text must occur there exactly once), runs only
+the tests named for it (``pytest -n0 -x -q``), and puts the file back, whatever happens. A mutant is killed
+when those tests fail, and survives when they pass: a survivor is a bug the suite would let through. The
+score and the time it took are printed at the end; docs/testing.md records them. Not part of ``pytest`` (the
+file name does not start with ``test_``): the whole check takes about half an hour on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PKG = "src/alexnet_lab"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+def m(name: str, file: str, old: str, new: str, *tests: str) -> Mutant:
+    return Mutant(name, file, old, new, tests)
+
+
+MODEL = f"{PKG}/models/alexnet.py"
+TM = "tests/test_model.py"
+TD = "tests/test_data.py"
+TMOD = "tests/test_module.py"
+TC = "tests/test_config.py"
+RESUME = "tests/test_faults.py::test_resume_after_interruptions_is_bitwise_equal"
+RESUME_WORKERS = f"{RESUME}[1-process-2-workers-slurm-preempted]"
+RESUME_PLAIN = f"{RESUME}[1-process-0-workers]"
+
+MUTANTS = [
+    # section 3: the net
+    m("lrn k", MODEL, "LRN_BETA = 2.0, 5,", "LRN_BETA = 1.0, 5,", f"{TM}::test_lrn_equals_the_papers_formula"),
+    m("lrn n", MODEL, "LRN_BETA = 2.0, 5,", "LRN_BETA = 2.0, 3,", f"{TM}::test_lrn_equals_the_papers_formula"),
+    m("lrn alpha", MODEL, "= 2.0, 5, 1e-4, 0.75", "= 2.0, 5, 1e-3, 0.75", f"{TM}::test_lrn_equals_the_papers_formula"),
+    m("lrn beta", MODEL, "= 2.0, 5, 1e-4, 0.75", "= 2.0, 5, 1e-4, 0.5", f"{TM}::test_lrn_equals_the_papers_formula"),
+    m("lrn gradient factor", MODEL, "value=-2 * alpha * beta", "value=-alpha * beta", TM),
+    m("lrn across the columns", MODEL, "        if self.columns == 1:\n", "        if True:\n",
+      f"{TM}::test_lrn_does_not_cross_the_columns"),
+    m("caffe lrn alpha", MODEL, "cls(LRN_SIZE, LRN_ALPHA / LRN_SIZE,", "cls(LRN_SIZE, LRN_ALPHA,", TM),
+    m("conv widths", MODEL, "PAPER_WIDTHS = (96, 256, 384, 384, 256)", "PAPER_WIDTHS = (96, 256, 384, 256, 256)", TM),
+    m("one-gpu widths", MODEL, "ONE_GPU_WIDTHS = (48, 128, 192, 192, 256)", "ONE_GPU_WIDTHS = (48, 128, 192, 192, 128)",
+      TM),
+    m("fc width", MODEL, "FC_WIDTH = 4096", "FC_WIDTH = 2048", TM),
+    m("dropout p", MODEL, "DROPOUT = 0.5", "DROPOUT = 0.4", TM),
+    m("paper dropout at test time", MODEL, "        return x * (1.0 - self.p)\n", "        return x\n", TM),
+    m("overlapping pool", MODEL, "nn.MaxPool2d(3, stride=2) if", "nn.MaxPool2d(2, stride=2) if", TM),
+    m("conv1 pad side", MODEL, "nn.ZeroPad2d((0, 3, 0, 3))", "nn.ZeroPad2d((3, 0, 3, 0))", TM),
+    m("conv2 sees both columns", MODEL, "kernel_size=5, padding=2, groups=columns)", "kernel_size=5, padding=2)", TM),
+    m("paper init bias", MODEL, 'biases = {"conv1": 0.0, "conv2": 1.0,', 'biases = {"conv1": 0.0, "conv2": 0.0,', TM),
+    m("paper init std", MODEL, "stds = dict.fromkeys(self.layers, 0.01)", "stds = dict.fromkeys(self.layers, 0.02)",
+      TM),
+    m("lenet c5 width", f"{PKG}/models/lenet.py", 'nn.Conv2d(16, 120, 5)), ("act5"', 'nn.Conv2d(16, 100, 5)), ("act5"',
+      "tests/test_figures.py::test_lenet5_has_the_papers_layers_and_61706_parameters"),
+    # section 5: the recipe
+    m("sgd decay inside the velocity", f"{PKG}/optim.py", "alpha=-lr * decay)", "alpha=-decay)",
+      f"{TMOD}::test_paper_sgd_is_section_5s_rule"),
+    m("sgd lr in the velocity", f"{PKG}/optim.py", "[p.grad for p in params], alpha=-lr)", "[p.grad for p in params], "
+      "alpha=-0.01)", f"{TMOD}::test_paper_sgd_equals_torch_sgd_at_a_constant_lr_but_not_across_a_drop"),
+    m("conf lr", "conf/model/alexnet.yaml", "\nlr: 0.01\n", "\nlr: 0.02\n", TMOD),
+    m("conf momentum", "conf/model/alexnet.yaml", "\nmomentum: 0.9\n", "\nmomentum: 0.95\n", TMOD),
+    m("conf weight decay", "conf/model/alexnet.yaml", "\nweight_decay: 0.0005\n", "\nweight_decay: 0.005\n", TMOD),
+    m("conf dropout", "conf/model/alexnet.yaml", "  dropout: 0.5  #", "  dropout: 0.3  #", TC),
+    m("conf plateau patience", "conf/model/alexnet.yaml", "plateau_patience: 5", "plateau_patience: 3", TC),
+    m("conf lighting std", "conf/data/imagenet.yaml", "lighting_std: 0.1", "lighting_std: 0.2", TC),
+    # metrics and the multi-crop test
+    m("top-1 error per class", f"{PKG}/module.py", 'average="micro")', 'average="macro")',
+      f"{TMOD}::test_top_k_error_on_a_hand_made_batch"),
+    m("top-5 is top-4", f"{PKG}/module.py", "top_k=min(5, num_classes)", "top_k=min(4, num_classes)",
+      f"{TMOD}::test_top_k_error_on_a_hand_made_batch"),
+    m("multi-crop uses the first crop", f"{PKG}/module.py", "return probs.view(b, crops, -1).mean(dim=1)",
+      "return probs.view(b, crops, -1)[:, 0]", f"{TMOD}::test_multi_crop_prediction_is_the_mean_softmax"),
+    m("eval.py drops test_crops", "src/eval.py", '{"test_crops": crops, "crop_size"', '{"crop_size"',
+      "tests/test_train.py::test_eval_centre_and_ten_crops_with_one_and_two_processes_on_101_images"),
+    # section 4.1: crops, flips, ten crops, the mean image, PCA lighting
+    m("crops on the diagonal", f"{PKG}/data/transforms.py", "((bits >> 20) & 0xFFFFF) % positions",
+      "(bits & 0xFFFFF) % positions", f"{TD}::test_crops_and_flips"),
+    m("last crop position never drawn", f"{PKG}/data/transforms.py", "positions = image_size - size + 1",
+      "positions = image_size - size", f"{TD}::test_crops_and_flips"),
+    m("never flipped", f"{PKG}/data/transforms.py", "bool((bits >> 40) & 1)", "False", f"{TD}::test_crops_and_flips"),
+    m("ten-crop corner", f"{PKG}/data/transforms.py", "(far, 0), (far, far),", "(far, 0), (far, far - 1),",
+      f"{TD}::test_crops_and_flips"),
+    m("mean image not flipped", f"{PKG}/data/transforms.py", "cols.flip(1), cols)", "cols, cols)",
+      f"{TD}::test_device_normalizer_equals_the_cpu_reference"),
+    m("lighting in 0..1 units", f"{PKG}/data/transforms.py", "out = out + 255.0 * lighting_offset",
+      "out = out + lighting_offset", f"{TD}::test_device_normalizer_equals_the_cpu_reference"),
+    m("eigenvectors as rows", f"{PKG}/data/transforms.py", "return (alpha * eigvals) @ eigvecs.T",
+      "return (alpha * eigvals) @ eigvecs", f"{TD}::test_pca_lighting_offsets_have_the_implied_covariance"),
+    m("mean image off by one", f"{PKG}/data/stats.py", "(self.image_sum / self.images)",
+      "(self.image_sum / (self.images + 1))", f"{TD}::test_statistics_are_the_mean_image_and_rgb_covariance"),
+    # samplers: the training order, shards, resume
+    m("same order every epoch", f"{PKG}/data/sampling.py", "manual_seed(mix(self.seed, self.epoch)))",
+      "manual_seed(mix(self.seed)))", f"{TD}::test_training_order_shards_the_epoch_and_changes_between_epochs"),
+    m("resume skip per rank", f"{PKG}/data/sampling.py", "range(self.rank + start * w,", "range(self.rank + start,",
+      f"{TD}::test_resume_skips_exactly_the_trained_samples_with_the_same_augmentation_seeds"),
+    m("val shard drops the last image", f"{PKG}/data/datamodule.py", "iter(range(self.rank, self.size, self.num",
+      "iter(range(self.rank, self.size - 1, self.num", f"{TD}::test_val_shards_count_every_image_once"),
+    m("step seed ignores the step", f"{PKG}/data/sampling.py", "s = mix(seed, step, rank)", "s = mix(seed, rank)",
+      f"{TD}::test_step_seeds_fix_the_global_rngs_per_step_and_rank"),
+    m("resume skips batches as samples", f"{PKG}/data/sampling.py", 'state["batches"] * self.batch_size)',
+      'state["batches"])', RESUME_PLAIN),
+    m("iterator created before set_epoch", f"{PKG}/data/sampling.py", "return _Deferred(super().__iter__)",
+      "return super().__iter__()", RESUME_WORKERS),
+    m("step checkpoint at an epoch's last step", f"{PKG}/callbacks.py", "        if not at_last_batch(trainer):\n",
+      "        if True:\n", RESUME_PLAIN),
+    m("resume position one batch late", f"{PKG}/data/datamodule.py", "return trainer.current_epoch, progress.processed",
+      "return trainer.current_epoch, progress.processed + 1", RESUME_PLAIN),
+    # checkpoints
+    m("checkpoint written in place", f"{PKG}/files.py", 'tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")',
+      "tmp = path", "tests/test_faults.py::test_kill_during_a_save_keeps_the_previous_checkpoint"),
+    m("trainer without atomic checkpoints", "conf/trainer/default.yaml", "alexnet_lab.resume.AtomicCheckpointIO",
+      "lightning.pytorch.plugins.TorchCheckpointIO",
+      "tests/test_faults.py::test_the_configured_trainer_saves_every_checkpoint_through_a_temp_file"),
+    # the report
+    m("best epoch is the worst", f"{PKG}/report.py", "best = min(curve, key=lambda r: r[1])",
+      "best = max(curve, key=lambda r: r[1])", "tests/test_report.py"),
+    m("ablation sign", f"{PKG}/report.py", "effect[metric] = (ma - mb, spread)", "effect[metric] = (mb - ma, spread)",
+      "tests/test_report.py"),
+    # config resolvers and the launcher
+    m("one gpu, two columns", f"{PKG}/config.py", "return 1 if _check_gpus(gpus) == 1 else 2", "return 2", TC),
+    m("devices ignore gpus", f"{PKG}/config.py", "return _check_gpus(gpus) or 1", "return 1", TC),
+    m("run dirs shared", f"{PKG}/config.py", "            os.mkdir(candidate)\n",
+      "            os.makedirs(candidate, exist_ok=True)\n",
+      "tests/test_train.py::test_run_dirs_started_in_the_same_second_are_distinct"),
+    m("a job's environment leaks into the next", f"{PKG}/launch.py", "        os.environ.clear()\n", "        pass\n",
+      "tests/test_train.py::test_a_sweep_of_ddp_jobs_runs_each_job_cleanly"),
+    # figures
+    m("nearest neighbours are the farthest", f"{PKG}/figures.py", "dim=1, largest=False)", "dim=1, largest=True)",
+      "tests/test_figures.py::test_nearest_neighbours_are_exact_in_chunks_and_find_the_image_itself"),
+    m("kernel colour ignores the channels", f"{PKG}/figures.py", "values - scaled.min(dim=1).values)",
+      "values - scaled.max(dim=1).values)",
+      "tests/test_figures.py::test_kernel_colour_separates_grey_kernels_from_coloured_ones"),
+]  # fmt: skip
+
+
+def run(mutant: Mutant, timeout: float) -> tuple[str, float, str]:
+    path = REPO / mutant.file
+    original = path.read_text()
+    count = original.count(mutant.old)
+    if count != 1:
+        return "stale", 0.0, f"the text to replace occurs {count} times in {mutant.file}: update the mutant"
+    start = time.monotonic()
+    try:
+        path.write_text(original.replace(mutant.old, mutant.new))
+        command = [sys.executable, "-m", "pytest", "-n0", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests]
+        try:
+            result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return "killed", time.monotonic() - start, f"timed out after {timeout:.0f} s"
+    finally:
+        path.write_text(original)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    status = "survived" if result.returncode == 0 else "killed"
+    failed = next((line for line in lines if line.startswith("FAILED") or line.startswith("ERROR")), lines[-1])
+    return status, time.monotonic() - start, failed if status == "killed" else lines[-1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-k", default="", help="only the mutants whose name contains this")
+    parser.add_argument("--list", action="store_true", help="list the mutants and their tests, run nothing")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per mutant (a hang counts as killed)")
+    args = parser.parse_args()
+    chosen = [mutant for mutant in MUTANTS if args.k in mutant.name]
+    if args.list:
+        for mutant in chosen:
+            print(f"{mutant.name}: {mutant.file} -> {' '.join(mutant.tests)}")
+        return 0
+    start, results = time.monotonic(), []
+    for number, mutant in enumerate(chosen, 1):
+        status, seconds, detail = run(mutant, args.timeout)
+        results.append(status)
+        print(f"[{number}/{len(chosen)}] {status:8s} {seconds:6.1f} s  {mutant.name}  ({detail})", flush=True)
+    killed = results.count("killed")
+    minutes = (time.monotonic() - start) / 60
+    print(f"\nscore: {killed}/{len(results)} killed ({100 * killed / max(len(results), 1):.0f}%), "
+          f"{results.count('survived')} survived, {results.count('stale')} stale, {minutes:.1f} minutes")  # fmt: skip
+    return 0 if killed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
