@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -284,3 +286,11 @@ def test_step_seeds_fix_the_global_rngs_per_step_and_rank() -> None:
     seed_step(0, step=5, rank=0)
     assert not torch.equal(torch.rand(3), first)
     assert len({mix(0, step) for step in range(1000)}) == 1000
+    # the same draws as torch.manual_seed, python's and numpy's seeding with the step's seed
+    seed_step(3, step=7, rank=0)
+    ours = (torch.rand(3), torch.randn(2), random.random(), np.random.rand())
+    torch.manual_seed(mix(3, 7, 0))
+    random.seed(mix(3, 7, 0))
+    np.random.seed(mix(3, 7, 0) & 0xFFFFFFFF)
+    assert torch.equal(ours[0], torch.rand(3)) and torch.equal(ours[1], torch.randn(2))
+    assert ours[2] == random.random() and ours[3] == np.random.rand()
