@@ -72,8 +72,10 @@ def _sync(device: torch.device | str) -> None:
 
 
 def lightning_rate(args: argparse.Namespace, batches: list[dict[str, torch.Tensor]], precision: str = "32-true",
-                   channels_last: bool = False, compile: bool = False, loader: Any = None) -> float:  # fmt: skip
-    model = ClassifierModule({"num_classes": 1000}, **RECIPE, channels_last=channels_last, compile=compile)
+                   channels_last: bool = False, compile: bool = False, loader: Any = None,
+                   net: dict[str, Any] | None = None) -> float:  # fmt: skip
+    model = ClassifierModule({"num_classes": 1000, **(net or {})}, **RECIPE, channels_last=channels_last,
+                             compile=compile)  # fmt: skip
     timer = Timer(args.warmup)
     trainer = L.Trainer(accelerator=args.device if args.device != "cuda" else "gpu", devices=1,
                         max_steps=args.warmup + args.steps, precision=precision, logger=False,  # type: ignore[arg-type]
@@ -87,15 +89,22 @@ def lightning_rate(args: argparse.Namespace, batches: list[dict[str, torch.Tenso
     return timer.rate(model.device)
 
 
-def plain_rate(args: argparse.Namespace, batches: list[dict[str, torch.Tensor]]) -> float:
-    """The same model, optimiser and batches in a hand-written loop."""
-    model = ClassifierModule({"num_classes": 1000}, **RECIPE).net.to(args.device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+def plain_rate(args: argparse.Namespace, batches: list[dict[str, torch.Tensor]], precision: str = "32-true",
+               channels_last: bool = False, net: dict[str, Any] | None = None) -> float:  # fmt: skip
+    """The same model, optimiser and batches in a hand-written loop (bf16 autocast for ``bf16-mixed``)."""
+    module = ClassifierModule({"num_classes": 1000, **(net or {})}, **RECIPE)
+    model = module.net.to(args.device)
+    opt = module.configure_optimizers()["optimizer"]  # the module's own optimiser over the same parameters
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
+    autocast = torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     images, start = 0, 0.0
     for i in range(args.warmup + args.steps):
         batch = batches[i % len(batches)]
         opt.zero_grad()
-        F.cross_entropy(model(batch["image"]), batch["label"]).backward()
+        with autocast:
+            loss = F.cross_entropy(model(batch["image"].contiguous(memory_format=layout)), batch["label"])
+        loss.backward()
         opt.step()
         if i + 1 == args.warmup:
             _sync(args.device)

@@ -41,6 +41,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return mark.args[0] if mark else 0.0
 
     items.sort(key=seconds, reverse=True)  # stable: the rest keep their order
+    if not torch.cuda.is_available():  # pytest -m gpu: shown as skipped here, never as passed
+        no_gpu = pytest.mark.skip(reason="needs a CUDA device (pytest -m gpu on a GPU machine)")
+        for item in items:
+            if item.get_closest_marker("gpu"):
+                item.add_marker(no_gpu)
 
 
 @pytest.fixture(scope="session", autouse=True)
