@@ -79,11 +79,30 @@ def test_paper_sgd_equals_torch_sgd_at_a_constant_lr_but_not_across_a_drop() -> 
 
 
 @pytest.mark.parametrize("choice", ["paper", "torch"])
-def test_the_optimizer_choice(choice: str) -> None:
+def test_the_optimizer_choice_steps_by_its_rule_across_an_lr_drop(choice: str) -> None:
     module = ClassifierModule(net=TINY_NET, **RECIPE, optimizer=choice)
     optimizer = module.configure_optimizers()["optimizer"]
-    assert type(optimizer) is (PaperSGD if choice == "paper" else torch.optim.SGD)
     assert len(optimizer.param_groups) == 1, "the paper's silence on biases: one rule for every parameter"
+    w = module.net.layers["fc8"].weight
+    w0 = w.detach().double().clone()
+    g, decay = 1.0, 5e-4
+    for lr in (0.01, 0.001):  # the lr divided by 10 after the first step
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for p in module.parameters():
+            p.grad = torch.full_like(p, g)
+        optimizer.step()
+    # by hand, from section 5 (v <- 0.9 v - decay eps w - eps g; w <- w + v) and torch's SGD (b <- 0.9 b + g +
+    # decay w; w <- w - eps b)
+    if choice == "paper":
+        v1 = -0.01 * (decay * w0 + g)
+        w1 = w0 + v1
+        expected = w1 + 0.9 * v1 - 0.001 * (decay * w1 + g)
+    else:
+        b1 = g + decay * w0
+        w1 = w0 - 0.01 * b1
+        expected = w1 - 0.001 * (0.9 * b1 + g + decay * w1)
+    assert torch.allclose(w.detach().double(), expected, atol=1e-7, rtol=0)
 
 
 def test_bias_multipliers_give_biases_twice_the_lr_and_no_decay() -> None:

@@ -70,6 +70,13 @@ def sweep(tmp_path: Path) -> Path:
 def test_the_job_rows_give_the_best_and_the_last_epoch(sweep: Path) -> None:
     markdown, picture = write_report(sweep)
     rows = table(markdown.read_text())
+    # README: the choices that differ, parameters, val top-1/top-5 at the best epoch and its number, at the
+    # last epoch, and images/s; the crop protocol is stated
+    header = next(line for line in markdown.read_text().splitlines() if line.startswith("| job |"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "job", "choices", "parameters", "best top-1 %", "best top-5 %", "best epoch", "last top-1 %", "last top-5 %",
+        "images/s"]  # fmt: skip
+    assert "centre crop" in markdown.read_text()
     assert [row[1] for row in rows] == ["pooling=overlap seed=0", "pooling=overlap seed=1", "pooling=overlap seed=2",
                                         "pooling=nonoverlap seed=0", "pooling=nonoverlap seed=1",
                                         "pooling=nonoverlap seed=2"]  # fmt: skip
