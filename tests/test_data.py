@@ -284,7 +284,9 @@ def test_step_seeds_fix_the_global_rngs_per_step_and_rank() -> None:
     seed_step(0, step=5, rank=1)
     assert torch.equal(torch.rand(3), first)
     seed_step(0, step=5, rank=0)
-    assert not torch.equal(torch.rand(3), first)
+    assert not torch.equal(torch.rand(3), first), "another rank, other draws"
+    seed_step(0, step=6, rank=1)
+    assert not torch.equal(torch.rand(3), first), "another step, other draws"
     assert len({mix(0, step) for step in range(1000)}) == 1000
     # the same draws as torch.manual_seed, python's and numpy's seeding with the step's seed
     seed_step(3, step=7, rank=0)
