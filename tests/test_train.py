@@ -80,8 +80,9 @@ def test_a_sweep_of_ddp_jobs_runs_each_job_cleanly(tmp_path: Path) -> None:
     """Hydra's basic launcher runs the jobs in one process: each two-process job must start its own rendezvous,
     not meet the previous job's process group or environment. Three two-process jobs in a row, then 1, 2."""
     sweep, sizes = tmp_path / "sweep", [2, 2, 2, 1, 2]
+    # about 70 s on 2 cores: a job left waiting for the previous job's ranks raises TimeoutExpired at 300 s
     result = run_script("train.py", "-m", f"gpus={','.join(map(str, sizes))}", *SMOKE, f"hydra.sweep.dir={sweep}",
-                        cwd=tmp_path)  # fmt: skip
+                        cwd=tmp_path, timeout=300)  # fmt: skip
     ok(result)
     assert list(tmp_path.iterdir()) == [sweep], "a child process made its own output dir"
     jobs = [str(n) for n in range(len(sizes))]
