@@ -163,6 +163,7 @@ def overhead(results: Results, device: torch.device, tiny: bool) -> None:
     calls = 20 if tiny else 2000
     costs = {
         "seed_step (per-step reseeding)": per_call_us(lambda: seed_step(0, 5, 0), device, calls),
+        "torch.manual_seed (what seed_step used to call)": per_call_us(lambda: torch.manual_seed(5), device, calls),
         "top-1/top-5 metric update": per_call_us(lambda: metrics.update(logits, labels), device, calls),
         "device sync of a logged value": per_call_us(lambda: loss.add_(1).item(), device, calls),
     }
