@@ -249,6 +249,7 @@ def test_a_killed_rank_ends_the_job_naming_it(tmp_path: Path, rank: int) -> None
     else:  # rank 0 is the process the user started: its status is the kill's, and rank 1 stops, saying why
         assert result.returncode == -9, result.stderr[-3000:]
         assert re.search(r"error: DDP rank 0 \(pid \d+\) died; rank 1 stops", result.stderr), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, "one line, not the collective's connection error"
 
 
 def test_checkpoint_of_another_configuration_names_the_mismatch(tmp_path: Path) -> None:

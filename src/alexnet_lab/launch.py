@@ -145,6 +145,16 @@ def watch_parent(rank0_pid: int, rank: int) -> None:
     _stop(f"DDP rank 0 (pid {rank0_pid}) died; rank {rank} stops")
 
 
+def explain_parent_failure(rank0_pid: int, rank: int, wait_s: float = 5.0) -> None:
+    """After an error in a child rank (its collective fails at once when rank 0's socket closes, often before
+    the watchdog's next poll): if rank 0 has died, say so, rather than gloo's or NCCL's connection error."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if os.getppid() != rank0_pid:
+            _stop(f"DDP rank 0 (pid {rank0_pid}) died; rank {rank} stops")
+        time.sleep(POLL_S)
+
+
 def _daemon(target: Any, *args: Any) -> None:
     threading.Thread(target=target, args=args, daemon=True, name=target.__name__).start()
 
@@ -179,15 +189,21 @@ class _JobLauncher(_SubprocessScriptLauncher):
 class SweepSafeDDPStrategy(DDPStrategy):
     """``DDPStrategy`` whose child processes run the current Hydra job only (see the module doc)."""
 
+    _rank0_pid: int | None = None  # set in a child rank that rank 0 started
+
     def setup_environment(self) -> None:
         rank0_pid = os.environ.get(RANK0_PID_ENV)
         if self.local_rank > 0 and rank0_pid and int(rank0_pid) == os.getppid():
-            _daemon(watch_parent, int(rank0_pid), self.global_rank)
+            self._rank0_pid = int(rank0_pid)
+            _daemon(watch_parent, self._rank0_pid, self.global_rank)
         super().setup_environment()
 
     def on_exception(self, exception: BaseException) -> None:
-        if isinstance(self._launcher, _JobLauncher) and not isinstance(exception, KeyboardInterrupt | SystemExit):
-            self._launcher.explain_failure()
+        if not isinstance(exception, KeyboardInterrupt | SystemExit):
+            if self._rank0_pid is not None:  # a child rank (whose launcher has no children)
+                explain_parent_failure(self._rank0_pid, self.global_rank)
+            elif isinstance(self._launcher, _JobLauncher):
+                self._launcher.explain_failure()
         super().on_exception(exception)
 
     def _configure_launcher(self) -> None:
