@@ -67,6 +67,10 @@ def test_a_value_of_the_wrong_type(start, cache_dir: Path, override: str, expect
         ("model.net.widths=[16,32]", "error: model.net.widths=[16, 32] is not allowed: use a list of 5 integers >= 1"),
         ("data.sample.num_classes=11",
          "error: data.sample.num_classes=11 is not allowed: use an integer >= 1 and <= 10"),
+        # lightning.seed_everything and numpy take seeds from 0 to 2**32 - 1 = 4294967295
+        ("seed=-1", "error: seed=-1 is not allowed: use an integer >= 0 and <= 4294967295"),
+        ("data.seed=4294967296", "error: data.seed=4294967296 is not allowed: use an integer >= 0 and <= 4294967295"),
+        ("data.sample.seed=-5", "error: data.sample.seed=-5 is not allowed: use an integer >= 0 and <= 4294967295"),
     ],
 )  # fmt: skip
 def test_a_value_out_of_range(start, cache_dir: Path, override: str, expected: str) -> None:
@@ -167,3 +171,4 @@ def test_the_error_as_a_user_sees_it(tmp_path: Path) -> None:
         result.stderr.strip().splitlines()[-1]
     ]
     assert "Traceback" not in result.stderr
+

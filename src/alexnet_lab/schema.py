@@ -42,6 +42,8 @@ CHROMAS = (420, 422, 444)
 TEST_CROPS = (1, 10)
 # Every spelling Lightning accepts for trainer.precision (its own Literal types).
 PRECISIONS = tuple(dict.fromkeys(str(p) for arg in typing.get_args(_PRECISION_INPUT) for p in typing.get_args(arg)))
+# lightning.seed_everything (and numpy's generators) take seeds from 0 to 2**32 - 1; every seed key does the same
+MAX_SEED = 2**32 - 1
 GPUS_HINT = "1: the one-GPU baseline of section 3.2; 2: two columns on two devices; null: two columns on one"
 
 
@@ -63,6 +65,10 @@ def value(
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=rules)
     return field(default=default, metadata=rules)
+
+
+def seed_value() -> Any:
+    return value(ge=0, le=MAX_SEED)
 
 
 # -- model ---------------------------------------------------------------------------------------------------
@@ -133,7 +139,7 @@ class SampleConf:
     num_classes: int = value(ge=1, le=10)  # the sample has ten wnids
     train_per_class: int = value(ge=1)
     val_per_class: int = value(ge=1)
-    seed: int = MISSING
+    seed: int = seed_value()
 
 
 @dataclass
@@ -158,7 +164,7 @@ class DataConf:
     skip_bad_images: bool = MISSING
     fast_dct: bool = MISSING
     decode: str = value(choices=DECODERS, hint="gpu: prepared shards decoded on the model's device")
-    seed: int = MISSING
+    seed: int = seed_value()
     sample: SampleConf | None = None
 
 
@@ -166,7 +172,7 @@ class DataConf:
 class SmallSampleConf:
     train_per_class: int = value(ge=1)
     val_per_class: int = value(ge=1)
-    seed: int = MISSING
+    seed: int = seed_value()
 
 
 @dataclass
@@ -179,7 +185,7 @@ class SmallDataConf:
     num_classes: int = value(ge=1)
     batch_size: int = value(ge=1)
     num_workers: int = value(ge=0)
-    seed: int = MISSING
+    seed: int = seed_value()
     sample: SmallSampleConf | None = None
 
 
@@ -330,7 +336,7 @@ class TrainConf:
     task_name: str = MISSING
     gpus: int | None = value(None, choices=(1, 2), hint=GPUS_HINT)
     input_size: int = value(choices=INPUT_SIZES)
-    seed: int = MISSING
+    seed: int = seed_value()
     ckpt_path: str | None = None
     model: Any = MISSING
     data: Any = MISSING
@@ -347,7 +353,7 @@ class EvalConf:
     task_name: str = MISSING
     gpus: int | None = value(None, choices=(1, 2), hint=GPUS_HINT)
     input_size: int | None = value(None, choices=INPUT_SIZES)
-    seed: int = MISSING
+    seed: int = seed_value()
     ckpt_path: Any = MISSING  # a checkpoint, or a list of them: an ensemble
     test_crops: list[int] = value(choices=TEST_CROPS)
     data: Any = MISSING
@@ -376,7 +382,7 @@ class FiguresEntryConf:
 
     task_name: str = MISSING
     input_size: int | None = value(None, choices=INPUT_SIZES)
-    seed: int = MISSING
+    seed: int = seed_value()
     ckpt_path: str = MISSING
     max_train_images: int | None = value(None, ge=1)
     batch_size: int = value(ge=1)
