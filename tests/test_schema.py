@@ -172,3 +172,17 @@ def test_the_error_as_a_user_sees_it(tmp_path: Path) -> None:
     ]
     assert "Traceback" not in result.stderr
 
+
+@pytest.mark.parametrize("script", ["train", "eval"])
+@pytest.mark.parametrize("has_last", [True, False])
+def test_a_folder_given_as_checkpoint(start, cache_dir: Path, tmp_path: Path, script: str, has_last: bool) -> None:
+    run_dir = tmp_path / "outputs" / "train" / "runs" / "2026-01-01_00-00-00"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    if has_last:
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    data = NEW_SAMPLE if script == "train" else ["data.sample.seed=777"]
+    status, errors = start(script, *data, f"ckpt_path={run_dir}")
+    example = f" such as {run_dir / 'checkpoints' / 'last.ckpt'}" if has_last else ""
+    assert status == 2 and errors == [f"error: ckpt_path={run_dir} is a folder, not a checkpoint: give a .ckpt file"
+                                      f"{example}"]  # fmt: skip
+    assert not sample_was_read(cache_dir)

@@ -168,6 +168,12 @@ def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | 
                 log.info("requeued job without a last.ckpt: starting from scratch")
         return None
     if ckpt_path != "last":
+        if Path(ckpt_path).is_dir():
+            inside = [
+                p for p in (Path(ckpt_path, "checkpoints", "last.ckpt"), Path(ckpt_path, "last.ckpt")) if p.is_file()
+            ]
+            example = f" such as {inside[0]}" if inside else ""
+            raise UserError(f"ckpt_path={ckpt_path} is a folder, not a checkpoint: give a .ckpt file{example}")
         if not Path(ckpt_path).is_file():
             raise UserError(f"ckpt_path={ckpt_path} does not exist: give a checkpoint file or ckpt_path=last")
         checkpoint_facts(ckpt_path)  # a file that is not one of our checkpoints stops here, with its name
