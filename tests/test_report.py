@@ -119,3 +119,22 @@ def test_no_seed_table_without_seeds_and_the_script(tmp_path: Path) -> None:
     assert "## Over seeds" not in markdown
     (row,) = table(markdown, "## The paper's ablations")
     assert row[:6] == ["LRN (section 3.3)", "norm=lrn", "norm=none", "1 vs 1", "-5.00", "-5.00"]  # no std with n=1
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("missing", "missing is not a folder: give the folder of a -m run"),
+        ("empty", "empty is not a sweep's folder (no <job>/.hydra/overrides.yaml in it): give the folder of a -m run"),
+        ("one_run", "one_run is one run's folder (no <job>/.hydra/overrides.yaml in it): give the folder of a -m run"),
+    ],
+)  # fmt: skip
+def test_the_script_refuses_a_folder_that_is_not_a_sweep(tmp_path: Path, given: str, expected: str) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one_run" / ".hydra").mkdir(parents=True)  # a single run's dir: .hydra/ in itself
+    (tmp_path / "one_run" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["norm=lrn"]))
+    before = sorted(tmp_path.rglob("*"))
+    result = run_in_process("report.py", given, cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and errors == [f"error: {expected}, e.g. outputs/train/multiruns/<date_time>"]
+    assert sorted(tmp_path.rglob("*")) == before  # no report written

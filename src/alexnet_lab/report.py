@@ -20,6 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet_lab.errors import UserError
 from alexnet_lab.run import SUMMARY_FILE, variant
 
 METRICS_FILE = "csv/metrics.csv"
@@ -54,6 +55,19 @@ PAPER_ABLATIONS = [
 def job_dirs(sweep_dir: Path) -> list[Path]:
     jobs = [d for d in sweep_dir.iterdir() if (d / ".hydra" / "overrides.yaml").is_file()]
     return sorted(jobs, key=lambda d: (len(d.name), d.name))
+
+
+def check_sweep_dir(path: str | Path) -> Path:
+    """``path`` if it is the folder of a sweep (``-m``) with at least one job; else a :class:`UserError` that
+    says what it is instead."""
+    sweep_dir = Path(path)
+    usage = "give the folder of a -m run, e.g. outputs/train/multiruns/<date_time>"
+    if not sweep_dir.is_dir():
+        raise UserError(f"{path} is not a folder: {usage}")
+    if not job_dirs(sweep_dir):
+        what = "one run's folder" if (sweep_dir / ".hydra" / "overrides.yaml").is_file() else "not a sweep's folder"
+        raise UserError(f"{path} is {what} (no <job>/.hydra/overrides.yaml in it): {usage}")
+    return sweep_dir
 
 
 def _metric_rows(job: Path) -> list[dict[str, str]]:
