@@ -147,6 +147,13 @@ MUTANTS = [
       "tests/test_train.py::test_run_dirs_started_in_the_same_second_are_distinct"),
     m("a job's environment leaks into the next", f"{PKG}/launch.py", "        os.environ.clear()\n", "        pass\n",
       "tests/test_train.py::test_a_sweep_of_ddp_jobs_runs_each_job_cleanly"),
+    # a user's mistakes: one error line, before anything is read or written
+    m("mistake: a negative seed", f"{PKG}/schema.py", "return value(ge=0, le=MAX_SEED)", "return value(le=MAX_SEED)",
+      "tests/test_schema.py::test_a_value_out_of_range"),
+    m("mistake: a folder as the checkpoint", f"{PKG}/run.py", "        if Path(ckpt_path).is_dir():\n",
+      "        if False:\n", "tests/test_schema.py::test_a_folder_given_as_checkpoint"),
+    m("mistake: a report of no jobs", f"{PKG}/report.py", "    if not job_dirs(sweep_dir):\n", "    if False:\n",
+      "tests/test_report.py"),
     # figures
     m("nearest neighbours are the farthest", f"{PKG}/figures.py", "dim=1, largest=False)", "dim=1, largest=True)",
       "tests/test_figures.py::test_nearest_neighbours_are_exact_in_chunks_and_find_the_image_itself"),
