@@ -170,9 +170,24 @@ def test_prepare_script_and_a_missing_source(raw: Path, tmp_path: Path) -> None:
     result = run_in_process("prepare.py", f"source={raw}", f"out={out}", "workers=1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"data=imagenet_prepared data.root={out}" in result.stdout
-    missing = run_in_process("prepare.py", f"source={tmp_path / 'nowhere'}", f"out={out}", cwd=tmp_path)
+    nowhere = tmp_path / "nowhere"
+    missing = run_in_process("prepare.py", f"source={nowhere}", f"out={out}", cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
-    assert "does not exist" in missing.stderr
+    errors = [line for line in missing.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: source={nowhere} does not exist: set source=DIR")
+
+
+def test_training_from_unprepared_folder_says_the_command_that_prepares_it(raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "shards"
+    out.mkdir()
+    result = run_in_process("train.py", "data=imagenet_prepared", f"data.root={out}", cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+    # the command the error gives, run as given with the source filled in, prepares that folder
+    command = errors[0].partition("run python ")[2].partition(", or")[0].replace("DIR", str(raw)).split()
+    assert command[0] == "src/prepare.py" and f"out={out}" in command, errors
+    done = run_in_process("prepare.py", *command[1:], "workers=1", cwd=tmp_path)
+    assert done.returncode == 0 and prep.is_prepared(out), done.stderr[-2000:]
 
 
 @pytest.mark.slow(45)

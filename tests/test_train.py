@@ -268,11 +268,13 @@ def test_eval_of_an_ensemble_reports_each_member_and_their_average(smoke_sweep: 
 
 
 def test_missing_data_root_gives_one_clear_line(tmp_path: Path) -> None:
-    result = run_in_process("train.py", "data=imagenet", f"data.root={tmp_path / 'nowhere'}", cwd=tmp_path)
+    nowhere = tmp_path / "nowhere"
+    result = run_in_process("train.py", "data=imagenet", f"data.root={nowhere}", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "does not exist" in errors[0] and "kaggle" in errors[0]
+    assert len(errors) == 1 and "kaggle" in errors[0]
+    assert errors[0].startswith(f"error: data.root={nowhere} does not exist: set data.root=DIR (or IMAGENET_ROOT)")
 
 
 def free_port() -> int:

@@ -44,17 +44,18 @@ class SplitIndex:
     class_names: list[str]
 
 
-def detect_layout(root: str | os.PathLike[str]) -> str:
+def detect_layout(root: str | os.PathLike[str], key: str = "data.root") -> str:
+    """The layout of the ImageNet copy at ``root``; ``key`` is the config key that gave it, for the errors."""
     root = Path(root)
     if not root.is_dir():
-        raise DataRootError(f"data root {root} does not exist: set data.root=DIR (or IMAGENET_ROOT); {LAYOUT_HELP}")
+        raise DataRootError(f"{key}={root} does not exist: set {key}=DIR (or IMAGENET_ROOT); {LAYOUT_HELP}")
     if all((root / name).is_file() for name in ARCHIVES):
         return "archives"
     if (root / KAGGLE_BASE / "train").is_dir() and (root / KAGGLE_VAL_CSV).is_file():
         return "kaggle"
     if (root / "train").is_dir() and (root / "val").is_dir():
         return "folders"
-    raise DataRootError(f"data root {root} holds no ImageNet layout I know; {LAYOUT_HELP}")
+    raise DataRootError(f"{key}={root} holds no ImageNet layout I know; {LAYOUT_HELP}")
 
 
 def _images_in(folder: Path) -> list[Path]:

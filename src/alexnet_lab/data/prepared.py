@@ -194,7 +194,7 @@ def is_prepared(root: Path) -> bool:
 def read_meta(root: Path) -> dict[str, Any]:
     if not is_prepared(root):
         raise UserError(f"{root} holds no prepared shards ({META_FILE} is missing): run python src/prepare.py "
-                        f"--source DIR --out {root}, or let it finish")  # fmt: skip
+                        f"source=DIR out={root}, or let it finish")  # fmt: skip
     meta = json.loads((root / META_FILE).read_text())
     if meta.get("format") != FORMAT:
         raise UserError(f"{root / META_FILE} is format {meta.get('format')!r}, not {FORMAT!r}: prepare it again")
