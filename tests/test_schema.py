@@ -186,3 +186,27 @@ def test_a_folder_given_as_checkpoint(start, cache_dir: Path, tmp_path: Path, sc
     assert status == 2 and errors == [f"error: ckpt_path={run_dir} is a folder, not a checkpoint: give a .ckpt file"
                                       f"{example}"]  # fmt: skip
     assert not sample_was_read(cache_dir)
+
+
+@pytest.mark.parametrize(
+    ("override", "cause"),
+    [
+        ("+trainer.check_val_every_n_epoch=2", "trainer.check_val_every_n_epoch=2"),
+        ("+trainer.check_val_every_n_epoch=null", "trainer.check_val_every_n_epoch=null"),
+        ("+trainer.limit_val_batches=0", "trainer.limit_val_batches=0"),
+    ],
+)
+@pytest.mark.parametrize("experiment", ["smoke", "paper"])  # paper: the plateau schedule is its own
+def test_the_plateau_schedule_without_validation_every_epoch(start, cache_dir: Path, tmp_path: Path, override: str,
+                                                             cause: str, experiment: str) -> None:  # fmt: skip
+    # it would train an epoch, then stop before that epoch's checkpoint
+    if experiment == "smoke":
+        settings = [*NEW_SAMPLE, "model.schedule=plateau"]
+    else:
+        settings = ["experiment=paper", "data=sample", "data.sample.seed=777"]
+    status, errors = start("train", *settings, override)
+    assert status == 2 and errors == [
+        f"error: model.schedule=plateau steps on val/top1_err at every epoch's end, and {cause} leaves epochs "
+        "without it: validate every epoch, or use model.schedule=step"
+    ]
+    assert not sample_was_read(cache_dir) and not (tmp_path / "run" / "checkpoints").exists()

@@ -99,8 +99,27 @@ def cli(main: Callable[[], Any]) -> None:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """At start-up, before any data is read: every value within its allowed range (alexnet_lab.schema)."""
+    """At start-up, before any data is read: every value within its allowed range (alexnet_lab.schema), and
+    settings that only fail together."""
     schema.check_values(cfg)
+    check_plateau_has_validation(cfg)
+
+
+def check_plateau_has_validation(cfg: DictConfig) -> None:
+    """The plateau schedule reads val/top1_err at every epoch's end, so every epoch must validate. Without this
+    check the run would stop at the end of its first epoch, before that epoch's checkpoint."""
+    model, trainer = cfg.get("model"), cfg.get("trainer")
+    if model is None or trainer is None or model.get("schedule") != "plateau":
+        return
+    every, limit = trainer.get("check_val_every_n_epoch", 1), trainer.get("limit_val_batches", 1.0)
+    cause = (
+        f"trainer.check_val_every_n_epoch={'null' if every is None else every}"
+        if every != 1
+        else (f"trainer.limit_val_batches={limit}")
+    )
+    if every != 1 or limit == 0:
+        raise UserError(f"model.schedule=plateau steps on val/top1_err at every epoch's end, and {cause} leaves "
+                        "epochs without it: validate every epoch, or use model.schedule=step")  # fmt: skip
 
 
 def choices(cfg: DictConfig) -> dict[str, str]:
