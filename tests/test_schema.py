@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning
 import pytest
 import torch
 
 from alexnet_lab import schema
+from alexnet_lab.module import ClassifierModule
 from conftest import run_in_process, run_script
 
 # the smoke preset on a sample that no test generates: if it appears, data were read
@@ -210,3 +212,37 @@ def test_the_plateau_schedule_without_validation_every_epoch(start, cache_dir: P
         "without it: validate every epoch, or use model.schedule=step"
     ]
     assert not sample_was_read(cache_dir) and not (tmp_path / "run" / "checkpoints").exists()
+
+
+LIGHTNING_REFUSALS = [
+    ("+trainer.gradient_clip_algorithm=foo",
+     "error: Lightning refused the settings: `gradient_clip_algorithm` foo is invalid. Allowed algorithms: "
+     "['value', 'norm']."),
+    pytest.param(
+        "trainer.accelerator=mps",
+        "error: Lightning refused the settings: `MPSAccelerator` can not run on your system since the accelerator is "
+        "not available. ",
+        marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS"),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("script", ["train", "eval"])
+@pytest.mark.parametrize(("override", "expected"), LIGHTNING_REFUSALS)
+def test_settings_lightning_refuses(start, cache_dir: Path, tmp_path: Path, script: str, override: str,
+                                    expected: str) -> None:  # fmt: skip
+    # Lightning's own words on one line, not Hydra's report of the Trainer's instantiation over several
+    if script == "train":
+        settings = NEW_SAMPLE
+    else:  # eval makes its trainer after reading the checkpoint: give it a real one, of a narrow net
+        module = ClassifierModule(net={"num_classes": 10, "widths": [8, 8, 8, 8, 8], "fc_width": 8}, lr=0.01,
+                                  momentum=0.9, weight_decay=5e-4, lr_factor=0.1, lr_drops=3)  # fmt: skip
+        ckpt = tmp_path / "narrow.ckpt"
+        torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "global_step": 0,
+                    "pytorch-lightning_version": lightning.__version__}, ckpt)  # fmt: skip
+        settings = ["data.sample.seed=777", f"ckpt_path={ckpt}"]
+    status, errors = start(script, *settings, override)
+    assert status == 2 and len(errors) == 1 and errors[0].startswith(expected), errors
+    about_devices = "accelerator" in override
+    assert errors[0].endswith(" (gpus=, trainer.accelerator= and trainer.devices= choose the devices)") == about_devices
+    assert not sample_was_read(cache_dir)

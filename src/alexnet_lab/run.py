@@ -18,6 +18,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
@@ -51,11 +52,21 @@ def user_errors() -> Iterator[None]:
                 message = text.partition("while resolving interpolation: ")[2] or text
             elif isinstance(cause, InstantiationException) and (unknown := _unknown_argument(cause)):
                 message = unknown
+            elif isinstance(cause, MisconfigurationException):  # Lightning refusing what it was asked for
+                message = _lightning_refused(cause)
             cause = cause.__cause__
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def _lightning_refused(error: MisconfigurationException) -> str:
+    """Lightning's own words, on one line; about devices, with where ours are chosen."""
+    text = " ".join(str(error).split())
+    about_devices = re.search(r"gpu|cuda|mps|tpu|device|accelerator", text, re.IGNORECASE)
+    hint = " (gpus=, trainer.accelerator= and trainer.devices= choose the devices)" if about_devices else ""
+    return f"Lightning refused the settings: {text}{hint}"
 
 
 def _unknown_argument(error: InstantiationException) -> str | None:
