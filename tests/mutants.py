@@ -162,6 +162,9 @@ MUTANTS = [
       'raise DataRootError(f"{key}={root} does not exist: set {key}=DIR',
       'raise DataRootError(f"data.root={root} does not exist: set data.root=DIR',
       "tests/test_prepared.py::test_prepare_script_and_a_missing_source"),
+    m("mistake: sweep jobs checked as they come", f"{PKG}/run.py",
+      '        if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:\n', "        if True:\n",
+      "tests/test_schema.py::test_a_mistake_in_a_later_job_of_a_sweep_stops_it_before_the_first"),
     # figures
     m("nearest neighbours are the farthest", f"{PKG}/figures.py", "dim=1, largest=False)", "dim=1, largest=True)",
       "tests/test_figures.py::test_nearest_neighbours_are_exact_in_chunks_and_find_the_image_itself"),

@@ -246,3 +246,32 @@ def test_settings_lightning_refuses(start, cache_dir: Path, tmp_path: Path, scri
     about_devices = "accelerator" in override
     assert errors[0].endswith(" (gpus=, trainer.accelerator= and trainer.devices= choose the devices)") == about_devices
     assert not sample_was_read(cache_dir)
+
+
+# both with the plateau schedule (the paper's own; the smoke preset's is a step schedule)
+SWEEP_BASES = {"smoke": [*NEW_SAMPLE, "model.schedule=plateau"],
+               "paper": ["experiment=paper", "data=sample", "data.sample.seed=777"]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sweep", "bad_job", "expected"),
+    [
+        ("model.lr=0.01,-1", "model.lr=-1", "model.lr=-1.0 is not allowed: use a number > 0"),
+        ("pooling=overlap,overlapping", "pooling=overlapping",
+         "pooling=overlapping is not a choice: use one of nonoverlap, overlap"),
+        ("trainer.max_epochs=1,abc", "trainer.max_epochs=abc",
+         "trainer.max_epochs='abc' is not allowed: use an integer >= 1"),
+        ("+trainer.check_val_every_n_epoch=1,2", "+trainer.check_val_every_n_epoch=2",
+         "model.schedule=plateau steps on val/top1_err at every epoch's end, and "
+         "trainer.check_val_every_n_epoch=2 leaves epochs without it"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("base", ["smoke", "paper"])
+def test_a_mistake_in_a_later_job_of_a_sweep_stops_it_before_the_first(
+    start, cache_dir: Path, tmp_path: Path, sweep: str, bad_job: str, expected: str, base: str
+) -> None:
+    status, errors = start("train", "-m", *SWEEP_BASES[base], sweep)
+    assert status == 2 and len(errors) == 1, errors
+    job = " ".join([*SWEEP_BASES[base], bad_job])
+    assert errors[0].startswith(f"error: {expected}") and errors[0].endswith(f"(in job 1 of the sweep: {job})")
+    assert not sample_was_read(cache_dir) and not (tmp_path / "outputs").exists()  # no job ran, no sweep dir

@@ -17,9 +17,10 @@ from unittest import mock
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 
 from alexnet_lab import schema
@@ -131,6 +132,49 @@ def check_plateau_has_validation(cfg: DictConfig) -> None:
     if every != 1 or limit == 0:
         raise UserError(f"model.schedule=plateau steps on val/top1_err at every epoch's end, and {cause} leaves "
                         "epochs without it: validate every epoch, or use model.schedule=step")  # fmt: skip
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def sweep_jobs(config: DictConfig) -> list[list[str]]:
+    """The overrides of each job the basic sweeper will run for ``config`` (a multirun's), in its order."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)  # as typed, like the sweeper's
+    assert isinstance(task, list)
+    params += [str(override) for override in task]
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    return [job for batch in BasicSweeper.split_arguments(parser.parse_overrides(params), None) for job in batch]
+
+
+class SweepCheck(Callback):
+    """Hydra callback: before a sweep's first job, every job's config is composed and checked
+    (:func:`check_config`), so that a mistake in its fifth job does not wait for four jobs to train. A mistake
+    ends the sweep with one ``error:`` line and exit status 2, as in a single run; nothing is written."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.core.global_hydra import GlobalHydra
+
+        if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+            return  # other sweepers choose their jobs as they go
+        loader = GlobalHydra.instance().config_loader()
+        # Hydra turns a callback's exception into a warning: user_errors() exits instead (SystemExit)
+        with user_errors():
+            for number, job in enumerate(sweep_jobs(config)):
+                try:
+                    job_config = loader.load_sweep_config(config, job)
+                    with open_dict(job_config):
+                        del job_config["hydra"]
+                    check_config(job_config)
+                except Exception as e:
+                    message = str(e) if isinstance(e, UserError) else schema.explain(e)
+                    if message is None:
+                        raise  # not about the config: the job itself will meet it
+                    raise UserError(f"{message} (in job {number} of the sweep: {' '.join(job)})") from e
 
 
 def choices(cfg: DictConfig) -> dict[str, str]:
