@@ -154,7 +154,7 @@ MUTANTS = [
       "        if False:\n", "tests/test_schema.py::test_a_folder_given_as_checkpoint"),
     m("mistake: a report of no jobs", f"{PKG}/report.py", "    if not job_dirs(sweep_dir):\n", "    if False:\n",
       "tests/test_report.py"),
-    m("mistake: plateau without validation", f"{PKG}/run.py", "    if every != 1 or limit == 0:\n", "    if False:\n",
+    m("mistake: plateau without validation", f"{PKG}/run.py", "    if every == 1 and limit != 0:\n", "    if True:\n",
       "tests/test_schema.py::test_the_plateau_schedule_without_validation_every_epoch"),
     m("mistake: lightning's refusal as a traceback", f"{PKG}/run.py", "message = _lightning_refused(cause)\n",
       "pass\n", "tests/test_schema.py::test_settings_lightning_refuses"),

@@ -124,14 +124,12 @@ def check_plateau_has_validation(cfg: DictConfig) -> None:
     if model is None or trainer is None or model.get("schedule") != "plateau":
         return
     every, limit = trainer.get("check_val_every_n_epoch", 1), trainer.get("limit_val_batches", 1.0)
-    cause = (
-        f"trainer.check_val_every_n_epoch={'null' if every is None else every}"
-        if every != 1
-        else (f"trainer.limit_val_batches={limit}")
-    )
-    if every != 1 or limit == 0:
-        raise UserError(f"model.schedule=plateau steps on val/top1_err at every epoch's end, and {cause} leaves "
-                        "epochs without it: validate every epoch, or use model.schedule=step")  # fmt: skip
+    if every == 1 and limit != 0:
+        return
+    shown = "null" if every is None else every
+    cause = f"trainer.limit_val_batches={limit}" if every == 1 else f"trainer.check_val_every_n_epoch={shown}"
+    raise UserError(f"model.schedule=plateau steps on val/top1_err at every epoch's end, and {cause} leaves epochs "
+                    "without it: validate every epoch, or use model.schedule=step")  # fmt: skip
 
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
