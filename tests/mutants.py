@@ -147,6 +147,10 @@ MUTANTS = [
       "tests/test_train.py::test_run_dirs_started_in_the_same_second_are_distinct"),
     m("a job's environment leaks into the next", f"{PKG}/launch.py", "        os.environ.clear()\n", "        pass\n",
       "tests/test_train.py::test_a_sweep_of_ddp_jobs_runs_each_job_cleanly"),
+    m("ranks resolve ckpt_path=last alone", "src/train.py", "run.shared_ckpt_path(", "run.resolve_ckpt_path(",
+      "tests/test_train.py::test_a_sweep_resumed_with_ckpt_path_last[2]"),
+    m("a resumed sweep's new job refused", f"{PKG}/run.py", "if not candidates and hydra.mode == RunMode.MULTIRUN:",
+      "if False:", "tests/test_train.py::test_a_sweep_resumed_with_ckpt_path_last[None]"),
     # a user's mistakes: one error line, before anything is read or written
     m("mistake: a negative seed", f"{PKG}/schema.py", "return value(ge=0, le=MAX_SEED)", "return value(le=MAX_SEED)",
       "tests/test_schema.py::test_a_value_out_of_range"),

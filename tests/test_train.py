@@ -112,6 +112,36 @@ def test_a_sweep_of_ddp_jobs_runs_each_job_cleanly(tmp_path: Path) -> None:
     assert report_rows(sweep) == rows, "src/report.py rebuilds the same report"
 
 
+def train_epochs(job: Path) -> list[str]:
+    """The epochs a job's metrics.csv has a training row for, in order."""
+    with open(job / "csv" / "metrics.csv", newline="") as f:
+        return [row["epoch"] for row in csv.DictReader(f) if row.get("train/loss_epoch")]
+
+
+@pytest.mark.slow(40)
+@pytest.mark.parametrize("gpus", [None, 2])
+def test_a_sweep_resumed_with_ckpt_path_last(tmp_path: Path, gpus: int | None) -> None:
+    """A sweep stopped after its first job is run again in its dir with ckpt_path=last: the finished job
+    continues from its last.ckpt, and a job that had not started starts from scratch (in every rank)."""
+    sweep, settings = (
+        tmp_path / "sweep",
+        [*SMOKE, *([f"gpus={gpus}"] if gpus else []), f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+    )
+    ok(run_script("train.py", "-m", "seed=0", "trainer.max_epochs=1", *settings, cwd=tmp_path))
+    assert train_epochs(sweep / "0") == ["0"]
+    result = run_script("train.py", "-m", "seed=0,1", "trainer.max_epochs=2", "ckpt_path=last", *settings, cwd=tmp_path)
+    ok(result)
+    output = result.stdout + result.stderr
+    assert f"Restoring states from the checkpoint path at {sweep / '0' / 'checkpoints' / 'last.ckpt'}" in output
+    assert output.count("this job of the sweep has no last.ckpt yet: starting it from scratch") == 1
+    assert train_epochs(sweep / "0") == ["0", "1"], "job 0 kept its first epoch and trained the second"
+    assert train_epochs(sweep / "1") == ["0", "1"], "job 1 trained both"
+    for job in ("0", "1"):
+        assert summary(sweep / job)["val/images"] == 16
+    rows = report_rows(sweep)
+    assert [row[1] for row in rows] == ["seed=0", "seed=1"] and all(row[5] in ("0", "1") for row in rows)
+
+
 @pytest.mark.slow(35)
 def test_a_ddp_sweep_with_the_submitit_launcher(tmp_path: Path) -> None:
     """submitit runs each job in a process of its own (here on this machine: submitit_local), whose command line

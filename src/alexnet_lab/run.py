@@ -231,7 +231,8 @@ def _without_ckpt(overrides: list[str]) -> list[str]:
 def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | None:
     """``last`` = this job dir's last.ckpt if it has one, else the newest last.ckpt of an earlier run with the
     same overrides (but for ckpt_path and trainer.max_epochs) under ``outputs_root``. Anything else must be an
-    existing file. A job that SLURM requeued (SLURM_RESTART_COUNT > 0) resumes from ``last`` by itself."""
+    existing file. A job that SLURM requeued (SLURM_RESTART_COUNT > 0) resumes from ``last`` by itself. In a
+    sweep, a job given ``last`` that has no checkpoint yet starts from scratch (the sweep is resumed)."""
     if ckpt_path is None:
         if os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0"):
             try:
@@ -258,12 +259,28 @@ def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | 
     candidates = [
         ckpt for ckpt in Path(outputs_root).glob("**/checkpoints/last.ckpt") if _same_job(ckpt.parent.parent, overrides)
     ]
+    if not candidates and hydra.mode == RunMode.MULTIRUN:  # a sweep resumed: this job had not saved yet
+        log.info("ckpt_path=last: this job of the sweep has no last.ckpt yet: starting it from scratch")
+        return None
     if not candidates:
         raise UserError(
             f"ckpt_path=last: no earlier run under {outputs_root} with the overrides {_without_ckpt(overrides)} "
             "has a last.ckpt; give the checkpoint file instead"
         )
     return str(max(candidates, key=lambda p: p.stat().st_mtime))
+
+
+RANK0_CKPT_ENV = "ALEXNET_LAB_RANK0_CKPT"
+
+
+def shared_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | None:
+    """:func:`resolve_ckpt_path` in rank 0; the ranks it starts (which inherit its environment) take its answer,
+    so that all start from the same checkpoint, or all from scratch."""
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and RANK0_CKPT_ENV in os.environ:
+        return os.environ[RANK0_CKPT_ENV] or None
+    resolved = resolve_ckpt_path(ckpt_path, outputs_root)
+    os.environ[RANK0_CKPT_ENV] = resolved or ""  # job_scope puts the environment back after the job
+    return resolved
 
 
 def crop_protocol(test_crops: int | None) -> str:
