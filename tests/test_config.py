@@ -177,7 +177,7 @@ def test_the_readmes_slurm_command_asks_slurm_for_one_task_per_device(
     assert int(sbatch["ntasks-per-node"]) == int(sbatch["gpus-per-node"]) == cfg.trainer.devices == 2
     assert cfg.trainer.strategy == "ddp_sweep_safe"
     warning = sbatch["signal"].split("@")[0]
-    assert f"SIG{warning}" in cfg.callbacks.preemption.signals
+    assert f"SIG{warning}" in cfg.callbacks.preemption.requeue_signals, "submitit's warning saves and requeues"
 
 
 @pytest.mark.parametrize("experiment", ["quickstart", "paper", "caffe", "smoke", "fig1", "lenet5"])

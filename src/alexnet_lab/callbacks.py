@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import threading
@@ -17,6 +16,7 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from alexnet_lab.cluster import slurm_job_id
 from alexnet_lab.errors import UserError
 
 
@@ -63,28 +63,41 @@ class StepCheckpoint(ModelCheckpoint):
 
 
 class Preemption(Checkpoint):
-    """On SIGTERM, or a cluster's warning signal, save ``last.ckpt`` at the end of the step and exit 0 (before the
-    next step; a run whose last step it was simply finishes). A signal that arrives in an epoch's last step or
+    """Saves ``last.ckpt`` at the end of the step when a signal asks the run to stop, and exits 0 before the
+    next step (a run whose last step it was simply finishes). A signal that arrives in an epoch's last step or
     its validation is acted on after the validation (see :func:`at_last_batch`).
+
+    - ``stop_signals`` (SIGTERM: ``scancel``, a preemption, the time limit itself): save and exit. The job
+      ends; if SLURM preempts with ``PreemptMode=REQUEUE``, SLURM requeues it itself.
+    - ``requeue_signals`` (SIGUSR1: SLURM's time-limit warning ``--signal=USR1@90``; SIGUSR2: submitit's):
+      save, exit, and under SLURM put the job back in the queue with ``scontrol requeue``. The requeued job
+      continues in the same run dir from that checkpoint (:func:`alexnet_lab.config.claim_dir`,
+      :func:`alexnet_lab.run.resolve_ckpt_path`).
+
+    The first signal decides: SLURM follows ``scontrol requeue``, and the time limit, with a SIGTERM. The
+    handlers are installed when the callback is made, before the data are set up, and replace Lightning's
+    (which broadcast from inside the handler). A signal sent to rank 0 alone is forwarded to the ranks it
+    started, and all ranks agree at each step end, so they stop at the same step.
 
     It is a ``Checkpoint`` so that Lightning calls its epoch-end hook after the LightningModule's, which steps
     the lr schedule: the saved schedule is then the one the next epoch uses.
-
-    The handlers replace Lightning's (which broadcast from inside the handler). A signal sent to rank 0 alone
-    is forwarded to the ranks it started, and all ranks agree at each step end, so they stop at the same
-    step. Under SLURM, ``requeue`` puts the job back in the queue (``scontrol requeue``); the requeued job
-    resumes from the checkpoint by itself (see :func:`alexnet_lab.run.resolve_ckpt_path`).
     """
 
-    def __init__(self, dirpath: str, signals: Sequence[str] = ("SIGTERM", "SIGUSR1"), requeue: bool = True) -> None:
-        unknown = [name for name in signals if not isinstance(getattr(signal, str(name), None), signal.Signals)]
+    def __init__(self, dirpath: str, stop_signals: Sequence[str] = ("SIGTERM",),
+                 requeue_signals: Sequence[str] = ("SIGUSR1", "SIGUSR2")) -> None:  # fmt: skip
+        unknown = [str(name) for name in (*stop_signals, *requeue_signals)
+                   if not isinstance(getattr(signal, str(name), None), signal.Signals)]  # fmt: skip
         if unknown:
-            raise UserError(f"callbacks.preemption.signals: unknown signal(s) {unknown}: use names like SIGTERM")
-        self.dirpath, self.signals, self.requeue = Path(dirpath), [signal.Signals[s] for s in signals], requeue
-        self.received: signal.Signals | None = None
+            raise UserError(f"callbacks.preemption: unknown signal(s) {unknown}: use names like SIGTERM")
+        self.dirpath = Path(dirpath)
+        self.requeue_signals = {signal.Signals[s] for s in requeue_signals}
+        self.first: signal.Signals | None = None  # the first signal received
         self.saved = False
         self._trainer: L.Trainer | None = None
         self._previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in {signal.Signals[s] for s in (*stop_signals, *requeue_signals)}:
+                self._previous[sig] = signal.signal(sig, self._handle)
 
     @property
     def path(self) -> Path:
@@ -92,15 +105,15 @@ class Preemption(Checkpoint):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._trainer = trainer
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.signals:
-                self._previous[sig] = signal.signal(sig, self._handle)
+        for sig in self._previous:  # Lightning installs its own handlers in fit(): ours again
+            signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        first = self.received is None
-        self.received = signal.Signals(signum)
+        if self.first is not None:
+            return
+        self.first = signal.Signals(signum)
         launcher = self._trainer.strategy.launcher if self._trainer is not None else None
-        if first and isinstance(launcher, _SubprocessScriptLauncher):
+        if isinstance(launcher, _SubprocessScriptLauncher):
             for proc in launcher.procs:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signum)
@@ -115,14 +128,14 @@ class Preemption(Checkpoint):
         self._save_if_signalled(trainer)
 
     def _save_if_signalled(self, trainer: L.Trainer) -> None:
-        if self.saved or not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
+        if self.saved or not trainer.strategy.reduce_boolean_decision(self.first is not None, all=False):
             return
         trainer.save_checkpoint(self.path)
         self.saved = True
-        name = self.received.name if self.received is not None else "a signal (on another rank)"
+        name = self.first.name if self.first is not None else "a signal (on another rank)"
         rank_zero_info(f"{name} received: saved {self.path} at step {trainer.global_step}; "
                        "resume with ckpt_path=last")  # fmt: skip
-        if self.requeue and trainer.is_global_zero and (job := slurm_job_id()):
+        if self.first in self.requeue_signals and trainer.is_global_zero and (job := slurm_job_id()):
             status = subprocess.call(["scontrol", "requeue", job])
             rank_zero_info(f"scontrol requeue {job}: " + ("done" if status == 0 else f"failed with status {status}"))
 
@@ -136,13 +149,6 @@ class Preemption(Checkpoint):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous, self._trainer = {}, None
-
-
-def slurm_job_id() -> str | None:
-    array = os.environ.get("SLURM_ARRAY_JOB_ID")
-    if array is not None:
-        return f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    return os.environ.get("SLURM_JOB_ID")
 
 
 class FirstEpochBelow(L.Callback):

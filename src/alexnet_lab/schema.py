@@ -248,8 +248,8 @@ class StepCheckpointConf:
 class PreemptionConf:
     _target_: str = MISSING
     dirpath: str = MISSING
-    signals: list[str] = MISSING
-    requeue: bool = MISSING
+    stop_signals: list[str] = MISSING
+    requeue_signals: list[str] = MISSING
 
 
 @dataclass
