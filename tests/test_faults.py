@@ -8,6 +8,7 @@ import fcntl
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -232,7 +233,7 @@ def test_the_configured_trainer_saves_every_checkpoint_through_a_temp_file(
 
     monkeypatch.setattr(torch, "save", spy)
     trainer.save_checkpoint(tmp_path / "epoch.ckpt")
-    assert written == [f".epoch.ckpt.tmp-{os.getpid()}"]
+    assert written == [f".epoch.ckpt.tmp-{socket.gethostname()}.{os.getpid()}"]
     assert load(tmp_path / "epoch.ckpt")["global_step"] == 1 and not list(tmp_path.glob(".epoch.ckpt.tmp-*"))
 
 

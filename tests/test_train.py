@@ -374,21 +374,27 @@ def test_run_dirs_started_in_the_same_second_are_distinct(tmp_path: Path) -> Non
         assert sorted(p.name for p in Path(base).parent.iterdir()) == sorted(Path(c).name for c, _ in claimed)
 
 
-@pytest.mark.slow(45)
-def test_four_runs_started_at_once_each_get_their_own_run_dir(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+@pytest.mark.slow(55)
+def test_five_runs_started_at_once_on_a_fresh_cache_each_get_their_own_run_dir(tmp_path: Path) -> None:
+    """Five runs that start together on an empty cache: one writes the sample and its statistics while the
+    others wait for them (they used to compute them all, and one died when another removed its temp file)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ALEXNET_LAB_CACHE": str(tmp_path / "fresh-cache")}
     env.pop("PYTEST_CURRENT_TEST", None)
     command = [sys.executable, str(REPO / "src" / "train.py"), *SMOKE, "trainer.max_epochs=1"]
     procs = [
         subprocess.Popen([*command, f"seed={seed}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
-        for seed in range(4)
+        for seed in range(5)
     ]  # fmt: skip
+    outputs = []
     for proc in procs:
-        output = proc.communicate(timeout=600)[0]
-        assert proc.returncode == 0, output[-3000:]
+        outputs.append(proc.communicate(timeout=600)[0])
+        assert proc.returncode == 0, outputs[-1][-3000:]
+    every = "\n".join(outputs)
+    assert every.count("writing the generated sample dataset") == 1, "the sample written once"
+    assert every.count("computing the training-set mean and RGB covariance") == 1, "its statistics computed once"
     runs = sorted((tmp_path / "outputs" / "train" / "runs").iterdir())
-    assert len(runs) == 4
+    assert len(runs) == 5
     seeds = set()
     for run in runs:
         overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
@@ -397,4 +403,4 @@ def test_four_runs_started_at_once_each_get_their_own_run_dir(tmp_path: Path) ->
         assert checkpoint_facts(run / "checkpoints" / "last.ckpt").global_step == 4
         with open(run / "csv" / "metrics.csv", newline="") as f:
             assert sorted(int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss_step")) == [0, 1, 2, 3]
-    assert seeds == {"seed=0", "seed=1", "seed=2", "seed=3"}, "each run dir holds one run's overrides"
+    assert seeds == {f"seed={seed}" for seed in range(5)}, "each run dir holds one run's overrides"

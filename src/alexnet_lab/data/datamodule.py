@@ -34,6 +34,7 @@ from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_st
 from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
 from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, Crops, DeviceNormalizer
 from alexnet_lab.errors import UserError
+from alexnet_lab.files import create_once
 from alexnet_lab.models.alexnet import PAPER_INPUT_SIZE
 
 log = logging.getLogger(__name__)
@@ -181,14 +182,20 @@ class ImageNetDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         if self.prepared:
             return  # src/prepare.py wrote the shards and their statistics
-        if self.sample is not None and not self.root.exists():
-            log.info("writing the generated sample dataset to %s", self.root)
-            sample_data.write_layout(self.root, **self.sample)
-        if not self.stats_file.is_file():
-            paths = [p for p, _ in read_split(self.root, "train", self.layout).samples]
-            paths = subset(paths, self.stats_max_images)
-            log.info("computing the training-set mean and RGB covariance from %d images", len(paths))
-            save_stats(compute_stats(paths, num_workers=self.num_workers), self.stats_file)
+        # jobs that start together on a fresh cache or data root: one writes, the others wait for it
+        if self.sample is not None:
+            create_once(self.root, self._write_sample)
+        create_once(self.stats_file, self._write_stats)
+
+    def _write_sample(self, root: Path) -> None:
+        assert self.sample is not None
+        log.info("writing the generated sample dataset to %s", root)
+        sample_data.write_layout(root, **self.sample)
+
+    def _write_stats(self, path: Path) -> None:
+        paths = subset([p for p, _ in read_split(self.root, "train", self.layout).samples], self.stats_max_images)
+        log.info("computing the training-set mean and RGB covariance from %d images", len(paths))
+        save_stats(compute_stats(paths, num_workers=self.num_workers), path)
 
     @property
     def world(self) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import simplejpeg
 import torch
+from filelock import FileLock
 from PIL import Image
 from torch.utils.data import get_worker_info
 
@@ -85,7 +86,15 @@ def encode_jpeg(pixels: torch.Tensor, quality: int = QUALITY, chroma: int = CHRO
 
 
 def write_shard(job: ShardJob) -> int:
-    """Prepare one shard; returns how many images it holds."""
+    """Prepare one shard, unless another run of src/prepare.py has (or is writing it: this one waits); returns
+    how many images it holds."""
+    with FileLock(job.stem.with_name(f".{job.stem.name}.lock")):
+        if not job.done():
+            _write_shard(job)
+    return len(job.samples)
+
+
+def _write_shard(job: ShardJob) -> None:
     rows, blobs, offset = [], [], 0
     sums = StatsSums() if job.split == "train" else None
     for path, label in job.samples:
@@ -113,7 +122,6 @@ def write_shard(job: ShardJob) -> int:
             np.save(f, np.asarray(rows, dtype=np.int64).reshape(-1, 3))
 
     atomic_write(idx_file, write_idx)
-    return len(rows)
 
 
 def shard_jobs(root: Path, out: Path, layout: str, shard_size: int, quality: int,
@@ -165,7 +173,7 @@ def prepare(root: str | Path, out: str | Path, layout: str = "auto", shard_size:
         if job.split == "train":
             sums.merge(torch.load(job.files[2], weights_only=True))
     save_stats(sums.finish(), out / STATS_FILE)
-    (out / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    atomic_write(out / META_FILE, lambda tmp: tmp.write_text(json.dumps(meta, indent=1) + "\n"))
     return out
 
 
@@ -176,6 +184,11 @@ SETTINGS_FILE = "settings.json"
 def check_settings(out: Path, settings: dict[str, Any]) -> None:
     """Shards of an interrupted run are kept only if this run would write them the same way."""
     file = out / SETTINGS_FILE
+    with FileLock(out / f".{SETTINGS_FILE}.lock"):  # two runs started at once: the first writes the file
+        _check_settings(file, out, settings)
+
+
+def _check_settings(file: Path, out: Path, settings: dict[str, Any]) -> None:
     if file.is_file():
         earlier = json.loads(file.read_text())
         changed = [f"{key}={earlier.get(key)!r} (now {value!r})" for key, value in settings.items()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from alexnet_lab.data.layouts import ARCHIVES, KAGGLE_BASE, KAGGLE_VAL_CSV, LAYOUTS, SYNSET_MAPPING
+from alexnet_lab.files import atomic_dir
 
 # The first ten ILSVRC-2012 classes, sorted by wnid.
 CLASSES = {
@@ -153,16 +152,14 @@ def write_layout(
     root: str | Path, layout: str = "folders", num_classes: int = 10, train_per_class: int = 40,
     val_per_class: int = 10, seed: int = 0,
 ) -> Path:  # fmt: skip
-    """Generate the sample and write it under ``root`` in ``layout``; written into a temporary folder first,
-    so an interrupted run never leaves a half-written dataset behind."""
+    """Generate the sample and write it under ``root`` in ``layout``, into a temp folder renamed at the end, so
+    an interrupted run never leaves a half-written dataset behind."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
-    root = Path(root)
     train, val = generate(num_classes, train_per_class, val_per_class, seed)
     wnids = sorted({im.wnid for im in train})
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         if layout == "archives":
             _write_archives(tmp, train, val, wnids)
         else:
@@ -177,13 +174,5 @@ def write_layout(
                     writer.writerow(["ImageId", "PredictionString"])
                     writer.writerows([Path(im.name).stem, f"{im.wnid} 10 10 100 100"] for im in val)
         _write_mapping(tmp / SYNSET_MAPPING, wnids)
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not root.is_dir():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another node wrote the same sample first
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return root
+
+    return atomic_dir(root, fill)

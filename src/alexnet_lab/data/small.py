@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from alexnet_lab.data.layouts import DataRootError
 from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_step
 from alexnet_lab.errors import UserError
+from alexnet_lab.files import atomic_dir, create_once
 
 log = logging.getLogger(__name__)
 
@@ -228,9 +229,14 @@ class SmallImageDataModule(L.LightningDataModule):
         self.mean_image: torch.Tensor | None = None
 
     def prepare_data(self) -> None:
-        if self.sample is not None and not self.root.exists():
-            log.info("writing the generated %s sample to %s", self.dataset, self.root)
-            WRITERS[self.dataset](self.root, **self.sample)
+        if self.sample is not None:  # jobs that start together: one writes, the others wait for it
+            create_once(self.root, self._write_sample)
+
+    def _write_sample(self, root: Path) -> None:
+        sample, writer = self.sample, WRITERS[self.dataset]
+        assert sample is not None
+        log.info("writing the generated %s sample to %s", self.dataset, root)
+        atomic_dir(root, lambda tmp: writer(tmp, **sample))
 
     @property
     def world(self) -> tuple[int, int]:
