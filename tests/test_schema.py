@@ -82,9 +82,8 @@ def test_a_value_out_of_range(start, cache_dir: Path, override: str, expected: s
 
 
 def test_a_value_left_unset(start, tmp_path: Path) -> None:
-    # the smoke preset sizes the sample; with another dataset the sample's other keys are missing
-    status, errors = start("train", "experiment=smoke", "data=imagenet", f"data.root={tmp_path}")
-    assert status == 2 and errors == ["error: data.sample.layout has no value: set data.sample.layout=..."]
+    status, errors = start("prepare", f"source={tmp_path}")  # conf/prepare.yaml: out: ???
+    assert status == 2 and errors == ["error: out has no value: set out=..."]
 
 
 def test_precision_choices_are_lightnings() -> None:
