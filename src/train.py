@@ -23,7 +23,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    ckpt_path = run.shared_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir)
+    ckpt_path = run.shared_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir, cfg.paths.output_dir)
     resumed = checkpoint_facts(ckpt_path) if ckpt_path else None
     loggers = [instantiate(cfg.logger.csv, resume_step=resumed.global_step if resumed else None)]
     if cfg.logger.get("wandb"):

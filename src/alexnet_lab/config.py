@@ -24,7 +24,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from alexnet_lab.cluster import process_rank, slurm_task
 from alexnet_lab.errors import UserError
+from alexnet_lab.files import HOST
 
 
 def _check_gpus(gpus: Any) -> int | None:
@@ -59,12 +61,25 @@ def claim_dir(path: str) -> str:
     created here. ``mkdir`` fails when the folder exists, on a local disk as on a shared one, so two runs that
     start in the same second, on one machine or on several, never share a run dir.
 
+    A task of a SLURM job (its ranks under ``srun``, and the same task after SLURM requeued the job) takes the
+    dir its first rank claimed, which a file beside it names (``.slurm-<job>.<step>``): one run dir per job.
+
     The claim is remembered: Hydra resolves ``hydra.run.dir`` more than once per run, and each time it must
     be the same folder. (The resolver is registered with ``use_cache``, so a config pickled into another
     process, as the submitit launcher does, keeps the value too.)
     """
-    if path in _claimed:
-        return _claimed[path]
+    if path not in _claimed:
+        task = slurm_task()
+        _claimed[path] = _claim_for_task(path, task) if task else _claim(path)
+    return _claimed[path]
+
+
+def claimed_dirs() -> set[Path]:
+    """The folders this process claimed, as absolute paths."""
+    return {Path(claimed).resolve() for claimed in _claimed.values()}
+
+
+def _claim(path: str) -> str:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     for attempt in itertools.count(1):
         candidate = path if attempt == 1 else f"{path}_{attempt}"
@@ -72,13 +87,42 @@ def claim_dir(path: str) -> str:
             os.mkdir(candidate)
         except FileExistsError:
             continue
-        _claimed[path] = candidate
         return candidate
     raise AssertionError("unreachable")
 
 
+def _claim_for_task(path: str, task: str) -> str:
+    parent = Path(path).parent
+    pointer = parent / f".slurm-{task}"
+    if not pointer.is_file():
+        mine = _claim(path)
+        tmp = pointer.with_name(f"{pointer.name}.tmp-{HOST}.{os.getpid()}")
+        tmp.write_text(Path(mine).name)
+        try:
+            os.link(tmp, pointer)  # fails if another rank named its dir first
+        except FileExistsError:
+            os.rmdir(mine)
+        finally:
+            tmp.unlink()
+    return str(parent / pointer.read_text())
+
+
+def if_rank_zero(value: Any) -> Any:
+    """``value`` in rank 0, null in the other ranks: they write no ``.hydra/`` of their own (rank 0's config is
+    theirs), wherever they were started from (Lightning, ``srun``, torchrun)."""
+    return value if process_rank() == 0 else None
+
+
+def rank_suffix() -> str:
+    """``_rank<N>`` in rank N > 0, for the file names of its own (``train_rank1.log``); empty in rank 0."""
+    rank = process_rank()
+    return f"_rank{rank}" if rank else ""
+
+
 def register_resolvers() -> None:
     resolvers: dict[str, Callable[..., Any]] = {
+        "if_rank_zero": if_rank_zero,
+        "rank_suffix": rank_suffix,
         "isatty": isatty,
         "columns_for": columns_for,
         "devices_for": devices_for,

@@ -97,8 +97,6 @@ def job_command(local_rank: int) -> tuple[Sequence[str], str]:
         f"--config-name={hydra.job.config_name}",
         *hydra.overrides.task,
         f'hydra.run.dir="{hydra.runtime.output_dir}"',
-        f"hydra.job.name={hydra.job.name}_rank{local_rank}",
-        "hydra.output_subdir=null",  # rank 0 already wrote .hydra/ for this job
         "hydra.job.chdir=False",
     ]
     return command, get_original_cwd()

@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +25,10 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 
-from alexnet_lab import schema
+from alexnet_lab import cluster, schema
+from alexnet_lab.config import claimed_dirs
 from alexnet_lab.errors import UserError
+from alexnet_lab.files import atomic_write
 from alexnet_lab.resume import checkpoint_facts
 
 log = logging.getLogger(__name__)
@@ -98,7 +102,7 @@ def cli(main: Callable[[], Any]) -> None:
             try:
                 return func()
             except Exception as error:
-                message = schema.explain(error)
+                message = schema.explain(error) or scheduler_refused(error)
                 if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
                 print(f"error: {message}", file=sys.stderr)
@@ -108,6 +112,25 @@ def cli(main: Callable[[], Any]) -> None:
 
     with mock.patch.object(hydra_utils, "run_and_report", explained):
         main()
+
+
+def scheduler_refused(error: BaseException) -> str | None:
+    """SLURM's refusal of a sweep's jobs (a partition, account, time limit or resources that ``sbatch`` does
+    not accept), which submitit raises with sbatch's words, as one line; the sweep dir that this command
+    claimed, holding only the jobs' submission files, is removed."""
+    from submitit.core.utils import FailedJobError
+
+    if not (isinstance(error, FailedJobError) and str(error).startswith("sbatch: error:")):
+        return None
+    words = "; ".join(line.removeprefix("sbatch: error:").strip() for line in str(error).splitlines() if line.strip())
+    command = getattr(error.__cause__, "cmd", None) or [""]  # sbatch <sweep dir>/.submitit/<submission file>
+    submitit_dir = next((p for p in Path(command[-1]).parents if p.name == ".submitit"), None)
+    if submitit_dir is not None:
+        sweep_dir = submitit_dir.parent
+        only_this_attempt = {p.name for p in sweep_dir.iterdir()} <= {"multirun.yaml", ".submitit"}
+        if sweep_dir.resolve() in claimed_dirs() or only_this_attempt:
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+    return f"SLURM refused the jobs: {words}: check the hydra.launcher settings (partition, account, timeout_min, ...)"
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -271,15 +294,40 @@ def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | 
 
 
 RANK0_CKPT_ENV = "ALEXNET_LAB_RANK0_CKPT"
+RANK0_WAIT_S = 600.0
 
 
-def shared_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | None:
-    """:func:`resolve_ckpt_path` in rank 0; the ranks it starts (which inherit its environment) take its answer,
-    so that all start from the same checkpoint, or all from scratch."""
-    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and RANK0_CKPT_ENV in os.environ:
+def shared_ckpt_path(ckpt_path: str | None, outputs_root: str | Path, output_dir: str | Path) -> str | None:
+    """:func:`resolve_ckpt_path`, chosen once by rank 0 for every rank of the job. The ranks rank 0 starts take
+    its answer from the environment they inherit; the ranks of ``srun`` or torchrun, which start on their own,
+    from a file rank 0 writes into the run dir they share (``output_dir``), named after this start of the
+    job, so that a requeued job's ranks never read an earlier start's choice."""
+    if int(os.environ.get("LOCAL_RANK") or 0) > 0 and RANK0_CKPT_ENV in os.environ:
         return os.environ[RANK0_CKPT_ENV] or None
-    resolved = resolve_ckpt_path(ckpt_path, outputs_root)
+    start = cluster.job_start()
+    restarted = os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
+    if start is None or (ckpt_path is None and not restarted):  # nothing to choose, or one process alone
+        resolved = resolve_ckpt_path(ckpt_path, outputs_root)
+    else:
+        choice = Path(output_dir, f".ckpt_path-{start}")
+        if cluster.process_rank() == 0:
+            resolved = resolve_ckpt_path(ckpt_path, outputs_root)
+            atomic_write(choice, lambda tmp: tmp.write_text(json.dumps(resolved)))
+        else:
+            resolved = _wait_for_rank0(choice)
     os.environ[RANK0_CKPT_ENV] = resolved or ""  # job_scope puts the environment back after the job
+    return resolved
+
+
+def _wait_for_rank0(choice: Path) -> str | None:
+    deadline = time.monotonic() + RANK0_WAIT_S
+    while not choice.is_file():
+        if time.monotonic() > deadline:
+            raise UserError(f"rank 0 did not choose the checkpoint to resume from within {RANK0_WAIT_S:.0f} s "
+                            f"({choice} is missing): see rank 0's error")  # fmt: skip
+        time.sleep(0.2)
+    resolved = json.loads(choice.read_text())
+    log.info("ckpt_path: %s, as rank 0 chose", resolved)
     return resolved
 
 

@@ -1,0 +1,126 @@
+"""Files that several processes write or choose at once: temp files, files made once, run dirs, the resume
+checkpoint of a job's ranks. Each test runs real concurrent processes on a fresh folder."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from alexnet_lab import run
+from alexnet_lab.config import claim_dir
+from alexnet_lab.files import atomic_write, create_once
+
+fork = multiprocessing.get_context("fork")  # each child starts with this process's (empty) claims and imports
+
+
+def run_all(target, args_list: list[tuple]) -> None:
+    procs = [fork.Process(target=target, args=args) for args in args_list]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+
+
+def slow_writer(path: Path, text: str, seconds: float) -> None:
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+        time.sleep(seconds)
+
+    atomic_write(path, write)
+
+
+def test_two_writers_of_one_file_keep_each_others_temp_file(tmp_path: Path) -> None:
+    """The first writer is slower: the second starts while the first's temp file exists, finishes first, and
+    must leave that temp file alone (it used to delete it as stale, and the first then failed to rename it)."""
+    path = tmp_path / "stats.pt"
+    first = fork.Process(target=slow_writer, args=(path, "first", 1.5))
+    first.start()
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".stats.pt.tmp-*")):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    slow_writer(path, "second", 0.0)
+    first.join(30)
+    assert first.exitcode == 0, "the slower writer's rename failed"
+    assert path.read_text() == "first" and not list(tmp_path.glob(".stats.pt.tmp-*"))
+
+
+def count_and_write(path: Path, log: Path) -> None:
+    def create(target: Path) -> None:
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(0.5)  # long enough for every other process to arrive while it computes
+        atomic_write(target, lambda tmp: tmp.write_text("made"))
+
+    assert create_once(path, create).read_text() == "made"
+
+
+def test_a_file_made_once_by_processes_that_start_together(tmp_path: Path) -> None:
+    path, log = tmp_path / "fresh" / "sample-stats.pt", tmp_path / "log"
+    run_all(count_and_write, [(path, log)] * 6)
+    assert len(log.read_text().splitlines()) == 1, "computed once, the others waited and read it"
+
+
+def claim_as_task(base: str, env: dict[str, str], out: Path, delay: float) -> None:
+    time.sleep(delay)
+    os.environ.update(env)
+    out.write_text(claim_dir(f"{base}_{delay}") + "\n" + claim_dir(f"{base}_{delay}"))
+
+
+def test_the_ranks_and_the_requeued_runs_of_a_slurm_job_share_one_run_dir(tmp_path: Path) -> None:
+    """Each process asks at its own time (another <date_time>): the ranks of a job's step, and the same step
+    after a requeue, get the dir the first one claimed; another step, and another job, get their own."""
+    base = str(tmp_path / "train" / "runs" / "2026-11-30_10-00-0")
+    step0 = {"SLURM_JOB_ID": "41", "SLURM_STEP_ID": "0", "SLURM_PROCID": "0"}
+    cases = [({**step0, "SLURM_PROCID": str(rank)}, delay) for rank, delay in ((0, 0.0), (1, 0.01), (1, 0.02))]
+    cases += [({**step0, "SLURM_RESTART_COUNT": "1"}, 0.3)]  # requeued, later
+    cases += [({**step0, "SLURM_STEP_ID": "1"}, 0.4), ({**step0, "SLURM_JOB_ID": "42"}, 0.5)]
+    run_all(claim_as_task, [(base, env, tmp_path / f"{i}.txt", delay) for i, (env, delay) in enumerate(cases)])
+    claimed = [(tmp_path / f"{i}.txt").read_text().split("\n") for i in range(len(cases))]
+    assert all(first == second for first, second in claimed), "asked twice: the same answer"
+    dirs = [first for first, _ in claimed]
+    assert len(set(dirs[:4])) == 1, "one dir for the job's step, its ranks and its requeued run"
+    assert len({dirs[0], dirs[4], dirs[5]}) == 3, "another step, another job: their own dirs"
+    assert sorted(p.name for p in Path(base).parent.iterdir() if p.is_dir()) == sorted(Path(d).name for d in set(dirs))
+
+
+@pytest.fixture
+def as_rank(monkeypatch: pytest.MonkeyPatch):
+    def _as(rank: int, restart: int = 0) -> None:
+        for key in ("RANK", "LOCAL_RANK", run.RANK0_CKPT_ENV):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("SLURM_JOB_ID", "77")
+        monkeypatch.setenv("SLURM_STEP_ID", "0")
+        monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+        monkeypatch.setenv("SLURM_PROCID", str(rank))
+        monkeypatch.setenv("SLURM_RESTART_COUNT", str(restart))
+
+    return _as
+
+
+def test_the_ranks_of_an_srun_job_resume_from_the_checkpoint_rank_0_chose(
+    tmp_path: Path, as_rank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    # rank 0 chooses and says so in the run dir the ranks share
+    as_rank(0, restart=1)
+    monkeypatch.setattr(run, "resolve_ckpt_path", lambda ckpt_path, root: "/ckpts/chosen-by-rank-0.ckpt")
+    assert run.shared_ckpt_path(None, tmp_path, run_dir) == "/ckpts/chosen-by-rank-0.ckpt"
+    # rank 1 takes that choice, whatever it would have found itself
+    as_rank(1, restart=1)
+    monkeypatch.setattr(run, "resolve_ckpt_path", lambda ckpt_path, root: "/ckpts/elsewhere.ckpt")
+    assert run.shared_ckpt_path(None, tmp_path, run_dir) == "/ckpts/chosen-by-rank-0.ckpt"
+    # after the next requeue rank 1 waits for rank 0's new choice instead of reading the earlier one
+    as_rank(1, restart=2)
+    monkeypatch.setattr(run, "RANK0_WAIT_S", 0.5)
+    with pytest.raises(run.UserError, match="rank 0 did not choose the checkpoint to resume from"):
+        run.shared_ckpt_path(None, tmp_path, run_dir)
+    (run_dir / ".ckpt_path-slurm-77.0-restart2").write_text(json.dumps(None))
+    assert run.shared_ckpt_path(None, tmp_path, run_dir) is None
