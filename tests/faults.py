@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -33,3 +35,17 @@ class SignalAtStep(L.Callback):
                                 batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
         if not trainer.sanity_checking:
             self._maybe_send(trainer, "validation")
+
+
+class SlowSteps(L.Callback):
+    """Each training step takes ``seconds`` longer, so that a test can signal a run while it trains; after each
+    step rank 0 writes the number of steps done to ``progress`` (a file)."""
+
+    def __init__(self, seconds: float, progress: str) -> None:
+        self.seconds, self.progress = seconds, Path(progress)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:  # fmt: skip
+        if trainer.is_global_zero:
+            self.progress.write_text(str(trainer.global_step))
+        time.sleep(self.seconds)
