@@ -242,7 +242,7 @@ def make_shards(root: Path, distinct: int, total: int, workers: int) -> Path:
 
 
 def loader(results: Results, device: torch.device, shards: Path, tiny: bool) -> None:
-    from alexnet_lab.data import ImageNetDataModule
+    from alexnet_lab.data.imagenet import ImageNetDataModule
 
     cores = os.cpu_count() or 1
     batch, batches = (8, 6) if tiny else (128, 300)

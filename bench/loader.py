@@ -29,7 +29,7 @@ from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from alexnet_lab.data.datamodule import ImageDataset, collate  # noqa: E402
+from alexnet_lab.data.imagenet import ImageDataset, collate  # noqa: E402
 from alexnet_lab.data.layouts import read_split  # noqa: E402
 from alexnet_lab.data.prepared import (  # noqa: E402
     CHROMA_DEFAULT,

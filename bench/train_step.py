@@ -27,6 +27,7 @@ import alexnet_lab  # noqa: E402,F401  (registers the strategy)
 from alexnet_lab.models.alexnet import PAPER_INPUT_SIZE  # noqa: E402
 from alexnet_lab.module import ClassifierModule  # noqa: E402
 
+ALEXNET = {"_target_": "alexnet_lab.models.AlexNet", "num_classes": 1000}
 RECIPE = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_factor": 0.1, "lr_drops": 3, "schedule": "step"}
 
 
@@ -74,7 +75,7 @@ def _sync(device: torch.device | str) -> None:
 def lightning_rate(args: argparse.Namespace, batches: list[dict[str, torch.Tensor]], precision: str = "32-true",
                    channels_last: bool = False, compile: bool = False, loader: Any = None,
                    net: dict[str, Any] | None = None) -> float:  # fmt: skip
-    model = ClassifierModule({"num_classes": 1000, **(net or {})}, **RECIPE, channels_last=channels_last,
+    model = ClassifierModule({**ALEXNET, **(net or {})}, **RECIPE, channels_last=channels_last,
                              compile=compile)  # fmt: skip
     timer = Timer(args.warmup)
     trainer = L.Trainer(accelerator=args.device if args.device != "cuda" else "gpu", devices=1,
@@ -92,7 +93,7 @@ def lightning_rate(args: argparse.Namespace, batches: list[dict[str, torch.Tenso
 def plain_rate(args: argparse.Namespace, batches: list[dict[str, torch.Tensor]], precision: str = "32-true",
                channels_last: bool = False, net: dict[str, Any] | None = None) -> float:  # fmt: skip
     """The same model, optimiser and batches in a hand-written loop (bf16 autocast for ``bf16-mixed``)."""
-    module = ClassifierModule({"num_classes": 1000, **(net or {})}, **RECIPE)
+    module = ClassifierModule({**ALEXNET, **(net or {})}, **RECIPE)
     model = module.net.to(args.device)
     opt = module.configure_optimizers()["optimizer"]  # the module's own optimiser over the same parameters
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -150,7 +151,7 @@ def main() -> None:
     for name, options in variants:
         print(f"{name:<40} {lightning_rate(args, batches, **options):10.0f} images/s (synthetic, on device)")
     if args.prepared:
-        from alexnet_lab.data import ImageNetDataModule
+        from alexnet_lab.data.imagenet import ImageNetDataModule
 
         for name, options in variants[1:]:
             data = ImageNetDataModule(str(args.prepared), layout="prepared", num_workers=16,

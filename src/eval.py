@@ -3,26 +3,23 @@ python src/eval.py ckpt_path=PATH [data=imagenet data.root=DIR]
 python src/eval.py 'ckpt_path=[A.ckpt,B.ckpt,...]'   # section 6: the softmax averaged over the CNNs"""
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig
 
-import hydra  # noqa: E402
-import lightning as L  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig, ListConfig  # noqa: E402
-
-from alexnet_lab import launch, run  # noqa: E402
-from alexnet_lab.errors import UserError  # noqa: E402
-from alexnet_lab.module import ClassifierModule, Ensemble  # noqa: E402
+from alexnet_lab import config, launch, resume, settings
+from alexnet_lab.errors import UserError, cli, user_errors
+from alexnet_lab.module import ClassifierModule, Ensemble
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    run.check_config(cfg)
+    settings.check_config(cfg, "eval")
     L.seed_everything(cfg.seed, workers=True)
     given = list(cfg.ckpt_path) if isinstance(cfg.ckpt_path, ListConfig) else [cfg.ckpt_path]
-    paths = [run.resolve_ckpt_path(str(path), cfg.paths.log_dir) or "" for path in given]
+    paths = [resume.resolve_ckpt_path(str(path), cfg.paths.log_dir) or "" for path in given]
     if not paths or "" in paths:
         raise UserError("no checkpoint: pass ckpt_path=PATH (a .ckpt file written by src/train.py), or a list")
     members = [ClassifierModule.load_from_checkpoint(path, map_location="cpu", weights_only=True) for path in paths]
@@ -35,14 +32,16 @@ def evaluate(cfg: DictConfig) -> dict:
         # the crops follow the checkpoints' net (224 or 227)
         options = {"test_crops": crops, "crop_size": model.input_size} if multi_crop else {}
         datamodule = instantiate(cfg.data, **options)
+        settings.check_fits(members[0].net, datamodule)
         logged = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
         metrics = {k.removeprefix("val/"): float(v) for k, v in logged.items()}
         key = f"{crops}_crop"
         results[key] = {k: v for k, v in metrics.items() if not k.startswith("member")}
         for i, member in enumerate(members_results):
             member[key] = {k.removeprefix(f"member{i}/"): v for k, v in metrics.items() if k.startswith(f"member{i}/")}
-        print(f"{crops:>2} crop(s): top-1 error {metrics['top1_err']:.4f}  top-5 error {metrics['top5_err']:.4f}"
-              + (f"  ({len(paths)} CNNs averaged)" if len(paths) > 1 else ""))  # fmt: skip
+        averaged = f"  ({len(paths)} CNNs averaged)" if len(paths) > 1 else ""
+        errors = f"top-1 error {metrics['top1_err']:.4f}  top-5 error {metrics['top5_err']:.4f}"
+        print(f"{crops:>2} crop(s): {errors}{averaged}")
     if len(paths) > 1:
         results["members"] = members_results
     if trainer.is_global_zero:
@@ -54,9 +53,11 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    with run.user_errors(), launch.job_scope(__file__):  # each job of a sweep starts clean
+    config.register()  # also where submitit starts a job
+    with user_errors(), launch.job_scope(__file__):  # each job of a sweep starts clean
         evaluate(cfg)
 
 
 if __name__ == "__main__":
-    run.cli(main)
+    config.register()
+    cli(main)

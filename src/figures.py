@@ -3,35 +3,30 @@
 Writes fig3.png and fig4.png into the run dir and logs them to W&B (offline unless WANDB_MODE says otherwise).
 The training images' features are computed on the GPU when there is one."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
-import hydra  # noqa: E402
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from alexnet_lab import figures, launch, run  # noqa: E402
-from alexnet_lab.errors import UserError  # noqa: E402
-from alexnet_lab.module import ClassifierModule  # noqa: E402
-from alexnet_lab.resume import checkpoint_facts  # noqa: E402
-
-run.default_wandb_mode()
+from alexnet_lab import config, figures, launch, resume, settings
+from alexnet_lab.errors import UserError, cli, user_errors
+from alexnet_lab.module import ClassifierModule
 
 
 def draw(cfg: DictConfig) -> dict[str, Path]:
-    run.check_config(cfg)
+    settings.check_config(cfg, "figures")
     L.seed_everything(cfg.seed)
-    ckpt_path = run.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir)
+    ckpt_path = resume.resolve_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir)
     if ckpt_path is None:
         raise UserError("no checkpoint: pass ckpt_path=PATH (a .ckpt file written by src/train.py)")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = ClassifierModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True).eval()
     options = {"crop_size": int(model.net.input_size)} if "crop_size" in cfg.data else {}
     datamodule = instantiate(cfg.data, **options)
+    settings.check_fits(model.net, datamodule)
     datamodule.prepare_data()
     datamodule.setup("fit")
     out = Path(cfg.paths.output_dir)
@@ -43,7 +38,7 @@ def draw(cfg: DictConfig) -> dict[str, Path]:
     if cfg.logger.get("wandb"):
         name = f"figures:{Path(ckpt_path).parent.parent.name}"
         loggers.append(instantiate(cfg.logger.wandb, name=name, job_type="figures", save_dir=str(out)))
-    figures.log_figures(loggers, paths, metrics, step=checkpoint_facts(ckpt_path).global_step)
+    figures.log_figures(loggers, paths, metrics, step=resume.checkpoint_facts(ckpt_path).global_step)
     for logger in loggers:
         logger.experiment.finish()
     for key, value in metrics.items():
@@ -55,9 +50,11 @@ def draw(cfg: DictConfig) -> dict[str, Path]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="figures")
 def main(cfg: DictConfig) -> None:
-    with run.user_errors(), launch.job_scope(__file__):
+    config.register()  # also where submitit starts a job
+    with user_errors(), launch.job_scope(__file__):
         draw(cfg)
 
 
 if __name__ == "__main__":
-    run.cli(main)
+    config.register()
+    cli(main)

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 from torch import nn
 
-from alexnet_lab import schema
+from alexnet_lab import settings
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -55,7 +55,9 @@ def changed(compose_cfg, *overrides: str) -> dict[str, tuple[Any, Any]]:
     ],
 )
 def test_ablation_group_changes_only_its_key(compose_cfg, override, key, default, value) -> None:
-    assert changed(compose_cfg, override) == {key: (default, value)}
+    # the group's choice (ablation.<group>, for the reports and W&B) and the net's argument it sets
+    group = override.split("=")[0]
+    assert changed(compose_cfg, override) == {key: (default, value), f"ablation.{group}": (default, value)}
 
 
 def test_defaults_are_the_papers_two_column_net_on_one_device(compose_cfg) -> None:
@@ -82,7 +84,7 @@ def test_gpus_2_is_two_columns_on_two_devices_with_ddp(compose_cfg) -> None:
 
 def test_gpus_other_values_give_a_clear_error(compose_cfg) -> None:
     cfg = compose_cfg("gpus=3")
-    with pytest.raises(InterpolationResolutionError, match="gpus=3 is not a choice: use gpus=1"):
+    with pytest.raises(InterpolationResolutionError, match="gpus=3 is not a choice: use one of 1, 2, or null"):
         OmegaConf.to_container(cfg.model, resolve=True)
 
 
@@ -186,11 +188,11 @@ def test_every_preset_passes_its_schema(compose_cfg, experiment: str, gpus: str)
     cfg = compose_cfg(f"experiment={experiment}", f"gpus={gpus}", "data.root=/datasets/x")
     with open_dict(cfg):
         cfg.pop("hydra")
-    schema.check_values(cfg)  # raises on the first value out of its range
+    settings.check_config(cfg, "train")  # raises on the first value out of its range
     small = experiment in ("fig1", "lenet5")
-    assert OmegaConf.get_type(cfg.model) is (schema.SmallModelConf if small else schema.ModelConf)
-    assert OmegaConf.get_type(cfg.data) is (schema.SmallDataConf if small else schema.DataConf)
-    assert cfg.model.net.arch == {"fig1": "cifar_net", "lenet5": "lenet5"}.get(experiment, "alexnet")
+    assert cfg.data._target_.endswith("SmallImageDataModule" if small else "ImageNetDataModule")
+    net = cfg.model.net._target_.rpartition(".")[2]
+    assert net == {"fig1": "CifarNet", "lenet5": "LeNet5"}.get(experiment, "AlexNet")
 
 
 def test_a_trainer_argument_added_with_plus_reaches_the_trainer(compose_cfg) -> None:

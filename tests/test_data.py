@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from pathlib import Path
@@ -12,10 +13,10 @@ import torch
 from PIL import Image
 from torchvision.datasets import imagenet as tv_imagenet
 
-from alexnet_lab.data import ImageNetDataModule, ShardSampler, read_split
-from alexnet_lab.data.datamodule import ImageDataset, collate
-from alexnet_lab.data.layouts import LAYOUTS, BadImageError, DataRootError, detect_layout, load_rgb
-from alexnet_lab.data.sample import CLASSES, QUIRKS, generate, write_layout
+from alexnet_lab.data.base import EachOnceSampler
+from alexnet_lab.data.generated import CLASSES, QUIRKS, generate, write_layout
+from alexnet_lab.data.imagenet import ImageDataset, ImageNetDataModule, collate
+from alexnet_lab.data.layouts import LAYOUTS, BadImageError, DataRootError, detect_layout, load_rgb, read_split
 from alexnet_lab.data.sampling import ResumableSampler, mix, seed_step
 from alexnet_lab.data.stats import compute_stats
 from alexnet_lab.data.transforms import (
@@ -220,14 +221,14 @@ def test_statistics_are_the_mean_image_and_rgb_covariance(layouts: dict[str, Pat
 
 @pytest.mark.parametrize("world", [1, 2, 3])
 def test_val_shards_count_every_image_once(world: int) -> None:
-    shards = [list(ShardSampler(101, world, rank)) for rank in range(world)]
+    shards = [list(EachOnceSampler(101, world, rank)) for rank in range(world)]
     assert sorted(i for shard in shards for i in shard) == list(range(101))
-    assert [len(s) for s in shards] == [len(ShardSampler(101, world, r)) for r in range(world)]
+    assert [len(s) for s in shards] == [len(EachOnceSampler(101, world, r)) for r in range(world)]
 
 
 def test_datamodule_generates_the_sample_and_batches_it(tmp_path: Path) -> None:
     dm = ImageNetDataModule(root=str(tmp_path / "sample"), num_classes=4, batch_size=4, num_workers=0,
-                            sample=SMALL, test_crops=10)  # fmt: skip
+                            sample=functools.partial(write_layout, **SMALL), test_crops=10)  # fmt: skip
     dm.prepare_data()
     dm.setup("fit")
     assert dm.stats_file.is_file() and dm.class_names[0].startswith("tench")

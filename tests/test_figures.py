@@ -4,6 +4,7 @@ on CIFAR-10), and LeNet-5 on MNIST, with the small datasets' readers."""
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import json
 import math
@@ -22,6 +23,7 @@ from alexnet_lab.figures import (
     TILE_SCALE,
     column_saturation,
     draw_figure4,
+    first_conv,
     kernel_mosaic,
     nearest_neighbours,
 )
@@ -59,7 +61,7 @@ def test_mosaic_puts_each_column_in_its_own_block_of_rows() -> None:
     top, bottom = mosaic[:block], mosaic[block + COLUMN_GAP :]
     assert (top[..., 0].astype(int) - top[..., 1]).max() == 255, "the top block holds column 1's red kernels"
     assert np.array_equal(bottom[..., 0], bottom[..., 1]) and np.array_equal(bottom[..., 1], bottom[..., 2])
-    lenet = kernel_mosaic(LeNet5().first_conv.weight, columns=1)  # 6 grey 5x5 kernels in one row
+    lenet = kernel_mosaic(first_conv(LeNet5()).weight, columns=1)  # 6 grey 5x5 kernels in one row
     assert lenet.shape == (5 * TILE_SCALE, 6 * (5 * TILE_SCALE + GAP) - GAP, 3)
 
 
@@ -83,7 +85,9 @@ def test_figure4_from_a_checkpoint_on_the_sample(tmp_path: Path) -> None:
 
     model = ClassifierModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", weights_only=True).eval()
     datamodule = small.SmallImageDataModule(
-        "mnist", str(tmp_path / "mnist"), sample={"train_per_class": 20, "val_per_class": 5}
+        "mnist",
+        str(tmp_path / "mnist"),
+        sample=functools.partial(small.write_mnist, train_per_class=20, val_per_class=5),
     )
     datamodule.prepare_data()
     datamodule.setup()
@@ -166,6 +170,31 @@ def test_lenet5_has_the_papers_layers_and_61706_parameters() -> None:
     net = LeNet5()
     assert sum(p.numel() for p in net.parameters()) == expected
     assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 10) and net.hidden(torch.zeros(1, 1, 32, 32)).shape == (1, 84)
+
+
+@pytest.mark.slow(10)
+def test_model_lenet5_runs_without_a_preset_on_its_images_and_not_on_others(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    ok(
+        run_in_process(
+            "train.py",
+            "~experiment",
+            "model=lenet5",
+            "data=mnist_sample",
+            "logger=csv",
+            "trainer.max_epochs=1",
+            "callbacks.figures.neighbours=false",
+            f"hydra.run.dir={run}",
+            cwd=tmp_path,
+        )
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["params"] == 61_706 and summary["val/images"] == 10 * 10
+    wrong = run_in_process("train.py", "~experiment", "model=lenet5", "data.sample.seed=778",
+                           f"hydra.run.dir={tmp_path / 'wrong'}", cwd=tmp_path)  # fmt: skip
+    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines()[-1].startswith(
+        "error: the net (LeNet5) takes 1x32x32 images and the data give 3x224x224: choose a dataset of its images"
+    )
 
 
 def test_figure1s_cifar_net_is_layers_18pct_without_normalisation() -> None:

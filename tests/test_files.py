@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_lab import run
+from alexnet_lab import resume
 from alexnet_lab.config import claim_dir
 from alexnet_lab.files import atomic_write, create_once
 
@@ -93,7 +93,7 @@ def test_the_ranks_and_the_requeued_runs_of_a_slurm_job_share_one_run_dir(tmp_pa
 @pytest.fixture
 def as_rank(monkeypatch: pytest.MonkeyPatch):
     def _as(rank: int, restart: int = 0) -> None:
-        for key in ("RANK", "LOCAL_RANK", run.RANK0_CKPT_ENV):
+        for key in ("RANK", "LOCAL_RANK", resume.RANK0_CKPT_ENV):
             monkeypatch.delenv(key, raising=False)
         monkeypatch.setenv("SLURM_JOB_ID", "77")
         monkeypatch.setenv("SLURM_STEP_ID", "0")
@@ -111,16 +111,16 @@ def test_the_ranks_of_an_srun_job_resume_from_the_checkpoint_rank_0_chose(
     run_dir.mkdir()
     # rank 0 chooses and says so in the run dir the ranks share
     as_rank(0, restart=1)
-    monkeypatch.setattr(run, "resolve_ckpt_path", lambda ckpt_path, root: "/ckpts/chosen-by-rank-0.ckpt")
-    assert run.shared_ckpt_path(None, tmp_path, run_dir) == "/ckpts/chosen-by-rank-0.ckpt"
+    monkeypatch.setattr(resume, "resolve_ckpt_path", lambda ckpt_path, root: "/ckpts/chosen-by-rank-0.ckpt")
+    assert resume.shared_ckpt_path(None, tmp_path, run_dir) == "/ckpts/chosen-by-rank-0.ckpt"
     # rank 1 takes that choice, whatever it would have found itself
     as_rank(1, restart=1)
-    monkeypatch.setattr(run, "resolve_ckpt_path", lambda ckpt_path, root: "/ckpts/elsewhere.ckpt")
-    assert run.shared_ckpt_path(None, tmp_path, run_dir) == "/ckpts/chosen-by-rank-0.ckpt"
+    monkeypatch.setattr(resume, "resolve_ckpt_path", lambda ckpt_path, root: "/ckpts/elsewhere.ckpt")
+    assert resume.shared_ckpt_path(None, tmp_path, run_dir) == "/ckpts/chosen-by-rank-0.ckpt"
     # after the next requeue rank 1 waits for rank 0's new choice instead of reading the earlier one
     as_rank(1, restart=2)
-    monkeypatch.setattr(run, "RANK0_WAIT_S", 0.5)
-    with pytest.raises(run.UserError, match="rank 0 did not choose the checkpoint to resume from"):
-        run.shared_ckpt_path(None, tmp_path, run_dir)
+    monkeypatch.setattr(resume, "RANK0_WAIT_S", 0.5)
+    with pytest.raises(resume.UserError, match="rank 0 did not choose the checkpoint to resume from"):
+        resume.shared_ckpt_path(None, tmp_path, run_dir)
     (run_dir / ".ckpt_path-slurm-77.0-restart2").write_text(json.dumps(None))
-    assert run.shared_ckpt_path(None, tmp_path, run_dir) is None
+    assert resume.shared_ckpt_path(None, tmp_path, run_dir) is None

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from alexnet_lab.data import prepared as prep
-from alexnet_lab.data.sample import write_layout
+from alexnet_lab.data.generated import write_layout
 from alexnet_lab.data.transforms import Crops
 from alexnet_lab.models.alexnet import PaperLRN
 from conftest import run_script

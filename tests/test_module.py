@@ -8,12 +8,12 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from alexnet_lab.data import per_device_batch
+from alexnet_lab.data.base import per_device_batch
 from alexnet_lab.errors import UserError
 from alexnet_lab.module import CheckpointMismatchError, ClassifierModule, Ensemble, error_metrics
 from alexnet_lab.optim import PaperSGD
 
-TINY_NET = {"num_classes": 6}
+TINY_NET = {"_target_": "alexnet_lab.models.AlexNet", "num_classes": 6}
 RECIPE = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_factor": 0.1, "lr_drops": 3}
 
 

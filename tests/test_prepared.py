@@ -9,11 +9,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from alexnet_lab.data import ImageNetDataModule
 from alexnet_lab.data import prepared as prep
-from alexnet_lab.data.datamodule import collate
+from alexnet_lab.data.generated import write_layout
+from alexnet_lab.data.imagenet import ImageNetDataModule, collate
 from alexnet_lab.data.layouts import load_rgb, read_split
-from alexnet_lab.data.sample import write_layout
 from alexnet_lab.data.sampling import ResumableSampler
 from alexnet_lab.data.stats import compute_stats, load_stats
 from alexnet_lab.data.transforms import Crops, preprocess

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from alexnet_lab.data.sample import write_layout
+from alexnet_lab.data.generated import write_layout
 from alexnet_lab.resume import checkpoint_facts
 from conftest import REPO, run_in_process, run_script
 

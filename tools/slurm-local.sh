@@ -3,7 +3,8 @@
 #
 #   bash tools/slurm-local.sh install   # Debian's slurm-wlm 22.05, munge, slurmdbd and mariadb-server (apt-get)
 #   bash tools/slurm-local.sh start     # starts munged, mariadbd, slurmdbd, slurmctld and slurmd
-#   bash tools/slurm-local.sh stop      # stops the daemons that `start` started, and nothing else
+#   bash tools/slurm-local.sh stop      # stops the daemons that `start` started, and nothing else (a daemon
+#                                       # that was already running when `start` ran is left running)
 #
 # As root, in a container or a CI machine: the daemons run as root, without cgroups
 # (ProctrackType=proctrack/linuxproc, TaskPlugin=task/none). slurmdbd and MariaDB are there because submitit
@@ -27,6 +28,10 @@ install() {
 
 started() {  # the pid file of a daemon names a live process
     [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null
+}
+
+mine() {  # `start` notes each daemon it starts itself; `stop` stops those only
+    echo "$1" >>"$state/started-here"
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
@@ -93,32 +98,41 @@ start() {
         mkdir -p /run/munge
         munged --force --pid-file="$state/munged.pid" --socket=/run/munge/munge.socket.2 \
             --log-file="$state/log/munged.log"
+        mine munged
     fi
     if ! started mariadbd; then
         [ -d "$state/mysql" ] || mariadb-install-db --datadir="$state/mysql" --user=root >"$state/log/mariadb-install.log"
         # grant tables skipped: the database listens on 127.0.0.1 only, for slurmdbd
         mariadbd --datadir="$state/mysql" --user=root --skip-grant-tables --bind-address=127.0.0.1 \
             --port="$db_port" --socket="$state/mysql.sock" --pid-file="$state/mariadbd.pid" \
-            --log-error="$state/log/mariadb.log" &
+            --log-error="$state/log/mariadb.log" 2>/dev/null &
+        mine mariadbd
         wait_for 60 "mariadbd" mariadb --protocol=tcp -h 127.0.0.1 -P "$db_port" -e "select 1"
     fi
-    started slurmdbd || slurmdbd
-    wait_for 60 "slurmdbd" sacctmgr -n list cluster
-    started slurmctld || slurmctld
-    wait_for 60 "slurmctld" scontrol ping
-    started slurmd || slurmd
-    wait_for 60 "the node" sh -c "sinfo -h -o %t | grep -qx idle"
+    for daemon in slurmdbd slurmctld slurmd; do
+        if ! started "$daemon"; then
+            "$daemon"
+            mine "$daemon"
+        fi
+        case $daemon in
+            slurmdbd) wait_for 60 "slurmdbd" sacctmgr -n list cluster ;;
+            slurmctld) wait_for 60 "slurmctld" scontrol ping ;;
+            slurmd) wait_for 60 "the node" sh -c "sinfo -h -o %t | grep -qx idle" ;;
+        esac
+    done
     echo "slurm-local: cluster 'local' is up on $host ($cpus CPUs); stop it with: bash $0 stop"
 }
 
 stop() {
+    [ -f "$state/started-here" ] || return 0
     for daemon in slurmd slurmctld slurmdbd mariadbd munged; do
-        if started "$daemon"; then
+        if grep -qx "$daemon" "$state/started-here" && started "$daemon"; then
             pid=$(cat "$state/$daemon.pid")
             kill "$pid"
             for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         fi
     done
+    rm -f "$state/started-here"
 }
 
 case "${1:-}" in

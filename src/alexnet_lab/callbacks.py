@@ -9,15 +9,17 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
+from annotated_types import Interval
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
-from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from alexnet_lab import compat
 from alexnet_lab.cluster import slurm_job_id
 from alexnet_lab.errors import UserError
+from alexnet_lab.report import FIG1_TARGET, epochs_to
 
 
 class ImagesPerSecond(L.Callback):
@@ -42,30 +44,22 @@ class ImagesPerSecond(L.Callback):
             pl_module.log("train/images_per_sec", self.images / seconds, on_epoch=True, rank_zero_only=True)
 
 
-def at_last_batch(trainer: L.Trainer) -> bool:
-    """Whether the training step that just ended was its epoch's last.
-
-    A checkpoint written there is one Lightning resumes from by skipping that epoch's validation and its
-    epoch-end hooks (the lr schedule's step among them), so a resumed run would not equal an uninterrupted
-    one. Checkpoints are written after the validation instead (:class:`StepCheckpoint`, :class:`Preemption`).
-    """
-    return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
-
-
 class StepCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint(every_n_train_steps=N)`` that skips a save that falls on an epoch's last step: the
-    epoch-end checkpoint, after the validation, follows at once (see :func:`at_last_batch`)."""
+    epoch-end checkpoint, after the validation, follows at once. (Lightning resumes from a checkpoint of an
+    epoch's last step by skipping that epoch's validation and its epoch-end hooks, the lr schedule's step
+    among them, so a resumed run would not equal an uninterrupted one.)"""
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:  # fmt: skip
-        if not at_last_batch(trainer):
+        if not compat.at_last_batch(trainer):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 class Preemption(Checkpoint):
     """Saves ``last.ckpt`` at the end of the step when a signal asks the run to stop, and exits 0 before the
     next step (a run whose last step it was simply finishes). A signal that arrives in an epoch's last step or
-    its validation is acted on after the validation (see :func:`at_last_batch`).
+    its validation is acted on after the validation (see :class:`StepCheckpoint`).
 
     - ``stop_signals`` (SIGTERM: ``scancel``, a preemption, the time limit itself): save and exit. The job
       ends; if SLURM preempts with ``PreemptMode=REQUEUE``, SLURM requeues it itself.
@@ -112,16 +106,14 @@ class Preemption(Checkpoint):
         if self.first is not None:
             return
         self.first = signal.Signals(signum)
-        launcher = self._trainer.strategy.launcher if self._trainer is not None else None
-        if isinstance(launcher, _SubprocessScriptLauncher):
-            for proc in launcher.procs:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signum)
+        for proc in compat.started_ranks(self._trainer):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not at_last_batch(trainer):  # every rank knows it: they all skip this agreement alike
+        if not compat.at_last_batch(trainer):  # every rank knows it: they all skip this agreement alike
             self._save_if_signalled(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -152,25 +144,31 @@ class Preemption(Checkpoint):
 
 
 class FirstEpochBelow(L.Callback):
-    """Figure 1's measure: logs ``fig1/epochs_to_target``, the number of epochs after which the epoch's
-    ``metric`` (training error) first fell below ``threshold``, once (rank 0's loggers)."""
+    """Figure 1's measure, logged to W&B as it happens: ``fig1/epochs_to_target``, the number of epochs after
+    which the epoch's ``metric`` (training error) first fell below ``threshold`` (alexnet_lab.report.epochs_to,
+    which the sweep's report computes from metrics.csv)."""
 
-    def __init__(self, metric: str = "train/top1_err", threshold: float = 0.25) -> None:
+    def __init__(self, metric: str = "train/top1_err",
+                 threshold: Annotated[float, Interval(gt=0, le=1)] = FIG1_TARGET) -> None:  # fmt: skip
         self.metric, self.threshold = metric, threshold
-        self.epochs: int | None = None
+        self.curve: list[tuple[int, float]] = []
+        self.logged = False
 
-    def _check(self, trainer: L.Trainer, epochs_done: int) -> None:
+    def _check(self, trainer: L.Trainer) -> None:
         # the epoch's training metrics reach callback_metrics after the epoch-end hooks: read them at the
         # start of the next epoch, or at the end of training
         value = trainer.callback_metrics.get(self.metric)
-        if self.epochs is None and epochs_done > 0 and value is not None and float(value) < self.threshold:
-            self.epochs = epochs_done
-            if trainer.is_global_zero:
-                for logger in trainer.loggers:
-                    logger.log_metrics({"fig1/epochs_to_target": float(epochs_done)}, step=trainer.global_step)
+        done = trainer.current_epoch
+        if value is not None and done > 0 and (not self.curve or self.curve[-1][0] < done - 1):
+            self.curve.append((done - 1, float(value)))
+        epochs = epochs_to(self.curve, self.threshold)
+        if epochs is not None and not self.logged and trainer.is_global_zero:
+            self.logged = True
+            for logger in trainer.loggers:
+                logger.log_metrics({"fig1/epochs_to_target": float(epochs)}, step=trainer.global_step)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._check(trainer, trainer.current_epoch)
+        self._check(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._check(trainer, trainer.current_epoch)
+        self._check(trainer)

@@ -1,6 +1,78 @@
-"""Mistakes a user can fix. The entry points print such an error's message on one line and exit with
-status 2 instead of showing a traceback."""
+"""A user's mistake ends a run with one line that names the cause and the fix, and exit status 2, not a
+traceback: :class:`UserError` says it, :func:`user_errors` and :func:`cli` print it."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 
-class UserError(Exception):
-    """An error whose message names the cause and the fix."""
+class UserError(ValueError):
+    """An error in a value the user gave, whose message names the cause and the fix."""
+
+
+def _lightning_refused(error: BaseException) -> str | None:
+    """Lightning refusing what it was asked for, in its own words on one line; about devices, with where ours
+    are chosen. (Lightning is looked at only if this process has imported it.)"""
+    if "lightning" not in sys.modules:
+        return None
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    if not isinstance(error, MisconfigurationException):
+        return None
+    text = " ".join(str(error).split())
+    about_devices = re.search(r"gpu|cuda|mps|tpu|device|accelerator", text, re.IGNORECASE)
+    hint = " (gpus=, trainer.accelerator= and trainer.devices= choose the devices)" if about_devices else ""
+    return f"Lightning refused the settings: {text}{hint}"
+
+
+def _message(error: BaseException) -> str | None:
+    """The one line for ``error`` or one of its causes (Hydra's instantiate wraps errors ``from e``); OmegaConf
+    drops the cause of a resolver's error, so its text is used instead."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, UserError):
+            return str(cause)
+        if isinstance(cause, InterpolationResolutionError):
+            text = str(cause).splitlines()[0]
+            return text.partition("while resolving interpolation: ")[2] or text
+        if (refused := _lightning_refused(cause)) is not None:
+            return refused
+        cause = cause.__cause__
+    return None
+
+
+@contextmanager
+def user_errors(explain: Callable[[BaseException], str | None] = _message) -> Iterator[None]:
+    """Runs the block; a user's mistake raised in it (one that ``explain`` puts in a line) ends the process with
+    that line and exit status 2."""
+    try:
+        yield
+    except Exception as error:
+        message = explain(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cli(main: Callable[[], Any]) -> None:
+    """Runs an entry point's ``@hydra.main`` function. A mistake Hydra meets while it composes the config (an
+    unknown key, a choice that does not exist) or launches the jobs (SLURM refusing them) ends, like a
+    :class:`UserError`, with one line and exit status 2; ``HYDRA_FULL_ERROR=1`` shows Hydra's report."""
+    from alexnet_lab import compat, settings
+    from alexnet_lab.sweeps import scheduler_refused
+
+    def explain(error: BaseException) -> str | None:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            return None
+        return settings.explain(error) or scheduler_refused(error)
+
+    with compat.hydra_errors_explained(explain):
+        main()

@@ -19,13 +19,16 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge
 from lightning.pytorch.loggers import WandbLogger
+
+from alexnet_lab.declare import PositiveInt
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +81,16 @@ def kernel_mosaic(kernels: torch.Tensor, columns: int) -> np.ndarray:
     return np.concatenate([x for b in padded for x in (b, gap)][:-1])
 
 
+def first_conv(net: torch.nn.Module) -> torch.nn.Conv2d:
+    """The first layer's convolution: the first in the net's modules."""
+    return next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+
+
 def draw_figure3(net: Any, path: Path) -> dict[str, float]:
     """Writes the mosaic to ``path`` (PNG); returns the columns' saturations (RGB kernels only)."""
     from PIL import Image
 
-    kernels = net.first_conv.weight
+    kernels = first_conv(net).weight
     columns = int(getattr(net, "columns", 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(kernel_mosaic(kernels, columns)).save(path)
@@ -203,8 +211,8 @@ class DrawFigures(L.Callback):
     of training, into ``dirpath``, and logs them (rank 0 only). ``max_train_images`` bounds Figure 4's
     nearest-neighbour search (null: the whole training set)."""
 
-    def __init__(self, dirpath: str, every_n_epochs: int = 0, max_train_images: int | None = 2000,
-                 neighbours: bool = True) -> None:  # fmt: skip
+    def __init__(self, dirpath: str, every_n_epochs: Annotated[int, Ge(0)] = 0,
+                 max_train_images: PositiveInt | None = 2000, neighbours: bool = True) -> None:  # fmt: skip
         self.dirpath, self.every_n_epochs = Path(dirpath), every_n_epochs
         self.max_train_images, self.neighbours = max_train_images, neighbours
 

@@ -27,12 +27,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import torch
-from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
-from lightning.pytorch.strategies.launchers import subprocess_script
-from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+from alexnet_lab import compat
 
 _entry_script: str | None = None  # the entry point running the current job (set by job_scope)
 _children: list[subprocess.Popen] = []  # the ranks the current job started
@@ -143,6 +141,15 @@ def watch_parent(rank0_pid: int, rank: int) -> None:
     _stop(f"DDP rank 0 (pid {rank0_pid}) died; rank {rank} stops")
 
 
+def explain_child_failure(procs: Sequence[subprocess.Popen], first_rank: int, wait_s: float = 5.0) -> None:
+    """After an error in rank 0: if the cause is a dead child rank, say which, rather than gloo's or NCCL's
+    connection error."""
+    deadline = time.monotonic() + wait_s
+    while procs and time.monotonic() < deadline:
+        stop_if_a_child_died(procs, first_rank)
+        time.sleep(POLL_S)
+
+
 def explain_parent_failure(rank0_pid: int, rank: int, wait_s: float = 5.0) -> None:
     """After an error in a child rank (its collective fails at once when rank 0's socket closes, often before
     the watchdog's next poll): if rank 0 has died, say so, rather than gloo's or NCCL's connection error."""
@@ -157,37 +164,28 @@ def _daemon(target: Any, *args: Any) -> None:
     threading.Thread(target=target, args=args, daemon=True, name=target.__name__).start()
 
 
-class _JobLauncher(_SubprocessScriptLauncher):
-    @property
-    def first_child_rank(self) -> int:
-        return self.cluster_environment.node_rank() * self.num_processes + 1
-
-    def launch(self, function: Any, *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
-        # Our watchdog replaces Lightning's observer, which polls every 5 s and then SIGKILLs this process with
-        # no word of which rank died; when it polled first, the job ended without our message.
-        with mock.patch.object(subprocess_script, "_launch_process_observer", lambda procs: None):
-            return super().launch(function, *args, trainer=trainer, **kwargs)
-
-    def _call_children_scripts(self) -> None:
-        os.environ[RANK0_PID_ENV] = str(os.getpid())  # inherited by the children
-        with mock.patch.object(subprocess_script, "_hydra_subprocess_cmd", job_command):
-            super()._call_children_scripts()
-        _children.extend(self.procs)
-        _daemon(watch_children, list(self.procs), self.first_child_rank)
-
-    def explain_failure(self, wait_s: float = 5.0) -> None:
-        """After an error in rank 0 (a collective fails at once when a peer's socket closes): if the cause is
-        a dead child rank, say which, rather than gloo's or NCCL's connection error."""
-        deadline = time.monotonic() + wait_s
-        while self.procs and time.monotonic() < deadline:
-            stop_if_a_child_died(self.procs, self.first_child_rank)
-            time.sleep(POLL_S)
-
-
-class SweepSafeDDPStrategy(DDPStrategy):
-    """``DDPStrategy`` whose child processes run the current Hydra job only (see the module doc)."""
+class SweepSafeDDPStrategy(compat.HookedDDPStrategy):
+    """DDP whose child processes run the current Hydra job only, and end the job, naming the dead rank, when
+    a rank dies (see the module doc)."""
 
     _rank0_pid: int | None = None  # set in a child rank that rank 0 started
+    _children: list[subprocess.Popen] = []
+
+    def rank_command(self, local_rank: int) -> tuple[Sequence[str], str]:
+        return job_command(local_rank)
+
+    def starting_ranks(self) -> None:
+        os.environ[RANK0_PID_ENV] = str(os.getpid())  # the ranks' watchdogs watch this process
+
+    def ranks_started(self, procs: list[subprocess.Popen]) -> None:
+        self._children = procs
+        _children.extend(procs)
+        _daemon(watch_children, list(procs), self.first_child_rank)
+
+    @property
+    def first_child_rank(self) -> int:
+        assert self.cluster_environment is not None
+        return self.cluster_environment.node_rank() * self.num_processes + 1
 
     def setup_environment(self) -> None:
         rank0_pid = os.environ.get(RANK0_PID_ENV)
@@ -198,21 +196,11 @@ class SweepSafeDDPStrategy(DDPStrategy):
 
     def on_exception(self, exception: BaseException) -> None:
         if not isinstance(exception, KeyboardInterrupt | SystemExit):
-            if self._rank0_pid is not None:  # a child rank (whose launcher has no children)
+            if self._rank0_pid is not None:  # a child rank
                 explain_parent_failure(self._rank0_pid, self.global_rank)
-            elif isinstance(self._launcher, _JobLauncher):
-                self._launcher.explain_failure()
+            else:  # rank 0: a collective fails at once when a peer's socket closes
+                explain_child_failure(self._children, self.first_child_rank)
         super().on_exception(exception)
 
-    def _configure_launcher(self) -> None:
-        super()._configure_launcher()
-        if isinstance(self._launcher, _SubprocessScriptLauncher):
-            assert self.cluster_environment is not None
-            self._launcher = _JobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
 
-
-STRATEGY_NAME = "ddp_sweep_safe"
-StrategyRegistry.register(
-    STRATEGY_NAME, SweepSafeDDPStrategy, description="DDP whose child processes run the current Hydra job only",
-    override=True,
-)  # fmt: skip
+STRATEGY_NAME = "ddp_sweep_safe"  # registered with Lightning by alexnet_lab.config.register

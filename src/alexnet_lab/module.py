@@ -3,22 +3,28 @@ multi-crop testing (section 4.1) and ensembles (section 6)."""
 
 from __future__ import annotations
 
-from typing import Any
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Gt, Interval
+from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
+from omegaconf import OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from alexnet_lab.declare import PositiveInt, checked
 from alexnet_lab.errors import UserError
-from alexnet_lab.models import build_net
-from alexnet_lab.optim import OPTIMIZERS, PaperSGD, parameter_groups
+from alexnet_lab.models import Backbone
+from alexnet_lab.optim import PaperSGD, parameter_groups
 from alexnet_lab.resume import WANDB_ID_KEY
 
-SCHEDULES = ("plateau", "step", "step_iters")
+Multiplier = Annotated[float, Ge(0)]
 
 
 class TopKError(MulticlassAccuracy):
@@ -41,40 +47,49 @@ def error_metrics(num_classes: int) -> MetricCollection:
 
 
 class ClassifierModule(L.LightningModule):
-    """Wraps a backbone of :mod:`alexnet_lab.models`; ``net`` holds its ``arch`` (default ``alexnet``) and
-    constructor arguments, so a checkpoint alone rebuilds the same architecture. The recipe's numbers come from
-    conf/model/*.yaml (section 5 for AlexNet).
+    """The training and evaluation of any backbone (:class:`alexnet_lab.models.Backbone`). ``net`` names its class
+    in ``_target_`` with its arguments, so a checkpoint alone rebuilds the same net. The defaults are the paper's
+    recipe (section 5): SGD with momentum 0.9 and weight decay 0.0005 (``optimizer="paper"``: its update rule),
+    lr 0.01 divided by 10 when the validation error stops improving, three times. The paper is silent on
+    biases and on how long a plateau is: one rule for biases and weights (Caffe uses 2 and 0), and 5 epochs.
 
     A batch is ``{"image": float tensor, "label": int tensor}``. An image tensor of shape (B, crops, 3, H, W)
     is evaluated as the paper's multi-crop test: the softmax is averaged over the crops (section 4.1).
+
+    Args:
+        schedule: ``plateau`` (section 5), ``step`` (every ``step_epochs`` epochs), ``step_iters`` (every
+            ``step_iters`` steps, Caffe's ``lr_policy: step``); ``lr_drops`` divisions by ``1 / lr_factor``.
+        optimizer: ``paper`` (section 5's rule, alexnet_lab.optim.PaperSGD) or ``torch`` (torch.optim.SGD).
+        channels_last, compile: speed only (docs/benchmarks.md).
     """
 
+    @checked
     def __init__(
         self,
-        net: dict[str, Any],
-        lr: float,
-        momentum: float,
-        weight_decay: float,
-        lr_factor: float,
-        lr_drops: int,
-        schedule: str = "plateau",
-        plateau_patience: int = 5,
-        step_epochs: int = 30,
-        step_iters: int = 100_000,
-        optimizer: str = "paper",
-        bias_lr_mult: float = 1.0,
-        bias_decay_mult: float = 1.0,
+        net: Mapping[str, Any],
+        lr: Annotated[float, Gt(0)] = 0.01,
+        momentum: Annotated[float, Interval(ge=0, lt=1)] = 0.9,
+        weight_decay: Annotated[float, Ge(0)] = 0.0005,
+        lr_factor: Annotated[float, Interval(gt=0, le=1)] = 0.1,
+        lr_drops: Annotated[int, Ge(0)] = 3,
+        schedule: Literal["plateau", "step", "step_iters"] = "plateau",
+        plateau_patience: Annotated[int, Ge(0)] = 5,
+        step_epochs: PositiveInt = 30,
+        step_iters: PositiveInt = 100_000,
+        optimizer: Literal["paper", "torch"] = "paper",
+        bias_lr_mult: Multiplier = 1.0,
+        bias_decay_mult: Multiplier = 1.0,
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        net = typing.cast(dict, OmegaConf.to_container(net)) if OmegaConf.is_config(net) else dict(net)  # plain
         self.save_hyperparameters()
-        self.net = build_net(**dict(net))
-        num_classes = int(dict(net).get("num_classes", 1000))
+        self.net: Any = instantiate(net)
+        if not isinstance(self.net, Backbone):
+            raise UserError(f"model.net._target_={net.get('_target_')} is not a backbone: it lacks what "
+                            "alexnet_lab.models.Backbone asks (in_channels, input_size, columns, hidden)")  # fmt: skip
+        num_classes = int(net.get("num_classes", 1000))
         self.train_metrics = error_metrics(num_classes).clone(prefix="train/")
         self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
         self.val_loss = MeanMetric()
@@ -165,12 +180,8 @@ class ClassifierModule(L.LightningModule):
         the epoch-end checkpoints: there a checkpoint held the schedule one step behind, and a run resumed from it
         dropped the lr an epoch late (Lightning does not redo the step of an epoch that has ended)."""
         scheduler = self.lr_schedulers()
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            error = self.trainer.callback_metrics.get("val/top1_err")
-            if error is None:
-                raise UserError("model.schedule=plateau needs val/top1_err at the end of every epoch: keep "
-                                "validation on every epoch, or use model.schedule=step")  # fmt: skip
-            scheduler.step(float(error))
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):  # every epoch validates: see
+            scheduler.step(float(self.trainer.callback_metrics["val/top1_err"]))  # check_plateau_has_validation
         elif scheduler is not None and self.hparams.get("schedule") == "step":
             scheduler.step()  # type: ignore[union-attr]
 

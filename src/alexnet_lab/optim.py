@@ -19,8 +19,6 @@ from typing import Any
 import torch
 from torch import nn
 
-OPTIMIZERS = ("paper", "torch")
-
 
 class PaperSGD(torch.optim.Optimizer):
     """SGD with momentum as written in section 5 (see the module doc). ``lr``, ``momentum`` and
@@ -36,21 +34,17 @@ class PaperSGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            velocities = []
-            for p in params:
+            lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
                 state = self.state[p]
                 if "velocity" not in state:
                     state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                velocities.append(state["velocity"])
-            lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-            torch._foreach_mul_(velocities, momentum)
-            if decay:
-                torch._foreach_add_(velocities, params, alpha=-lr * decay)
-            torch._foreach_add_(velocities, [p.grad for p in params], alpha=-lr)
-            torch._foreach_add_(params, velocities)
+                velocity = state["velocity"].mul_(momentum)
+                if decay:
+                    velocity.add_(p, alpha=-lr * decay)
+                p.add_(velocity.add_(p.grad, alpha=-lr))
         return loss
 
 

@@ -21,9 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lab.errors import UserError
-from alexnet_lab.run import SUMMARY_FILE, variant
-
-METRICS_FILE = "csv/metrics.csv"
+from alexnet_lab.records import METRICS_FILE, SUMMARY_FILE, variant
 
 
 @dataclass(frozen=True)

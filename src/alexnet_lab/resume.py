@@ -1,20 +1,28 @@
 """What makes a run survive a kill: atomic checkpoint files, the facts a resumed run needs from its checkpoint,
-and a metrics CSV that a resumed run continues instead of overwriting."""
+a metrics CSV that a resumed run continues instead of overwriting, and the choice of the checkpoint to resume
+from (the same in every rank)."""
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from omegaconf import OmegaConf
 
+from alexnet_lab import cluster
 from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_write
 
@@ -61,42 +69,130 @@ def checkpoint_facts(path: str | Path) -> CheckpointFacts:
     return CheckpointFacts(int(ckpt["global_step"]), int(ckpt.get("epoch", 0)), ckpt.get(WANDB_ID_KEY))
 
 
-class _ContinuingWriter(ExperimentWriter):
-    """Lightning's writer deletes an existing metrics.csv. This one keeps its rows before ``resume_step``
-    (the rows at or after it were logged after the checkpoint was written and are logged again) and appends."""
-
-    def __init__(self, log_dir: str, resume_step: int | None) -> None:
-        self.resume_step = resume_step
-        super().__init__(log_dir)
-
-    def _check_log_dir_exists(self) -> None:
-        path = Path(self.metrics_file_path)
-        if self.resume_step is None or not path.is_file():
-            super()._check_log_dir_exists()
-            return
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            header = list(reader.fieldnames or [])
-            kept = [row for row in reader if row.get("step") and int(row["step"]) < self.resume_step]
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=header)
-            writer.writeheader()
-            writer.writerows(kept)
-        self.metrics_keys = header
-        log.info("continuing %s from step %d", path, self.resume_step)
-
-
 class ResumableCSVLogger(CSVLogger):
-    """``CSVLogger`` that, given ``resume_step``, continues the run dir's metrics.csv without duplicate steps."""
+    """``CSVLogger`` that, given ``resume_step``, continues the run dir's metrics.csv: it keeps the rows logged
+    before that step (those at or after it were logged after the checkpoint was written, and are logged again)
+    where Lightning's writer would delete the file."""
 
     def __init__(self, *args: Any, resume_step: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.resume_step = resume_step
+        self.resume_step, self.continued = resume_step, False
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
-        if not isinstance(self._experiment, ExperimentWriter):
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ContinuingWriter(self.log_dir, self.resume_step)
-        return self._experiment
+        if self.continued:
+            return super().experiment
+        path = Path(self.log_dir, ExperimentWriter.NAME_METRICS_FILE)
+        header, kept = [], []
+        if self.resume_step is not None and path.is_file():
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                header = list(reader.fieldnames or [])
+                kept = [row for row in reader if row.get("step") and int(row["step"]) < self.resume_step]
+        writer = super().experiment  # deletes metrics.csv
+        if header:
+            with open(path, "w", newline="") as f:
+                out = csv.DictWriter(f, fieldnames=header)
+                out.writeheader()
+                out.writerows(kept)
+            writer.metrics_keys = header
+            log.info("continuing %s from step %d", path, self.resume_step)
+        self.continued = True
+        return writer
+
+
+# -- which checkpoint a run resumes from ---------------------------------------------------------------------
+# Resuming may name the checkpoint and train for longer; neither makes it another job.
+RESUME_KEYS = ("ckpt_path=", "trainer.max_epochs=")
+
+
+def _without_resume_keys(overrides: list[str]) -> list[str]:
+    return sorted(o for o in overrides if not o.startswith(RESUME_KEYS))
+
+
+def _same_job(job_dir: Path, overrides: list[str]) -> bool:
+    saved = job_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        return False
+    return _without_resume_keys([str(o) for o in OmegaConf.load(saved)]) == _without_resume_keys(overrides)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | None:
+    """``last`` = this job dir's last.ckpt if it has one, else the newest last.ckpt of an earlier run with the
+    same overrides (but for ckpt_path and trainer.max_epochs) under ``outputs_root``. Anything else must be an
+    existing file. A job that SLURM requeued (SLURM_RESTART_COUNT > 0) resumes from ``last`` by itself. In a
+    sweep, a job given ``last`` that has no checkpoint yet starts from scratch (the sweep is resumed)."""
+    if ckpt_path is None:
+        if os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0"):
+            try:
+                return resolve_ckpt_path("last", outputs_root)
+            except UserError:
+                log.info("requeued job without a last.ckpt: starting from scratch")
+        return None
+    if ckpt_path != "last":
+        if Path(ckpt_path).is_dir():
+            inside = [
+                p for p in (Path(ckpt_path, "checkpoints", "last.ckpt"), Path(ckpt_path, "last.ckpt")) if p.is_file()
+            ]
+            example = f" such as {inside[0]}" if inside else ""
+            raise UserError(f"ckpt_path={ckpt_path} is a folder, not a checkpoint: give a .ckpt file{example}")
+        if not Path(ckpt_path).is_file():
+            raise UserError(f"ckpt_path={ckpt_path} does not exist: give a checkpoint file or ckpt_path=last")
+        checkpoint_facts(ckpt_path)  # a file that is not one of our checkpoints stops here, with its name
+        return str(ckpt_path)
+    hydra = HydraConfig.get()
+    own = Path(hydra.runtime.output_dir, "checkpoints", "last.ckpt")
+    if own.is_file():
+        return str(own)
+    overrides = list(hydra.overrides.task)
+    candidates = [
+        ckpt for ckpt in Path(outputs_root).glob("**/checkpoints/last.ckpt") if _same_job(ckpt.parent.parent, overrides)
+    ]
+    if not candidates and hydra.mode == RunMode.MULTIRUN:  # a sweep resumed: this job had not saved yet
+        log.info("ckpt_path=last: this job of the sweep has no last.ckpt yet: starting it from scratch")
+        return None
+    if not candidates:
+        raise UserError(
+            f"ckpt_path=last: no earlier run under {outputs_root} with the overrides "
+            f"{_without_resume_keys(overrides)} has a last.ckpt; give the checkpoint file instead"
+        )
+    return str(max(candidates, key=lambda p: p.stat().st_mtime))
+
+
+RANK0_CKPT_ENV = "ALEXNET_LAB_RANK0_CKPT"
+RANK0_WAIT_S = 600.0
+
+
+def shared_ckpt_path(ckpt_path: str | None, outputs_root: str | Path, output_dir: str | Path) -> str | None:
+    """:func:`resolve_ckpt_path`, chosen once by rank 0 for every rank of the job. The ranks rank 0 starts take
+    its answer from the environment they inherit; the ranks of ``srun`` or torchrun, which start on their own,
+    from a file rank 0 writes into the run dir they share (``output_dir``), named after this start of the
+    job, so that a requeued job's ranks never read an earlier start's choice."""
+    if int(os.environ.get("LOCAL_RANK") or 0) > 0 and RANK0_CKPT_ENV in os.environ:
+        return os.environ[RANK0_CKPT_ENV] or None
+    start = cluster.job_start()
+    restarted = os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
+    if start is None or (ckpt_path is None and not restarted):  # nothing to choose, or one process alone
+        resolved = resolve_ckpt_path(ckpt_path, outputs_root)
+    else:
+        choice = Path(output_dir, f".ckpt_path-{start}")
+        if cluster.process_rank() == 0:
+            resolved = resolve_ckpt_path(ckpt_path, outputs_root)
+            atomic_write(choice, lambda tmp: tmp.write_text(json.dumps(resolved)))
+        else:
+            resolved = _wait_for_rank0(choice)
+    os.environ[RANK0_CKPT_ENV] = resolved or ""  # job_scope puts the environment back after the job
+    return resolved
+
+
+def _wait_for_rank0(choice: Path) -> str | None:
+    deadline = time.monotonic() + RANK0_WAIT_S
+    while not choice.is_file():
+        if time.monotonic() > deadline:
+            raise UserError(f"rank 0 did not choose the checkpoint to resume from within {RANK0_WAIT_S:.0f} s "
+                            f"({choice} is missing): see rank 0's error")  # fmt: skip
+        time.sleep(0.2)
+    resolved = json.loads(choice.read_text())
+    log.info("ckpt_path: %s, as rank 0 chose", resolved)
+    return resolved

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image
 
@@ -20,7 +22,8 @@ KAGGLE_BASE = Path("ILSVRC", "Data", "CLS-LOC")
 KAGGLE_VAL_CSV = "LOC_val_solution.csv"
 SYNSET_MAPPING = "LOC_synset_mapping.txt"  # "n01440764 tench, Tinca tinca", one class a line
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
-LAYOUTS = ("folders", "archives", "kaggle")
+Layout = Literal["folders", "archives", "kaggle"]
+LAYOUTS: tuple[str, ...] = typing.get_args(Layout)
 
 LAYOUT_HELP = (
     "expected one of: (1) folders: ROOT/train/<wnid>/*.JPEG and ROOT/val/<wnid>/*.JPEG; "

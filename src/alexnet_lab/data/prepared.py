@@ -16,25 +16,28 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import mmap
 import multiprocessing
 import os
+import typing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import simplejpeg
 import torch
+from annotated_types import Interval
 from filelock import FileLock
 from PIL import Image
 from torch.utils.data import get_worker_info
 
-from alexnet_lab.data.layouts import load_rgb, read_split
+from alexnet_lab import compat
+from alexnet_lab.data.layouts import Layout, load_rgb, read_split
 from alexnet_lab.data.stats import StatsSums, save_stats
 from alexnet_lab.data.transforms import IMAGE_SIZE, crop_images, preprocess
+from alexnet_lab.declare import PositiveInt, checked
 from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_write
 
@@ -69,9 +72,11 @@ class ShardJob:
 
 
 CHROMA = {444: 0, 422: 1, 420: 2}  # our names -> PIL's subsampling codes
+Chroma = Literal[420, 422, 444]
+Quality = Annotated[int, Interval(ge=1, le=100)]
 # The prepared JPEGs: quality 90 with 4:2:0 chroma decode about 1.7x faster than quality 95 with 4:4:4, for a
 # mean difference from the on-the-fly pixels of ~2.5 levels instead of ~1.7 (docs/benchmarks.md).
-QUALITY, CHROMA_DEFAULT = 90, 420
+QUALITY, CHROMA_DEFAULT = 90, typing.cast(Chroma, 420)
 
 
 def encode_jpeg(pixels: torch.Tensor, quality: int = QUALITY, chroma: int = CHROMA_DEFAULT) -> bytes:
@@ -139,18 +144,15 @@ def shard_jobs(root: Path, out: Path, layout: str, shard_size: int, quality: int
     return jobs, meta
 
 
-def prepare(root: str | Path, out: str | Path, layout: str = "auto", shard_size: int = 1000,
-            quality: int = QUALITY, workers: int | None = None, progress: bool = True,
-            chroma: int = CHROMA_DEFAULT) -> Path:  # fmt: skip
+@checked
+def prepare(root: str | Path, out: str | Path, layout: Literal["auto", Layout] = "auto",
+            shard_size: PositiveInt = 1000, quality: Quality = QUALITY, workers: PositiveInt | None = None,
+            progress: bool = True, chroma: Chroma = CHROMA_DEFAULT) -> Path:  # fmt: skip
     """Prepare ``root`` (any supported layout) into ``out``; resumable, parallel over ``workers`` processes."""
     from tqdm import tqdm
 
     root, out = Path(root), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if chroma not in CHROMA:
-        raise UserError(f"chroma={chroma} is not a JPEG chroma subsampling we write: choose 420, 422 or 444")
-    if not 1 <= quality <= 100:
-        raise UserError(f"quality={quality} is not a JPEG quality: choose 1-100 (default {QUALITY})")
     jobs, meta = shard_jobs(root, out, layout, shard_size, quality, chroma)
     check_settings(out, {key: meta[key] for key in SETTINGS})
     todo = [job for job in jobs if not job.done()]
@@ -273,9 +275,8 @@ class PreparedDataset(torch.utils.data.Dataset):
     decodes and crops it where the model runs.
     """
 
-    def __init__(self, reader: ShardReader, transform: Any, fast_dct: bool = False, decode: str = "cpu") -> None:
-        if decode not in DECODERS:
-            raise ValueError(f"unknown decode {decode!r}: choose one of {', '.join(DECODERS)}")
+    def __init__(self, reader: ShardReader, transform: Any, fast_dct: bool = False,
+                 decode: Literal["cpu", "gpu"] = "cpu") -> None:  # fmt: skip
         self.reader, self.transform, self.fast_dct, self.decode = reader, transform, fast_dct, decode
         self._buffer: np.ndarray | None = None
 
@@ -319,7 +320,7 @@ class PreparedDataset(torch.utils.data.Dataset):
         size, crops = self.transform.size, self.transform.count
         shape = (len(items), crops, size, size, 3)
         # in a worker, straight into shared memory: the DataLoader then hands it over without another copy
-        batch = shared_uint8(shape) if get_worker_info() is not None else torch.empty(shape, dtype=torch.uint8)
+        batch = compat.shared_uint8(shape) if get_worker_info() is not None else torch.empty(shape, dtype=torch.uint8)
         out = batch.numpy()
         tables, labels = [], []
         for j, item in enumerate(items):
@@ -340,9 +341,6 @@ class PreparedDataset(torch.utils.data.Dataset):
         return {"image": image, "geometry": geometry, "label": torch.tensor(labels)}
 
 
-DECODERS = ("cpu", "gpu")
-
-
 def decode_on_device(batch: dict[str, Any], size: int, device: torch.device) -> dict[str, Any]:
     """The second half of ``decode="gpu"``: the batch's JPEGs decoded together by torchvision.io.decode_jpeg
     on ``device`` (nvJPEG on CUDA, libjpeg-turbo on CPU), then cut and mirrored there with the geometry the
@@ -356,12 +354,3 @@ def decode_on_device(batch: dict[str, Any], size: int, device: torch.device) -> 
     crops = crop_images(images, geometry.view(len(files), -1, 3), size)
     return {"image": crops.view(*geometry.shape[:-1], *crops.shape[-3:]), "geometry": geometry,
             "label": batch["label"]}  # fmt: skip
-
-
-def shared_uint8(shape: tuple[int, ...]) -> torch.Tensor:
-    """An uninitialised uint8 tensor in shared memory. Allocated as default_collate does: share_memory_() on a
-    new tensor would also copy its (meaningless) contents, about a third more time."""
-    new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
-    if new_shared is None:  # not in this torch: the public way
-        return torch.empty(shape, dtype=torch.uint8).share_memory_()
-    return torch.empty(0, dtype=torch.uint8).set_(new_shared(math.prod(shape))).view(shape)

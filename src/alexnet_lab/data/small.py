@@ -20,17 +20,18 @@ from __future__ import annotations
 import gzip
 import logging
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from annotated_types import Ge
+from torch.utils.data import Dataset
 
+from alexnet_lab.data.base import ClassificationData, Use
 from alexnet_lab.data.layouts import DataRootError
-from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_step
+from alexnet_lab.declare import PositiveInt, Seed, checked
 from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_dir, create_once
 
@@ -83,7 +84,8 @@ def read_cifar10(root: str | Path, split: str) -> Split:
     return Split(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels), names)
 
 
-def write_cifar10(root: str | Path, train_per_class: int = 50, val_per_class: int = 10, seed: int = 0) -> Path:
+def write_cifar10(root: str | Path, train_per_class: PositiveInt = 50, val_per_class: PositiveInt = 10,
+                  seed: Seed = 0) -> Path:  # fmt: skip
     """A small CIFAR-10 in the official format under ``root/cifar-10-batches-py``: each class its own colour
     and stripe angle, with noise, so that a short training learns."""
     folder = Path(root) / CIFAR_DIR
@@ -166,8 +168,8 @@ def read_mnist(root: str | Path, split: str) -> Split:
                  [str(d) for d in range(10)])  # fmt: skip
 
 
-def write_mnist(root: str | Path, train_per_class: int = 50, val_per_class: int = 10, seed: int = 0,
-                gzipped: bool = False) -> Path:  # fmt: skip
+def write_mnist(root: str | Path, train_per_class: PositiveInt = 50, val_per_class: PositiveInt = 10,
+                seed: Seed = 0, gzipped: bool = False) -> Path:  # fmt: skip
     """A small MNIST in the official IDX format under ``root/MNIST/raw``: each digit a bar at its own angle and
     place, with noise."""
     folder = Path(root) / "MNIST" / "raw"
@@ -189,7 +191,7 @@ def write_mnist(root: str | Path, train_per_class: int = 50, val_per_class: int 
 
 
 READERS = {"cifar10": read_cifar10, "mnist": read_mnist}
-WRITERS = {"cifar10": write_cifar10, "mnist": write_mnist}
+IMAGE_SHAPES = {"cifar10": (3, 32), "mnist": (1, 32)}  # (channels, size) of the net's input
 
 
 # -- the data module ---------------------------------------------------------------------------------------------
@@ -202,30 +204,27 @@ class _Indexed(Dataset):
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
         i = item[0] if isinstance(item, tuple) else item  # (index, augmentation seed): no augmentation here
-        return {"image": self.split.images[i], "label": self.split.labels[i], "index": i}
+        return {"image": self.split.images[i], "label": self.split.labels[i]}
 
 
-class SmallImageDataModule(L.LightningDataModule):
-    """CIFAR-10 or MNIST (``dataset``) in memory. Batches are {"image": float, "label"}: the uint8 pixels travel
-    to the device and the training set's mean image is subtracted there. The training order is
-    :class:`ResumableSampler`'s, so a run resumes exactly; validation shards over the ranks without padding.
+class SmallImageDataModule(ClassificationData):
+    """CIFAR-10 or MNIST (``dataset``) in memory. The uint8 pixels travel to the device and the training set's
+    mean image is subtracted there.
 
-    ``sample``: arguments of ``write_cifar10`` / ``write_mnist``; when given, ``root`` is generated on first use.
+    ``sample``: writes a generated copy into a folder (``write_cifar10`` / ``write_mnist`` with their
+    arguments); when given, ``root`` is generated on first use.
     """
 
-    def __init__(self, dataset: str, root: str | None, num_classes: int = 10, batch_size: int = 128,
-                 num_workers: int = 0, seed: int = 0, sample: dict[str, Any] | None = None) -> None:  # fmt: skip
-        super().__init__()
-        if dataset not in READERS:
-            raise UserError(f"unknown dataset {dataset!r}: use {' or '.join(READERS)}")
+    @checked
+    def __init__(self, dataset: Literal["cifar10", "mnist"], root: str | None, num_classes: PositiveInt = 10,
+                 batch_size: PositiveInt = 128, num_workers: Annotated[int, Ge(0)] = 0, seed: Seed = 0,
+                 sample: Callable[[Path], Any] | None = None) -> None:  # fmt: skip
+        super().__init__(num_classes, batch_size, num_workers, seed)
         if not root:
             raise DataRootError(f"no data root: set data.root=DIR (the folder torchvision's {dataset} download "
                                 "wrote)")  # fmt: skip
-        self.dataset, self.root, self.num_classes = dataset, Path(root).expanduser(), num_classes
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.sample = dict(sample) if sample else None
-        self.train_split: Split | None = None
-        self.val_split: Split | None = None
+        self.dataset_name, self.root, self.sample = dataset, Path(root).expanduser(), sample
+        self.image_shape = IMAGE_SHAPES[dataset]
         self.mean_image: torch.Tensor | None = None
 
     def prepare_data(self) -> None:
@@ -233,84 +232,24 @@ class SmallImageDataModule(L.LightningDataModule):
             create_once(self.root, self._write_sample)
 
     def _write_sample(self, root: Path) -> None:
-        sample, writer = self.sample, WRITERS[self.dataset]
-        assert sample is not None
-        log.info("writing the generated %s sample to %s", self.dataset, root)
-        atomic_dir(root, lambda tmp: writer(tmp, **sample))
+        log.info("writing the generated %s sample to %s", self.dataset_name, root)
+        atomic_dir(root, self.sample)  # type: ignore[arg-type]
 
-    @property
-    def world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-
-    @property
-    def class_names(self) -> list[str]:
-        return (self.train_split or READERS[self.dataset](self.root, "train")).class_names
+    def read_split(self, name: str) -> Split:
+        return READERS[self.dataset_name](self.root, name)
 
     def setup(self, stage: str | None = None) -> None:
         if self.mean_image is not None:
             return
-        from alexnet_lab.data.datamodule import per_device_batch
+        assert self.device_batch  # the batch divides over the processes
+        train = self.split("train")
+        self.check_classes(int(train.labels.max()) + 1, self.root)
+        self.mean_image = train.images.double().mean(dim=0).float()  # cuda-convnet's data_mean
 
-        self.device_batch = per_device_batch(self.batch_size, self.world[0])
-        self.train_split = READERS[self.dataset](self.root, "train")
-        self.val_split = READERS[self.dataset](self.root, "val")
-        found = int(self.train_split.labels.max()) + 1
-        if found != self.num_classes:
-            raise UserError(f"data.num_classes={self.num_classes} but {self.root} has {found} classes: set "
-                            f"data.num_classes={found}")  # fmt: skip
-        self.mean_image = self.train_split.images.double().mean(dim=0).float()  # cuda-convnet's data_mean
+    def dataset(self, split: Literal["train", "val"], use: Use) -> Dataset:
+        return _Indexed(self.split(split))
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+    def net_input(self, batch: dict[str, Any], training: bool) -> torch.Tensor:
         assert self.mean_image is not None, "setup() first"
+        images = batch["image"]
         return images.float() - self.mean_image.to(images.device)
-
-    def train_dataloader(self) -> DataLoader:
-        assert self.train_split is not None, "setup() first"
-        world_size, rank = self.world
-        sampler = ResumableSampler(len(self.train_split), num_replicas=world_size, rank=rank, seed=self.seed)
-        return ResumableLoader(_Indexed(self.train_split), batch_size=self.device_batch, sampler=sampler,
-                               num_workers=self.num_workers, drop_last=True, position=self._position)  # fmt: skip
-
-    def _position(self) -> tuple[int, int]:
-        trainer = self.trainer
-        assert trainer is not None
-        progress: Any = trainer.fit_loop.epoch_loop.batch_progress.current
-        return trainer.current_epoch, progress.processed
-
-    def val_dataloader(self) -> DataLoader:
-        from alexnet_lab.data.datamodule import ShardSampler
-
-        assert self.val_split is not None, "setup() first"
-        world_size, rank = self.world
-        return DataLoader(_Indexed(self.val_split), batch_size=self.device_batch, num_workers=self.num_workers,
-                          sampler=ShardSampler(len(self.val_split), world_size, rank))  # fmt: skip
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if not isinstance(batch, dict):
-            return batch
-        trainer = self.trainer
-        if trainer is not None and trainer.training:
-            seed_step(self.seed, trainer.global_step, trainer.global_rank)  # dropout, if any, of this step
-        return {"image": self.normalize(batch["image"]), "label": batch["label"]}
-
-    # -- for the figures (alexnet_lab.figures) ------------------------------------------------------------------
-    def split_size(self, split: str) -> int:
-        data = self.train_split if split == "train" else self.val_split
-        assert data is not None, "setup() first"
-        return len(data)
-
-    def figure_images(self, split: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(uint8 images to show, the net's inputs, labels) of these images of ``split``."""
-        data = self.train_split if split == "train" else self.val_split
-        assert data is not None, "setup() first"
-        images = data.images[indices]
-        return images, self.normalize(images), data.labels[indices]
-
-    def figure_batches(self, split: str, count: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The first ``count`` images of ``split`` as (net inputs, indices), ``batch_size`` at a time."""
-        data = self.train_split if split == "train" else self.val_split
-        assert data is not None, "setup() first"
-        for start in range(0, min(count, len(data)), batch_size):
-            indices = torch.arange(start, min(start + batch_size, count, len(data)))
-            yield self.normalize(data.images[indices]), indices

@@ -1,31 +1,40 @@
-"""The backbones, each a config choice of the same LightningModule (``model.net.arch``):
+"""The backbones, each a config choice of the same LightningModule (``model=alexnet``, ``lenet5``, ``cifar_net``):
+conf/model/<name>.yaml names the class in ``net._target_`` with its arguments.
 
-- ``alexnet``: the paper's net (section 3), :mod:`alexnet_lab.models.alexnet`;
-- ``cifar_net``: Figure 1's four-layer CIFAR-10 net, :mod:`alexnet_lab.models.cifar_net`;
-- ``lenet5``: LeNet-5 on MNIST, :mod:`alexnet_lab.models.lenet`.
+- :class:`AlexNet`: the paper's net (section 3);
+- :class:`CifarNet`: Figure 1's four-layer CIFAR-10 net;
+- :class:`LeNet5`: LeNet-5 on MNIST.
 
-Each has ``in_channels``, ``input_size``, ``columns``, ``first_conv`` (the kernels Figure 3 draws) and
-``hidden(images)`` (the last hidden layer, whose Euclidean distances Figure 4 ranks).
+A new backbone is a ``torch.nn.Module`` that meets :class:`Backbone`, and a conf/model/<name>.yaml
+(docs/extending.md).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol, runtime_checkable
 
-from torch import nn
+import torch
 
 from alexnet_lab.models.alexnet import AlexNet
 from alexnet_lab.models.cifar_net import CifarNet
 from alexnet_lab.models.lenet import LeNet5
 
-BACKBONES: dict[str, type[nn.Module]] = {"alexnet": AlexNet, "cifar_net": CifarNet, "lenet5": LeNet5}
+
+@runtime_checkable
+class Backbone(Protocol):
+    """What the LightningModule, the checks and the figures ask of a backbone."""
+
+    in_channels: int  # it takes images of in_channels x input_size x input_size
+    input_size: int
+    columns: int  # Figure 3 draws the first convolution's kernels in this many blocks (the paper's GPUs)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits."""
+        ...
+
+    def hidden(self, images: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations, whose Euclidean distances Figure 4 ranks."""
+        ...
 
 
-def build_net(arch: str = "alexnet", **kwargs: Any) -> Any:
-    """The backbone ``arch`` (typed Any: each has the attributes of the module doc, not nn.Module's)."""
-    if arch not in BACKBONES:
-        raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(BACKBONES)}")
-    return BACKBONES[arch](**kwargs)
-
-
-__all__ = ["BACKBONES", "AlexNet", "CifarNet", "LeNet5", "build_net"]
+__all__ = ["AlexNet", "Backbone", "CifarNet", "LeNet5"]

@@ -1,26 +1,29 @@
 """The AlexNet backbone of Krizhevsky, Sutskever & Hinton (NIPS 2012), section 3.
 
-Every ablation the paper discusses is a constructor argument, so Hydra config groups can switch it:
-``columns`` (section 3.2), ``norm`` (3.3), ``pooling`` (3.4), ``activation`` (3.1) and ``init`` (5).
+Every ablation the paper discusses is a constructor argument. Those in :data:`ABLATION_GROUPS` are Hydra
+config groups with one option per choice of their ``Literal`` (alexnet_lab.config), so that
+``python src/train.py -m pooling=overlap,nonoverlap`` runs both: a new choice is a new value here.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from annotated_types import Interval, Len
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+from alexnet_lab.declare import PositiveInt, checked
 
 # Section 3.5 and 4.1: the net takes 224x224 patches ("increases the size of our training set by a factor of
 # 2048" = (256 - 224)^2 x 2). An 11x11 stride-4 convolution gives the 55x55 maps of section 3.5 from 224 pixels
 # as cuda-convnet computes it, 1 + ceil((2 * padding + size - filter) / stride) = 1 + ceil(213 / 4) (layer.py,
 # ConvLayerParser): its last filter positions read 3 pixels past the right and bottom edges, which are zero.
 # 227 (Caffe's crop_size) gives 55 with no padding. Both readings are offered; docs/fidelity.md.
-INPUT_SIZES = (224, 227)
-PAPER_INPUT_SIZE = 224
+InputSize = Literal[224, 227]
+PAPER_INPUT_SIZE: InputSize = 224
 
 # Section 3.5: kernels per layer, conv1..conv5, summed over both GPU columns.
 PAPER_WIDTHS = (96, 256, 384, 384, 256)
@@ -37,12 +40,12 @@ LRN_K, LRN_SIZE, LRN_ALPHA, LRN_BETA = 2.0, 5, 1e-4, 0.75
 # over all maps of the layer.
 CAFFE_LRN_K = 1.0
 
-NORMS = ("lrn", "bn", "none")
-POOLINGS = ("overlap", "nonoverlap")
-ACTIVATIONS = ("relu", "tanh")
-INITS = ("paper", "caffe", "kaiming")
-LRN_READINGS = ("paper", "caffe")
-DROPOUT_FORMS = ("paper", "inverted")
+Norm = Literal["lrn", "bn", "none"]  # section 3.3's LRN after conv1 and conv2, BatchNorm2d there, or nothing
+Pooling = Literal["overlap", "nonoverlap"]  # section 3.4: 3x3 windows with stride 2, or 2x2 with stride 2
+Activation = Literal["relu", "tanh"]  # section 3.1: wherever the paper has a ReLU
+Init = Literal["paper", "caffe", "kaiming"]  # section 5; BVLC's reference values; Kaiming normal
+# The arguments that are ablation groups: `python src/train.py norm=bn`, `-m pooling=overlap,nonoverlap`.
+ABLATION_GROUPS = ("norm", "pooling", "activation", "init")
 
 
 def _window_sum(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
@@ -143,12 +146,6 @@ class PaperDropout(nn.Module):
         return f"p={self.p} (paper section 4.2: zero in training, times {1 - self.p} at test time)"
 
 
-def _choice(name: str, value: str, options: Sequence[str]) -> str:
-    if value not in options:
-        raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(options)}")
-    return value
-
-
 class AlexNet(nn.Module):
     """The paper's net: five convolutional and three fully-connected layers (section 3.5).
 
@@ -172,33 +169,26 @@ class AlexNet(nn.Module):
         dropout_form: ``paper`` (section 4.2: outputs times 1 - p at test time) or ``inverted`` (torch's).
     """
 
+    @checked
     def __init__(
         self,
-        num_classes: int = 1000,
-        columns: int = 2,
-        widths: Sequence[int] | None = None,
-        norm: str = "lrn",
-        pooling: str = "overlap",
-        activation: str = "relu",
-        init: str = "paper",
-        dropout: float = DROPOUT,
-        fc_width: int | None = None,
-        input_size: int = PAPER_INPUT_SIZE,
-        lrn: str = "paper",
-        dropout_form: str = "paper",
+        num_classes: PositiveInt = 1000,
+        columns: Literal[1, 2] = 2,
+        widths: Annotated[list[PositiveInt], Len(5, 5)] | None = None,
+        norm: Norm = "lrn",
+        pooling: Pooling = "overlap",
+        activation: Activation = "relu",
+        init: Init = "paper",
+        dropout: Annotated[float, Interval(ge=0, lt=1)] = DROPOUT,
+        fc_width: PositiveInt | None = None,
+        input_size: InputSize = PAPER_INPUT_SIZE,
+        lrn: Literal["paper", "caffe"] = "paper",
+        dropout_form: Literal["paper", "inverted"] = "paper",
     ) -> None:
         super().__init__()
-        if columns not in (1, 2):
-            raise ValueError(f"columns must be 1 or 2, got {columns!r}")
-        if input_size not in INPUT_SIZES:
-            raise ValueError(f"input_size must be 224 or 227, got {input_size!r}")
         self.columns, self.input_size = columns, input_size
-        self.norm = _choice("norm", norm, NORMS)
-        self.pooling = _choice("pooling", pooling, POOLINGS)
-        self.activation = _choice("activation", activation, ACTIVATIONS)
-        self.init = _choice("init", init, INITS)
-        self.lrn = _choice("lrn", lrn, LRN_READINGS)
-        self.dropout_form = _choice("dropout_form", dropout_form, DROPOUT_FORMS)
+        self.norm, self.pooling, self.activation, self.init = norm, pooling, activation, init
+        self.lrn, self.dropout_form = lrn, dropout_form
         c1, c2, c3, c4, c5 = tuple(widths) if widths is not None else self.paper_widths(columns)
         fc_width = FC_WIDTH if fc_width is None else fc_width
 
@@ -273,12 +263,6 @@ class AlexNet(nn.Module):
             nn.init.constant_(layer.bias, biases[name])
 
     in_channels = 3
-
-    @property
-    def first_conv(self) -> nn.Conv2d:
-        conv = self.features.conv1
-        assert isinstance(conv, nn.Conv2d)
-        return conv
 
     def hidden(self, images: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations: FC7's 4096 outputs after the ReLU (section 6.1 compares images

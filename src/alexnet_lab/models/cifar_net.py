@@ -14,21 +14,22 @@ Max pooling and a monotonic neuron commute, so the neuron after pool1 is the neu
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Literal
 
 import torch
 from torch import nn
 
-ACTIVATIONS = ("relu", "tanh")
+from alexnet_lab.declare import PositiveInt, checked
+
 INIT_STD = {"conv1": 1e-4, "conv2": 0.01, "conv3": 0.01, "fc10": 0.01}  # layers-18pct.cfg: initW
 
 
 class CifarNet(nn.Module):
     in_channels, input_size, columns = 3, 32, 1
 
-    def __init__(self, num_classes: int = 10, activation: str = "relu") -> None:
+    @checked
+    def __init__(self, num_classes: PositiveInt = 10, activation: Literal["relu", "tanh"] = "relu") -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}: choose one of {', '.join(ACTIVATIONS)}")
         self.activation = activation
 
         def act() -> nn.Module:
@@ -48,12 +49,6 @@ class CifarNet(nn.Module):
                 nn.init.normal_(layer.weight, 0.0, INIT_STD[name])
                 assert layer.bias is not None
                 nn.init.zeros_(layer.bias)
-
-    @property
-    def first_conv(self) -> nn.Conv2d:
-        conv = self.features.conv1
-        assert isinstance(conv, nn.Conv2d)
-        return conv
 
     def hidden(self, images: torch.Tensor) -> torch.Tensor:
         """pool3's 1024 outputs: the last hidden layer."""

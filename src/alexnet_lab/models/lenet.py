@@ -13,12 +13,14 @@ paper's is 1.7159 tanh(2/3 a)).
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Literal
 
 import torch
 from torch import nn
 
+from alexnet_lab.declare import PositiveInt, checked
+
 INPUT_SIZE = 32  # "The input is a 32x32 pixel image" (MNIST's 28x28 with 2 pixels of padding)
-ACTIVATIONS = ("tanh", "relu")
 
 
 class LeNet5(nn.Module):
@@ -29,10 +31,9 @@ class LeNet5(nn.Module):
 
     in_channels, input_size, columns = 1, INPUT_SIZE, 1
 
-    def __init__(self, num_classes: int = 10, activation: str = "tanh") -> None:
+    @checked
+    def __init__(self, num_classes: PositiveInt = 10, activation: Literal["tanh", "relu"] = "tanh") -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}: choose one of {', '.join(ACTIVATIONS)}")
         self.activation = activation
 
         def act() -> nn.Module:
@@ -46,12 +47,6 @@ class LeNet5(nn.Module):
         self.classifier = nn.Sequential(OrderedDict([
             ("f6", nn.Linear(120, 84)), ("act6", act()), ("output", nn.Linear(84, num_classes)),
         ]))  # fmt: skip
-
-    @property
-    def first_conv(self) -> nn.Conv2d:
-        conv = self.features.c1
-        assert isinstance(conv, nn.Conv2d)
-        return conv
 
     def hidden(self, images: torch.Tensor) -> torch.Tensor:
         """F6's 84 activations: the last hidden layer."""

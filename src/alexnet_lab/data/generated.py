@@ -12,11 +12,14 @@ import io
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Interval
 from PIL import Image
 
-from alexnet_lab.data.layouts import ARCHIVES, KAGGLE_BASE, KAGGLE_VAL_CSV, LAYOUTS, SYNSET_MAPPING
+from alexnet_lab.data.layouts import ARCHIVES, KAGGLE_BASE, KAGGLE_VAL_CSV, SYNSET_MAPPING, Layout
+from alexnet_lab.declare import PositiveInt, Seed, checked
 from alexnet_lab.files import atomic_dir
 
 # The first ten ILSVRC-2012 classes, sorted by wnid.
@@ -78,8 +81,6 @@ QUIRKS = {(0, 0): "grayscale", (1, 0): "cmyk", (2, 0): "png"}
 def generate(
     num_classes: int = 10, train_per_class: int = 40, val_per_class: int = 10, seed: int = 0
 ) -> tuple[list[SampleImage], list[SampleImage]]:
-    if not 1 <= num_classes <= len(CLASSES):
-        raise ValueError(f"the sample has 1 to {len(CLASSES)} classes, not {num_classes}")
     rng = np.random.default_rng(seed)
     wnids = sorted(CLASSES)[:num_classes]
     train = [
@@ -148,14 +149,14 @@ def _write_archives(root: Path, train: list[SampleImage], val: list[SampleImage]
     )  # fmt: skip
 
 
+@checked
 def write_layout(
-    root: str | Path, layout: str = "folders", num_classes: int = 10, train_per_class: int = 40,
-    val_per_class: int = 10, seed: int = 0,
+    root: str | Path, layout: Layout = "folders",
+    num_classes: Annotated[int, Interval(ge=1, le=len(CLASSES))] = 10, train_per_class: PositiveInt = 40,
+    val_per_class: PositiveInt = 10, seed: Seed = 0,
 ) -> Path:  # fmt: skip
     """Generate the sample and write it under ``root`` in ``layout``, into a temp folder renamed at the end, so
     an interrupted run never leaves a half-written dataset behind."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     train, val = generate(num_classes, train_per_class, val_per_class, seed)
     wnids = sorted({im.wnid for im in train})
 

@@ -1,0 +1,181 @@
+"""The contract every dataset of this framework meets, written once in :class:`ClassificationData`.
+
+- Exact resume: the training order and each image's augmentation are functions of (seed, epoch, position)
+  (:class:`ResumableSampler`), the loader's position goes into every checkpoint (:class:`ResumableLoader`),
+  and each step reseeds the lighting and dropout from (seed, step, rank) (:func:`seed_step`).
+- Validation under DDP counts each image once: rank r of w takes r, r + w, ... (:class:`EachOnceSampler`),
+  where ``DistributedSampler`` would pad with repeats.
+- The global batch (section 5's 128) is split evenly over the processes.
+- A batch that lost every image (unreadable files, skipped) is an empty batch the module passes over.
+- The figures ask for a split's images by index, as shown and as the net's input.
+
+A dataset subclasses it and gives :meth:`dataset` (items taken by ``(index, augmentation seed)``) and
+:meth:`net_input` (on the device: the float tensor the net takes); docs/extending.md has the recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.dataloader import default_collate
+
+from alexnet_lab import compat
+from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_step
+from alexnet_lab.errors import UserError
+
+Use = Literal["train", "val", "figure"]  # what a dataset is asked for: augmented training items, val, or figures
+
+
+class EachOnceSampler(Sampler[int]):
+    """Rank r of w gets indices r, r + w, r + 2w, ...: every index exactly once over all ranks, with no
+    padding (DistributedSampler repeats images so that ranks get equal shares, which would count them twice)."""
+
+    def __init__(self, size: int, num_replicas: int = 1, rank: int = 0) -> None:
+        self.size, self.num_replicas, self.rank = size, num_replicas, rank
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.num_replicas))
+
+
+def per_device_batch(global_batch: int, world_size: int) -> int:
+    if global_batch % world_size:
+        raise UserError(
+            f"data.batch_size={global_batch} (the global batch) does not divide over {world_size} processes: "
+            f"choose a multiple of {world_size}"
+        )
+    return global_batch // world_size
+
+
+class ClassificationData(L.LightningDataModule):
+    """Args:
+    num_classes: must match the classes found in the data.
+    batch_size: the global batch, split evenly over the processes.
+    num_workers, pin_memory, persistent_workers: the loaders'.
+    seed: of the training order, the augmentations and the step seeds.
+    """
+
+    image_shape: tuple[int, int]  # (channels, size) of the images the net is given
+
+    def __init__(self, num_classes: int, batch_size: int, num_workers: int, seed: int, pin_memory: bool = False,
+                 persistent_workers: bool = False) -> None:  # fmt: skip
+        super().__init__()
+        self.num_classes, self.batch_size, self.num_workers, self.seed = num_classes, batch_size, num_workers, seed
+        self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
+        self.splits: dict[str, Any] = {}
+        self._class_names: list[str] | None = None
+
+    @property
+    def class_names(self) -> list[str]:
+        """The classes' names in label order (Figure 4's captions): the training split's, unless set."""
+        return self._class_names if self._class_names is not None else self.split("train").class_names
+
+    @class_names.setter
+    def class_names(self, names: list[str]) -> None:
+        self._class_names = names
+
+    def split(self, name: str) -> Any:
+        """:meth:`read_split`, once per split."""
+        if name not in self.splits:
+            self.splits[name] = self.read_split(name)
+        return self.splits[name]
+
+    def read_split(self, name: str) -> Any:
+        """What a dataset that reads its splits keeps of one (its files and labels, or its images)."""
+        raise NotImplementedError
+
+    # -- what a dataset gives ----------------------------------------------------------------------------------
+    def dataset(self, split: Literal["train", "val"], use: Use) -> Dataset:
+        """The split's items, each taken by index or by (index, augmentation seed) for training: a dict with
+        "image" and "label" (and what :meth:`net_input` needs)."""
+        raise NotImplementedError
+
+    def net_input(self, batch: dict[str, Any], training: bool) -> torch.Tensor:
+        """The net's float input from a batch on the device (``training``: with the training augmentations)."""
+        raise NotImplementedError
+
+    collate = staticmethod(default_collate)
+
+    def check_classes(self, found: int, where: Any) -> None:
+        if found != self.num_classes:
+            raise UserError(f"data.num_classes={self.num_classes} but {where} has {found} classes: set "
+                            f"data.num_classes={found}")  # fmt: skip
+
+    # -- the contract ----------------------------------------------------------------------------------------------
+    @property
+    def world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    @property
+    def device_batch(self) -> int:
+        return per_device_batch(self.batch_size, self.world[0])
+
+    def _loader(self, dataset: Dataset, sampler: Sampler, loader: type = DataLoader, **kwargs: Any) -> DataLoader:
+        return loader(dataset, batch_size=self.device_batch, sampler=sampler, num_workers=self.num_workers,
+                      pin_memory=self.pin_memory and torch.cuda.is_available(), collate_fn=self.collate,
+                      persistent_workers=self.persistent_workers and self.num_workers > 0, **kwargs)  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.dataset("train", "train")
+        world_size, rank = self.world
+        sampler = ResumableSampler(len(dataset), num_replicas=world_size, rank=rank, seed=self.seed)  # type: ignore[arg-type]
+        return self._loader(dataset, sampler, loader=ResumableLoader, drop_last=True, position=self._position)
+
+    def _position(self) -> tuple[int, int]:
+        """(epoch, batches of it trained on) at the moment a checkpoint is written."""
+        assert self.trainer is not None
+        return self.trainer.current_epoch, compat.batches_done(self.trainer)
+
+    def val_dataloader(self) -> DataLoader:
+        dataset = self.dataset("val", "val")
+        return self._loader(dataset, EachOnceSampler(len(dataset), *self.world))  # type: ignore[arg-type]
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if not isinstance(batch, dict):
+            return batch  # not one of our batches (e.g. the model summary's example input)
+        self.skipped(batch.pop("skipped", []))
+        if "image" not in batch:  # every image of the batch was skipped
+            return {"image": torch.empty(0, self.image_shape[0], 0, 0), "label": torch.empty(0, dtype=torch.long)}
+        trainer = self.trainer
+        training = trainer is not None and trainer.training
+        if training:
+            assert trainer is not None
+            seed_step(self.seed, trainer.global_step, trainer.global_rank)  # lighting and dropout of this step
+        return {"image": self.net_input(batch, training), "label": batch["label"]}
+
+    def skipped(self, paths: list[str]) -> None:
+        """Images of the batch that could not be read (a dataset that skips them says so here)."""
+
+    # -- for the figures (alexnet_lab.figures) ---------------------------------------------------------------------
+    def split_size(self, split: Literal["train", "val"]) -> int:
+        return len(self.dataset(split, "figure"))  # type: ignore[arg-type]
+
+    def figure_images(self, split: Literal["train", "val"],
+                      indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """(uint8 images to show, the net's inputs, labels) of these images of ``split``."""
+        dataset = self.dataset(split, "figure")
+        batch = self.collate([dataset[i] for i in indices])
+        return batch["image"], self.net_input(batch, training=False), torch.as_tensor(batch["label"])
+
+    def figure_batches(self, split: Literal["train", "val"], count: int,
+                       batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+        """The net's inputs for the first ``count`` images of ``split``, with their indices, in batches."""
+        dataset = self.dataset(split, "figure")
+        indices = list(range(min(count, len(dataset))))  # type: ignore[arg-type]
+        loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
+                            num_workers=self.num_workers, collate_fn=self.collate)  # fmt: skip
+        start = 0
+        for batch in loader:
+            size = len(batch["label"])
+            yield self.net_input(batch, training=False), torch.arange(start, start + size)
+            start += size

@@ -1,0 +1,82 @@
+"""What a run records about itself, and the names that group runs: summary.json, a job's variant (its overrides
+but the seed), and its W&B identity. Imports no torch, so that src/report.py starts at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    import lightning as L
+
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "csv/metrics.csv"
+
+
+def variant(overrides: list[str]) -> str:
+    """A job's overrides but its seed (and checkpoint): what jobs that differ only by seed have in common."""
+    return ",".join(o for o in overrides if not o.startswith(("seed=", "ckpt_path="))) or "default"
+
+
+def choices(cfg: DictConfig) -> dict[str, str]:
+    """The option taken in each of AlexNet's ablation groups, and ``gpus``."""
+    picked = {group: str(choice) for group, choice in (cfg.get("ablation") or {}).items()}
+    return {**picked, "gpus": str(cfg.gpus)}
+
+
+def wandb_identity(cfg: DictConfig) -> dict[str, Any]:
+    """group = the sweep (one per ``-m`` invocation), name = the job's overrides, job_type = the overrides but
+    the seed (so W&B's grouping by job type draws one band per variant over its seeds), tags = the choices,
+    config = the resolved config plus the choices."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get()
+    group = Path(hydra.sweep.dir if hydra.mode == RunMode.MULTIRUN else hydra.runtime.output_dir).name
+    picked = choices(cfg)
+    overrides = list(hydra.overrides.task)
+    job_type = variant(overrides)
+    if len(job_type) > 64:  # W&B's limit on a job type: the start, and a digest that keeps it distinct
+        job_type = f"{job_type[:55]}~{hashlib.sha1(job_type.encode()).hexdigest()[:8]}"
+    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert isinstance(config, dict)
+    return {
+        "group": group,
+        "name": ",".join(o for o in overrides if not o.startswith("ckpt_path=")) or "default",
+        "job_type": job_type,
+        "tags": [f"{k}={v}" for k, v in picked.items()],
+        "config": {**config, "choices": picked},
+    }
+
+
+def crop_protocol(test_crops: int | None) -> str:
+    """How val images are judged; CIFAR-10 and MNIST (no test_crops) whole."""
+    if test_crops is None:
+        return "whole image"
+    return "ten crops, softmax averaged (section 4.1)" if test_crops == 10 else "centre crop"
+
+
+def errors(metrics: Any) -> dict[str, float]:
+    return {key: float(metrics[f"val/{key}"]) for key in ("top1_err", "top5_err") if f"val/{key}" in metrics}
+
+
+def last_epoch_errors(trainer: L.Trainer) -> dict[str, Any]:
+    """The last epoch's val errors, as logged at its end (read before anything else is validated)."""
+    return {"epoch": trainer.current_epoch - 1, **errors(trainer.callback_metrics)}
+
+
+def best_epoch_errors(best_ckpt: str, metrics: dict[str, float]) -> dict[str, Any]:
+    """The best epoch's errors: the epoch with the lowest val top-1 error, chosen on the validation set itself,
+    so the number is optimistic (the paper's test-set numbers come from a model chosen without them)."""
+    from alexnet_lab.resume import checkpoint_facts
+
+    return {"epoch": checkpoint_facts(best_ckpt).epoch if best_ckpt else None, **errors(metrics), "selected_on": "val"}
+
+
+def write_summary(trainer: L.Trainer, out_dir: str | Path, **fields: Any) -> None:
+    if trainer.is_global_zero:
+        Path(out_dir, SUMMARY_FILE).write_text(json.dumps(fields, indent=2, default=float) + "\n")
