@@ -1,0 +1,102 @@
+"""The README and docs/*.md name files, modules and their symbols: every one they name exists, so that a move in the
+code cannot leave the docs pointing at nothing."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+SUFFIXES = (".py", ".yaml", ".md", ".sh", ".sbatch", ".toml", ".png")
+OURS = {
+    "src",
+    "conf",
+    "tests",
+    "bench",
+    "docs",
+    "examples",
+    "tools",
+    "alexnet_lab",
+    ".ci",
+}  # other codebases' files: not
+
+
+def quoted(doc: Path) -> list[str]:
+    """The text of every `code span` of ``doc`` (fenced blocks left out: they are commands and code)."""
+    text = re.sub(r"^```.*?^```", "", doc.read_text(), flags=re.MULTILINE | re.DOTALL)
+    return re.findall(r"`([^`\n]+)`", text) + re.findall(r"\]\(([^)#]+)\)", text)
+
+
+def path_of(name: str) -> Path | None:
+    """Where a named file lies: from the repository's root, or a package path under src/."""
+    for base in (REPO, REPO / "src", REPO / "docs"):
+        if (base / name).exists():
+            return base / name
+    return None
+
+
+def references(doc: Path) -> tuple[set[str], set[tuple[str, str]], set[str]]:
+    """(files and folders, (file, symbol) pairs written `file.py: SYMBOL`, `module.symbol` names) in ``doc``."""
+    files, in_files, symbols = set(), set(), set()
+    for span in quoted(doc):
+        for part in re.split(r"[\s,]+", span):
+            part = part.strip("().;")
+            if "<" in part or "*" in part or "=" in part or part.startswith(("http", "-")):
+                continue
+            ours = part.split("/")[0] in OURS or part in ("README.md", "pyproject.toml")
+            if ours and (part.endswith(SUFFIXES) or part.endswith("/")):
+                files.add(part)
+            elif re.fullmatch(r"alexnet_lab(\.\w+)+", part):
+                symbols.add(part)
+        found = re.fullmatch(r"([\w/.-]+\.py): (\w+)(?:.*)", span)
+        if found:
+            in_files.add((found[1], found[2]))
+    return files, in_files, symbols
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
+def test_every_file_and_symbol_the_docs_name_exists(doc: Path) -> None:
+    files, in_files, symbols = references(doc)
+    assert files or symbols, f"{doc.name} names no file or symbol: the parser is broken"
+    missing = [name for name in sorted(files) if path_of(name) is None]
+    for name, symbol in sorted(in_files):
+        path = path_of(name) or path_of(f"alexnet_lab/{name}")
+        if path is None or not re.search(rf"\b{symbol}\b", path.read_text()):
+            missing.append(f"{name}: {symbol}")
+    for name in sorted(symbols):
+        module, rest = name, []
+        while module:
+            try:
+                found = importlib.import_module(module)
+                break
+            except ModuleNotFoundError:
+                module, _, last = module.rpartition(".")
+                rest.insert(0, last)
+        else:
+            missing.append(name)
+            continue
+        for attribute in rest:
+            if not hasattr(found, attribute):
+                missing.append(name)
+                break
+            found = getattr(found, attribute)
+    assert not missing, f"{doc.name} names what does not exist: {missing}"
+
+
+def test_the_readmes_table_of_groups_lists_each_groups_choices() -> None:
+    """The ablation groups' options are the choices of AlexNet's annotations: the README's table says the same."""
+    import typing
+
+    from alexnet_lab.declare import hints
+    from alexnet_lab.models.alexnet import ABLATION_GROUPS, AlexNet
+
+    rows = {m[1]: m[2] for m in re.finditer(r"^\| `(\w+)` \| ([^|]+) \|", (REPO / "README.md").read_text(), re.M)}
+    for group in ABLATION_GROUPS:
+        assert group in rows, f"the README's table has no row for the group {group}"
+        listed = re.findall(r"`(\w+)`", rows[group])
+        assert listed == list(typing.get_args(hints(AlexNet)[group])), (group, listed)
