@@ -20,8 +20,16 @@ def main(cfg: DictConfig) -> None:
         if not cfg.source:
             raise DataRootError("no source: set source=DIR or the IMAGENET_ROOT environment variable")
         detect_layout(Path(cfg.source), key="source")
-        out = prepare(cfg.source, cfg.out, cfg.layout, cfg.shard_size, cfg.quality, cfg.workers,
-                      progress=config.isatty(), chroma=cfg.chroma)  # fmt: skip
+        out = prepare(
+            cfg.source,
+            cfg.out,
+            cfg.layout,
+            cfg.shard_size,
+            cfg.quality,
+            cfg.workers,
+            progress=config.isatty(),
+            chroma=cfg.chroma,
+        )
         print(f"prepared {cfg.source} into {out}: train with data=imagenet_prepared data.root={out}")
 
 

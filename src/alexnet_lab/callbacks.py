@@ -50,8 +50,9 @@ class StepCheckpoint(ModelCheckpoint):
     epoch's last step by skipping that epoch's validation and its epoch-end hooks, the lr schedule's step
     among them, so a resumed run would not equal an uninterrupted one.)"""
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:  # fmt: skip
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if not compat.at_last_batch(trainer):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
@@ -77,10 +78,17 @@ class Preemption(Checkpoint):
     the lr schedule: the saved schedule is then the one the next epoch uses.
     """
 
-    def __init__(self, dirpath: str, stop_signals: Sequence[str] = ("SIGTERM",),
-                 requeue_signals: Sequence[str] = ("SIGUSR1", "SIGUSR2")) -> None:  # fmt: skip
-        unknown = [str(name) for name in (*stop_signals, *requeue_signals)
-                   if not isinstance(getattr(signal, str(name), None), signal.Signals)]  # fmt: skip
+    def __init__(
+        self,
+        dirpath: str,
+        stop_signals: Sequence[str] = ("SIGTERM",),
+        requeue_signals: Sequence[str] = ("SIGUSR1", "SIGUSR2"),
+    ) -> None:
+        unknown = [
+            str(name)
+            for name in (*stop_signals, *requeue_signals)
+            if not isinstance(getattr(signal, str(name), None), signal.Signals)
+        ]
         if unknown:
             raise UserError(f"callbacks.preemption: unknown signal(s) {unknown}: use names like SIGTERM")
         self.dirpath = Path(dirpath)
@@ -125,14 +133,14 @@ class Preemption(Checkpoint):
         trainer.save_checkpoint(self.path)
         self.saved = True
         name = self.first.name if self.first is not None else "a signal (on another rank)"
-        rank_zero_info(f"{name} received: saved {self.path} at step {trainer.global_step}; "
-                       "resume with ckpt_path=last")  # fmt: skip
+        rank_zero_info(f"{name} received: saved {self.path} at step {trainer.global_step}; resume with ckpt_path=last")
         if self.first in self.requeue_signals and trainer.is_global_zero and (job := slurm_job_id()):
             status = subprocess.call(["scontrol", "requeue", job])
             rank_zero_info(f"scontrol requeue {job}: " + ("done" if status == 0 else f"failed with status {status}"))
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:  # fmt: skip
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         # Exit here rather than right after the save: Lightning logs a step's metrics after its batch-end hooks.
         if self.saved:
             raise SystemExit(0)
@@ -148,8 +156,9 @@ class FirstEpochBelow(L.Callback):
     which the epoch's ``metric`` (training error) first fell below ``threshold`` (alexnet_lab.report.epochs_to,
     which the sweep's report computes from metrics.csv)."""
 
-    def __init__(self, metric: str = "train/top1_err",
-                 threshold: Annotated[float, Interval(gt=0, le=1)] = FIG1_TARGET) -> None:  # fmt: skip
+    def __init__(
+        self, metric: str = "train/top1_err", threshold: Annotated[float, Interval(gt=0, le=1)] = FIG1_TARGET
+    ) -> None:
         self.metric, self.threshold = metric, threshold
         self.curve: list[tuple[int, float]] = []
         self.logged = False

@@ -163,20 +163,30 @@ def register() -> None:
     for group in ABLATION_GROUPS:
         for choice in typing.get_args(annotations[group]):
             store.store(group=group, name=str(choice), node={group: choice}, package="ablation")
-    store.store(group="arguments", name="classifier_module",
-                node={**_defaults(ClassifierModule, leave_out=("net",)), "_recursive_": False})  # fmt: skip
+    store.store(
+        group="arguments",
+        name="classifier_module",
+        node={**_defaults(ClassifierModule, leave_out=("net",)), "_recursive_": False},
+    )
     store.store(group="arguments", name="alexnet", node=_defaults(AlexNet))
     store.store(group="arguments", name="imagenet_data", node=_defaults(ImageNetDataModule, leave_out=("sample",)))
     store.store(group="arguments", name="small_data", node=_defaults(SmallImageDataModule, leave_out=("sample",)))
-    StrategyRegistry.register(STRATEGY_NAME, SweepSafeDDPStrategy, description=SweepSafeDDPStrategy.__doc__,
-                              override=True)  # fmt: skip
+    StrategyRegistry.register(
+        STRATEGY_NAME, SweepSafeDDPStrategy, description=SweepSafeDDPStrategy.__doc__, override=True
+    )
 
 
 # Hydra resolves conf/'s interpolations in every process it starts, in a job that submitit unpickles too, before
 # any code of ours runs there: the resolvers are registered when this module is imported (nothing else is).
-_RESOLVERS: dict[str, Callable[..., Any]] = {"if_rank_zero": if_rank_zero, "rank_suffix": rank_suffix, "isatty": isatty,
-                         "columns_for": columns_for, "devices_for": devices_for, "strategy_for": strategy_for,
-                         "claim_dir": claim_dir}  # fmt: skip
+_RESOLVERS: dict[str, Callable[..., Any]] = {
+    "if_rank_zero": if_rank_zero,
+    "rank_suffix": rank_suffix,
+    "isatty": isatty,
+    "columns_for": columns_for,
+    "devices_for": devices_for,
+    "strategy_for": strategy_for,
+    "claim_dir": claim_dir,
+}
 for _name, _resolver in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver, use_cache=_name == "claim_dir")

@@ -49,8 +49,11 @@ def rule(annotation: Any) -> Rule:
                 length = extra.min_length
             elif isinstance(extra, at.BaseMetadata | at.GroupedMetadata):
                 bounds += list(extra) if isinstance(extra, at.GroupedMetadata) else [extra]
-    members = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (
-        annotation,)  # fmt: skip
+    members = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
     nullable = type(None) in members
     kinds: list[Any] = []
     item = None
@@ -83,21 +86,30 @@ def _passes(kind: Any, value: Any) -> tuple[bool, Any]:
         return any(shown == c and type(shown) is type(c) for c in kind), shown
     if kind is float:
         return isinstance(value, int | float) and not isinstance(value, bool), float(value) if isinstance(
-            value, int | float) else value  # fmt: skip
+            value, int | float
+        ) else value
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     return isinstance(value, kind), value
 
 
 def _within(bounds: Sequence[Any], value: Any) -> bool:
-    checks = {at.Ge: lambda b: value >= b.ge, at.Gt: lambda b: value > b.gt, at.Le: lambda b: value <= b.le,
-              at.Lt: lambda b: value < b.lt}  # fmt: skip
+    checks = {
+        at.Ge: lambda b: value >= b.ge,
+        at.Gt: lambda b: value > b.gt,
+        at.Le: lambda b: value <= b.le,
+        at.Lt: lambda b: value < b.lt,
+    }
     return all(checks[type(b)](b) for b in bounds if type(b) in checks)
 
 
 def _type_name(kind: Any, plural: bool) -> str:
-    names = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans"),
-             str: ("a string", "strings")}  # fmt: skip
+    names = {
+        int: ("an integer", "integers"),
+        float: ("a number", "numbers"),
+        bool: ("true or false", "booleans"),
+        str: ("a string", "strings"),
+    }
     return names[kind][plural] if kind in names else ("values" if plural else "a value")
 
 
@@ -135,7 +147,8 @@ def check_value(key: str, value: Any, spec: Rule) -> None:
         item = spec.item or Rule((Any,))
         for entry in items:
             typed = any(_passes(k, entry)[0] for k in item.kinds if not isinstance(k, tuple)) or any(
-                isinstance(k, tuple) for k in item.kinds)  # fmt: skip
+                isinstance(k, tuple) for k in item.kinds
+            )
             if not typed:
                 raise UserError(f"{key}={entry!r} is not allowed: use {describe(spec)}")
         fits = spec.length is None or len(items) == spec.length

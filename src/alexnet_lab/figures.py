@@ -108,17 +108,21 @@ def nearest_neighbours(features: torch.Tensor, queries: torch.Tensor, k: int, ch
     for start in range(0, len(features), chunk):
         part = features[start : start + chunk].to(queries.device)
         d = torch.cdist(queries.double(), part.double())
-        d_all, i_all = torch.cat([best_d, d], 1), torch.cat([best_i, torch.arange(start, start + len(part),
-                                                                                   device=queries.device)
-                                                            .expand(len(queries), -1)], 1)  # fmt: skip
+        d_all, i_all = (
+            torch.cat([best_d, d], 1),
+            torch.cat(
+                [best_i, torch.arange(start, start + len(part), device=queries.device).expand(len(queries), -1)], 1
+            ),
+        )
         keep = d_all.topk(min(k, d_all.shape[1]), dim=1, largest=False)
         best_d, best_i = keep.values, i_all.gather(1, keep.indices)
     return best_i
 
 
 @torch.no_grad()
-def hidden_features(net: Any, datamodule: Any, split: str, count: int, device: torch.device,
-                    batch_size: int = 128) -> torch.Tensor:  # fmt: skip
+def hidden_features(
+    net: Any, datamodule: Any, split: str, count: int, device: torch.device, batch_size: int = 128
+) -> torch.Tensor:
     """The last hidden layer's features of the first ``count`` images of ``split``, centre crops."""
     out = []
     for inputs, _ in datamodule.figure_batches(split, count, batch_size):
@@ -149,8 +153,9 @@ def draw_figure4(model: Any, datamodule: Any, path: Path, max_train_images: int,
     probs = F.softmax(net(inputs.to(device)).float(), dim=1).cpu()
     train_features = hidden_features(net, datamodule, "train", max_train_images, device, batch_size)
     queries = picks[:QUERY_IMAGES]
-    neighbours = nearest_neighbours(train_features, hidden_features_of(net, inputs[: len(queries)], device),
-                                    min(NEIGHBOURS, len(train_features)))  # fmt: skip
+    neighbours = nearest_neighbours(
+        train_features, hidden_features_of(net, inputs[: len(queries)], device), min(NEIGHBOURS, len(train_features))
+    )
 
     fig = plt.figure(figsize=(16, 8.5))
     left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])  # type: ignore[misc]
@@ -211,8 +216,13 @@ class DrawFigures(L.Callback):
     of training, into ``dirpath``, and logs them (rank 0 only). ``max_train_images`` bounds Figure 4's
     nearest-neighbour search (null: the whole training set)."""
 
-    def __init__(self, dirpath: str, every_n_epochs: Annotated[int, Ge(0)] = 0,
-                 max_train_images: PositiveInt | None = 2000, neighbours: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        dirpath: str,
+        every_n_epochs: Annotated[int, Ge(0)] = 0,
+        max_train_images: PositiveInt | None = 2000,
+        neighbours: bool = True,
+    ) -> None:
         self.dirpath, self.every_n_epochs = Path(dirpath), every_n_epochs
         self.max_train_images, self.neighbours = max_train_images, neighbours
 

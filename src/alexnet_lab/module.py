@@ -87,8 +87,10 @@ class ClassifierModule(L.LightningModule):
         self.save_hyperparameters()
         self.net: Any = instantiate(net)
         if not isinstance(self.net, Backbone):
-            raise UserError(f"model.net._target_={net.get('_target_')} is not a backbone: it lacks what "
-                            "alexnet_lab.models.Backbone asks (in_channels, input_size, columns, hidden)")  # fmt: skip
+            raise UserError(
+                f"model.net._target_={net.get('_target_')} is not a backbone: it lacks what "
+                "alexnet_lab.models.Backbone asks (in_channels, input_size, columns, hidden)"
+            )
         num_classes = int(net.get("num_classes", 1000))
         self.train_metrics = error_metrics(num_classes).clone(prefix="train/")
         self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
@@ -148,8 +150,9 @@ class ClassifierModule(L.LightningModule):
         hp: Any = self.hparams
         groups = parameter_groups(self.net, hp.lr, hp.weight_decay, hp.bias_lr_mult, hp.bias_decay_mult)
         if hp.optimizer == "paper":
-            optimizer: torch.optim.Optimizer = PaperSGD(groups, lr=hp.lr, momentum=hp.momentum,
-                                                        weight_decay=hp.weight_decay)  # fmt: skip
+            optimizer: torch.optim.Optimizer = PaperSGD(
+                groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+            )
         else:
             optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         # "name": the lr is logged as lr (lr/weights and lr/biases with bias multipliers), whatever the optimizer
@@ -199,8 +202,9 @@ class ClassifierModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("hyper_parameters", {}).get("net") or {}
         current = dict(self.hparams.get("net") or {})
-        differs = {k: (saved.get(k), current.get(k)) for k in set(saved) | set(current)
-                   if saved.get(k) != current.get(k)}  # fmt: skip
+        differs = {
+            k: (saved.get(k), current.get(k)) for k in set(saved) | set(current) if saved.get(k) != current.get(k)
+        }
         if differs:
             what = ", ".join(f"{k}: checkpoint {a!r} vs this run {b!r}" for k, (a, b) in sorted(differs.items()))
             raise CheckpointMismatchError(

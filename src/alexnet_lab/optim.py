@@ -48,8 +48,9 @@ class PaperSGD(torch.optim.Optimizer):
         return loss
 
 
-def parameter_groups(module: nn.Module, lr: float, weight_decay: float, bias_lr_mult: float,
-                     bias_decay_mult: float) -> list[dict[str, Any]]:  # fmt: skip
+def parameter_groups(
+    module: nn.Module, lr: float, weight_decay: float, bias_lr_mult: float, bias_decay_mult: float
+) -> list[dict[str, Any]]:
     """One group for everything when the multipliers are 1 (the paper says nothing of biases); else the weights
     and the biases (parameters named ``*.bias``) apart, the biases at ``bias_lr_mult`` times the lr and
     ``bias_decay_mult`` times the weight decay (the authors' and Caffe's: 2 and 0)."""

@@ -111,22 +111,24 @@ def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
         curve = _val_curve(rows_of_job)
         best = min(curve, key=lambda r: r[1]) if curve else (None, math.nan, math.nan)
         last = curve[-1] if curve else (None, math.nan, math.nan)
-        rows.append({
-            "job": job.name,
-            "overrides": overrides,
-            "variant": variant(overrides),
-            "params": summary.get("params"),
-            "crops": summary.get("crops", "centre crop"),
-            "best_epoch": best[0],
-            "val_top1_err": best[1],
-            "val_top5_err": best[2],
-            "last_epoch": last[0],
-            "last_top1_err": last[1],
-            "last_top5_err": last[2],
-            "images_per_sec": _images_per_sec(rows_of_job),
-            "curve": curve,
-            "train_curve": _train_curve(rows_of_job),
-        })  # fmt: skip
+        rows.append(
+            {
+                "job": job.name,
+                "overrides": overrides,
+                "variant": variant(overrides),
+                "params": summary.get("params"),
+                "crops": summary.get("crops", "centre crop"),
+                "best_epoch": best[0],
+                "val_top1_err": best[1],
+                "val_top5_err": best[2],
+                "last_epoch": last[0],
+                "last_top1_err": last[1],
+                "last_top5_err": last[2],
+                "images_per_sec": _images_per_sec(rows_of_job),
+                "curve": curve,
+                "train_curve": _train_curve(rows_of_job),
+            }
+        )
     return rows
 
 
@@ -176,8 +178,12 @@ def ablation_effects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 key_b, _, value_b = in_b.partition("=")
                 if not (key_a == key_b == ablation.key and value_a in ablation.paper and value_b in ablation.other):
                     continue
-                effect: dict[str, Any] = {"ablation": ablation, "paper": in_a, "other": in_b,
-                                          "n": (len(jobs_a), len(jobs_b))}  # fmt: skip
+                effect: dict[str, Any] = {
+                    "ablation": ablation,
+                    "paper": in_a,
+                    "other": in_b,
+                    "n": (len(jobs_a), len(jobs_b)),
+                }
                 for metric in ("top1", "top5"):
                     ma, sa = mean_std([100 * r[f"val_{metric}_err"] for r in jobs_a])
                     mb, sb = mean_std([100 * r[f"val_{metric}_err"] for r in jobs_b])
@@ -212,21 +218,33 @@ def write_report(sweep_dir: str | Path) -> tuple[Path, Path]:
         )
     groups = variants(rows)
     if any(len(jobs) > 1 for jobs in groups.values()):
-        lines += ["", "## Over seeds (mean ± std)", "",
-                  "| variant | n | best top-1 % | best top-5 % | last top-1 % | last top-5 % |",
-                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            "",
+            "## Over seeds (mean ± std)",
+            "",
+            "| variant | n | best top-1 % | best top-5 % | last top-1 % | last top-5 % |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for name, jobs in groups.items():
-            cells = [_pm(*mean_std([100 * r[key] for r in jobs]))
-                     for key in ("val_top1_err", "val_top5_err", "last_top1_err", "last_top5_err")]  # fmt: skip
+            cells = [
+                _pm(*mean_std([100 * r[key] for r in jobs]))
+                for key in ("val_top1_err", "val_top5_err", "last_top1_err", "last_top5_err")
+            ]
             lines.append(f"| {name} | {len(jobs)} | " + " | ".join(cells) + " |")
     effects = ablation_effects(rows)
     if effects:
-        lines += ["", "## The paper's ablations (best error, paper's choice minus the other, in points)", "",
-                  "| ablation | paper's choice | other | n | Δ top-1 | Δ top-5 | the paper |",
-                  "|---|---|---|---|---:|---:|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## The paper's ablations (best error, paper's choice minus the other, in points)",
+            "",
+            "| ablation | paper's choice | other | n | Δ top-1 | Δ top-5 | the paper |",
+            "|---|---|---|---|---:|---:|---|",
+        ]
         for e in effects:
-            lines.append(f"| {e['ablation'].name} | {e['paper']} | {e['other']} | {e['n'][0]} vs {e['n'][1]} | "
-                         f"{_pm(*e['top1'])} | {_pm(*e['top5'])} | {e['ablation'].claim} |")  # fmt: skip
+            lines.append(
+                f"| {e['ablation'].name} | {e['paper']} | {e['other']} | {e['n'][0]} vs {e['n'][1]} | "
+                f"{_pm(*e['top1'])} | {_pm(*e['top5'])} | {e['ablation'].claim} |"
+            )
     lines += figure1(sweep_dir, [{**row, "label": label} for row, label in zip(rows, labels, strict=True)])
     markdown = sweep_dir / "report.md"
     markdown.write_text("\n".join(lines) + "\n")
@@ -249,11 +267,16 @@ def figure1(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
         return []
     fastest = {}
     for neuron, jobs in by_neuron.items():
-        fastest[neuron] = min(jobs, key=lambda r: (epochs_to(r["train_curve"], FIG1_TARGET) or math.inf,
-                                                   r["train_curve"][-1][1]))  # fmt: skip
-    lines = ["", f"## Figure 1: epochs to {FIG1_TARGET:.0%} training error, ReLU vs tanh", "",
-             "| neuron | fastest job | its choices | epochs to 25% | jobs tried |",
-             "|---|---|---|---:|---:|"]  # fmt: skip
+        fastest[neuron] = min(
+            jobs, key=lambda r: (epochs_to(r["train_curve"], FIG1_TARGET) or math.inf, r["train_curve"][-1][1])
+        )
+    lines = [
+        "",
+        f"## Figure 1: epochs to {FIG1_TARGET:.0%} training error, ReLU vs tanh",
+        "",
+        "| neuron | fastest job | its choices | epochs to 25% | jobs tried |",
+        "|---|---|---|---:|---:|",
+    ]
     epochs = {}
     for neuron in ("relu", "tanh"):
         job = fastest[neuron]
@@ -278,8 +301,13 @@ def _draw_figure1(path: Path, fastest: dict[str, dict[str, Any]]) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for neuron, style in (("relu", "-"), ("tanh", "--")):
         curve = fastest[neuron]["train_curve"]
-        ax.plot([e + 1 for e, _ in curve], [err for _, err in curve], style, color="black",
-                label=f"{'ReLU' if neuron == 'relu' else 'tanh'} ({fastest[neuron]['label']})")  # fmt: skip
+        ax.plot(
+            [e + 1 for e, _ in curve],
+            [err for _, err in curve],
+            style,
+            color="black",
+            label=f"{'ReLU' if neuron == 'relu' else 'tanh'} ({fastest[neuron]['label']})",
+        )
     ax.axhline(FIG1_TARGET, color="grey", linewidth=0.8)
     ax.set_xlabel("epochs")
     ax.set_ylabel("training error rate")
@@ -316,8 +344,7 @@ def _draw(sweep_dir: Path, rows: list[dict[str, Any]], labels: list[str]) -> Pat
     else:
         for row, label in zip(rows, labels, strict=True):
             if row["curve"]:
-                ax.plot([e for e, _, _ in row["curve"]], [100 * t for _, t, _ in row["curve"]], marker="o",
-                        label=label)  # fmt: skip
+                ax.plot([e for e, _, _ in row["curve"]], [100 * t for _, t, _ in row["curve"]], marker="o", label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("val top-1 error (%)")

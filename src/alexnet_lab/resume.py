@@ -58,14 +58,18 @@ def checkpoint_facts(path: str | Path) -> CheckpointFacts:
     try:
         ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except Exception as error:
-        raise UserError(f"ckpt_path={path} is not a checkpoint (torch.load cannot read it): give a .ckpt file "
-                        "from a run's checkpoints/ folder") from error  # fmt: skip
+        raise UserError(
+            f"ckpt_path={path} is not a checkpoint (torch.load cannot read it): give a .ckpt file "
+            "from a run's checkpoints/ folder"
+        ) from error
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
     if not missing and "net" not in (ckpt["hyper_parameters"] or {}):
         missing = ["hyper_parameters.net"]
     if missing:
-        raise UserError(f"ckpt_path={path} is not a checkpoint written by src/train.py (it has no "
-                        f"{', '.join(missing)}): give a .ckpt file from a run's checkpoints/ folder")  # fmt: skip
+        raise UserError(
+            f"ckpt_path={path} is not a checkpoint written by src/train.py (it has no "
+            f"{', '.join(missing)}): give a .ckpt file from a run's checkpoints/ folder"
+        )
     return CheckpointFacts(int(ckpt["global_step"]), int(ckpt.get("epoch", 0)), ckpt.get(WANDB_ID_KEY))
 
 
@@ -190,8 +194,10 @@ def _wait_for_rank0(choice: Path) -> str | None:
     deadline = time.monotonic() + RANK0_WAIT_S
     while not choice.is_file():
         if time.monotonic() > deadline:
-            raise UserError(f"rank 0 did not choose the checkpoint to resume from within {RANK0_WAIT_S:.0f} s "
-                            f"({choice} is missing): see rank 0's error")  # fmt: skip
+            raise UserError(
+                f"rank 0 did not choose the checkpoint to resume from within {RANK0_WAIT_S:.0f} s "
+                f"({choice} is missing): see rank 0's error"
+            )
         time.sleep(0.2)
     resolved = json.loads(choice.read_text())
     log.info("ckpt_path: %s, as rank 0 chose", resolved)

@@ -49,14 +49,20 @@ def precisions() -> Any:
 # Lightning's arguments that the configs set, with the bounds its annotations do not state.
 LIGHTNING_BOUNDS: dict[str, dict[str, Any]] = {
     "lightning.pytorch.trainer.trainer.Trainer": {
-        "devices": PositiveInt, "num_nodes": PositiveInt, "max_epochs": PositiveInt,
-        "max_steps": Annotated[int, at.Ge(-1)], "log_every_n_steps": PositiveInt, "precision": precisions,
+        "devices": PositiveInt,
+        "num_nodes": PositiveInt,
+        "max_epochs": PositiveInt,
+        "max_steps": Annotated[int, at.Ge(-1)],
+        "log_every_n_steps": PositiveInt,
+        "precision": precisions,
     },
     "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint": {
-        "save_top_k": Annotated[int, at.Ge(-1)], "every_n_epochs": PositiveInt, "every_n_train_steps": PositiveInt,
+        "save_top_k": Annotated[int, at.Ge(-1)],
+        "every_n_epochs": PositiveInt,
+        "every_n_train_steps": PositiveInt,
     },
     "lightning.pytorch.callbacks.model_summary.ModelSummary": {"max_depth": Annotated[int, at.Ge(-1)]},
-}  # fmt: skip
+}
 
 
 def parameters(target: Any) -> tuple[dict[str, Any], bool]:
@@ -110,8 +116,10 @@ def check(cfg: DictConfig, declared: Any, path: str = "", taken: tuple[dict[str,
 def unknown_argument(key: str, target: Any) -> str:
     where = ""
     if key.startswith("model.net."):  # AlexNet's presets set its net's arguments
-        where = (", or the preset that sets it (AlexNet's experiment=quickstart, the default, and smoke): give "
-                 "another net ~experiment (no preset) or its own preset, e.g. experiment=lenet5")  # fmt: skip
+        where = (
+            ", or the preset that sets it (AlexNet's experiment=quickstart, the default, and smoke): give "
+            "another net ~experiment (no preset) or its own preset, e.g. experiment=lenet5"
+        )
     return f"{key} is not an argument of {target_name(target)}: remove +{key}{where}"
 
 
@@ -221,8 +229,10 @@ def check_plateau_has_validation(cfg: DictConfig) -> None:
         return
     shown = "null" if every is None else every
     cause = f"trainer.limit_val_batches={limit}" if every == 1 else f"trainer.check_val_every_n_epoch={shown}"
-    raise UserError(f"model.schedule=plateau steps on val/top1_err at every epoch's end, and {cause} leaves epochs "
-                    "without it: validate every epoch, or use model.schedule=step")  # fmt: skip
+    raise UserError(
+        f"model.schedule=plateau steps on val/top1_err at every epoch's end, and {cause} leaves epochs "
+        "without it: validate every epoch, or use model.schedule=step"
+    )
 
 
 def check_fits(net: Any, datamodule: Any) -> None:
@@ -231,6 +241,8 @@ def check_fits(net: Any, datamodule: Any) -> None:
     if (int(net.in_channels), int(net.input_size)) != (channels, size):
         takes = f"{net.in_channels}x{net.input_size}x{net.input_size}"
         gives = f"{channels}x{size}x{size}"
-        raise UserError(f"the net ({type(net).__name__}) takes {takes} images and the data give {gives}: choose a "
-                        "dataset of its images (LeNet-5: data=mnist or mnist_sample; Figure 1's net: data=cifar10 or "
-                        "cifar10_sample), or its preset (experiment=lenet5, experiment=fig1)")  # fmt: skip
+        raise UserError(
+            f"the net ({type(net).__name__}) takes {takes} images and the data give {gives}: choose a "
+            "dataset of its images (LeNet-5: data=mnist or mnist_sample; Figure 1's net: data=cifar10 or "
+            "cifar10_sample), or its preset (experiment=lenet5, experiment=fig1)"
+        )

@@ -63,8 +63,15 @@ class ClassificationData(L.LightningDataModule):
 
     image_shape: tuple[int, int]  # (channels, size) of the images the net is given
 
-    def __init__(self, num_classes: int, batch_size: int, num_workers: int, seed: int, pin_memory: bool = False,
-                 persistent_workers: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        num_classes: int,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+    ) -> None:
         super().__init__()
         self.num_classes, self.batch_size, self.num_workers, self.seed = num_classes, batch_size, num_workers, seed
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
@@ -104,8 +111,9 @@ class ClassificationData(L.LightningDataModule):
 
     def check_classes(self, found: int, where: Any) -> None:
         if found != self.num_classes:
-            raise UserError(f"data.num_classes={self.num_classes} but {where} has {found} classes: set "
-                            f"data.num_classes={found}")  # fmt: skip
+            raise UserError(
+                f"data.num_classes={self.num_classes} but {where} has {found} classes: set data.num_classes={found}"
+            )
 
     # -- the contract ----------------------------------------------------------------------------------------------
     @property
@@ -118,9 +126,16 @@ class ClassificationData(L.LightningDataModule):
         return per_device_batch(self.batch_size, self.world[0])
 
     def _loader(self, dataset: Dataset, sampler: Sampler, loader: type = DataLoader, **kwargs: Any) -> DataLoader:
-        return loader(dataset, batch_size=self.device_batch, sampler=sampler, num_workers=self.num_workers,
-                      pin_memory=self.pin_memory and torch.cuda.is_available(), collate_fn=self.collate,
-                      persistent_workers=self.persistent_workers and self.num_workers > 0, **kwargs)  # fmt: skip
+        return loader(
+            dataset,
+            batch_size=self.device_batch,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            collate_fn=self.collate,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            **kwargs,
+        )
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.dataset("train", "train")
@@ -160,20 +175,26 @@ class ClassificationData(L.LightningDataModule):
     def split_size(self, split: Literal["train", "val"]) -> int:
         return len(self.dataset(split, "figure"))  # type: ignore[arg-type]
 
-    def figure_images(self, split: Literal["train", "val"],
-                      indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    def figure_images(
+        self, split: Literal["train", "val"], indices: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(uint8 images to show, the net's inputs, labels) of these images of ``split``."""
         dataset = self.dataset(split, "figure")
         batch = self.collate([dataset[i] for i in indices])
         return batch["image"], self.net_input(batch, training=False), torch.as_tensor(batch["label"])
 
-    def figure_batches(self, split: Literal["train", "val"], count: int,
-                       batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    def figure_batches(
+        self, split: Literal["train", "val"], count: int, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The net's inputs for the first ``count`` images of ``split``, with their indices, in batches."""
         dataset = self.dataset(split, "figure")
         indices = list(range(min(count, len(dataset))))  # type: ignore[arg-type]
-        loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
-                            num_workers=self.num_workers, collate_fn=self.collate)  # fmt: skip
+        loader = DataLoader(
+            torch.utils.data.Subset(dataset, indices),
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            collate_fn=self.collate,
+        )
         start = 0
         for batch in loader:
             size = len(batch["label"])

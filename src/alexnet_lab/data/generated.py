@@ -123,8 +123,16 @@ def _meta_mat(wnids: list[str]) -> bytes:
     """
     from scipy.io import savemat
 
-    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
-              "num_train_images"]  # fmt: skip
+    fields = [
+        "ILSVRC2012_ID",
+        "WNID",
+        "words",
+        "gloss",
+        "num_children",
+        "children",
+        "wordnet_height",
+        "num_train_images",
+    ]
     rows = [(len(wnids) - i, w, CLASSES[w], "", 0, np.zeros(0), 0, 40) for i, w in enumerate(wnids)]
     rows.append((len(wnids) + 1, "n01473806", "aquatic vertebrate", "", 2, np.array([1, 2]), 1, 0))
     synsets = np.empty(len(rows), dtype=[(f, object) for f in fields])
@@ -144,17 +152,25 @@ def _write_archives(root: Path, train: list[SampleImage], val: list[SampleImage]
     devkit = "ILSVRC2012_devkit_t12/data/"
     _write(
         root / ARCHIVES[2],
-        _tar_bytes([(devkit + "meta.mat", _meta_mat(wnids)),
-                    (devkit + "ILSVRC2012_validation_ground_truth.txt", truth.encode())], mode="w:gz"),
-    )  # fmt: skip
+        _tar_bytes(
+            [
+                (devkit + "meta.mat", _meta_mat(wnids)),
+                (devkit + "ILSVRC2012_validation_ground_truth.txt", truth.encode()),
+            ],
+            mode="w:gz",
+        ),
+    )
 
 
 @checked
 def write_layout(
-    root: str | Path, layout: Layout = "folders",
-    num_classes: Annotated[int, Interval(ge=1, le=len(CLASSES))] = 10, train_per_class: PositiveInt = 40,
-    val_per_class: PositiveInt = 10, seed: Seed = 0,
-) -> Path:  # fmt: skip
+    root: str | Path,
+    layout: Layout = "folders",
+    num_classes: Annotated[int, Interval(ge=1, le=len(CLASSES))] = 10,
+    train_per_class: PositiveInt = 40,
+    val_per_class: PositiveInt = 10,
+    seed: Seed = 0,
+) -> Path:
     """Generate the sample and write it under ``root`` in ``layout``, into a temp folder renamed at the end, so
     an interrupted run never leaves a half-written dataset behind."""
     train, val = generate(num_classes, train_per_class, val_per_class, seed)

@@ -122,8 +122,10 @@ class ImageNetDataModule(ClassificationData):
         elif sample is None:
             detect_layout(self.root)
         if decode == "gpu" and not self.prepared:
-            raise UserError(f"data.decode=gpu reads prepared shards, and {self.root} is not: run src/prepare.py "
-                            "and use data=imagenet_prepared, or set data.decode=cpu")  # fmt: skip
+            raise UserError(
+                f"data.decode=gpu reads prepared shards, and {self.root} is not: run src/prepare.py "
+                "and use data=imagenet_prepared, or set data.decode=cpu"
+            )
         self.layout, self.mean, self.lighting_std, self.pca_lighting = layout, mean, lighting_std, pca_lighting
         self.crop_size, self.test_crops = crop_size or PAPER_INPUT_SIZE, test_crops
         self.image_shape = (3, self.crop_size)
@@ -168,8 +170,9 @@ class ImageNetDataModule(ClassificationData):
         mean_image = stats["mean_image"]
         if self.mean == "channel":
             mean_image = mean_image.mean(dim=(1, 2), keepdim=True).expand(3, IMAGE_SIZE, IMAGE_SIZE)
-        self.normalizer = DeviceNormalizer(mean_image, stats["eigvals"], stats["eigvecs"], self.lighting_std,
-                                           self.pca_lighting)  # fmt: skip
+        self.normalizer = DeviceNormalizer(
+            mean_image, stats["eigvals"], stats["eigvecs"], self.lighting_std, self.pca_lighting
+        )
 
     # -- the contract (alexnet_lab.data.base) -------------------------------------------------------------------
     def dataset(self, split: Literal["train", "val"], use: Use) -> Dataset:

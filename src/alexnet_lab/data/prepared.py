@@ -85,8 +85,9 @@ def encode_jpeg(pixels: torch.Tensor, quality: int = QUALITY, chroma: int = CHRO
     import io
 
     buf = io.BytesIO()
-    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality,
-                                                          subsampling=CHROMA[chroma])  # fmt: skip
+    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(
+        buf, format="JPEG", quality=quality, subsampling=CHROMA[chroma]
+    )
     return buf.getvalue()
 
 
@@ -129,8 +130,9 @@ def _write_shard(job: ShardJob) -> None:
     atomic_write(idx_file, write_idx)
 
 
-def shard_jobs(root: Path, out: Path, layout: str, shard_size: int, quality: int,
-               chroma: int) -> tuple[list[ShardJob], dict]:  # fmt: skip
+def shard_jobs(
+    root: Path, out: Path, layout: str, shard_size: int, quality: int, chroma: int
+) -> tuple[list[ShardJob], dict]:
     meta = {"format": FORMAT, "source": str(root), "shard_size": shard_size, "quality": quality, "chroma": chroma}
     jobs = []
     for split in SPLITS:
@@ -145,9 +147,16 @@ def shard_jobs(root: Path, out: Path, layout: str, shard_size: int, quality: int
 
 
 @checked
-def prepare(root: str | Path, out: str | Path, layout: Literal["auto", Layout] = "auto",
-            shard_size: PositiveInt = 1000, quality: Quality = QUALITY, workers: PositiveInt | None = None,
-            progress: bool = True, chroma: Chroma = CHROMA_DEFAULT) -> Path:  # fmt: skip
+def prepare(
+    root: str | Path,
+    out: str | Path,
+    layout: Literal["auto", Layout] = "auto",
+    shard_size: PositiveInt = 1000,
+    quality: Quality = QUALITY,
+    workers: PositiveInt | None = None,
+    progress: bool = True,
+    chroma: Chroma = CHROMA_DEFAULT,
+) -> Path:
     """Prepare ``root`` (any supported layout) into ``out``; resumable, parallel over ``workers`` processes."""
     from tqdm import tqdm
 
@@ -166,8 +175,9 @@ def prepare(root: str | Path, out: str | Path, layout: Literal["auto", Layout] =
         else:
             # spawn, not fork: a forked child of a process whose torch thread pool has started can deadlock
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
-                                     initargs=(1,)) as pool:  # fmt: skip
+            with ProcessPoolExecutor(
+                workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)
+            ) as pool:
                 for count in pool.map(write_shard, todo):
                     bar.update(count)
     sums = StatsSums()
@@ -193,11 +203,16 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
 def _check_settings(file: Path, out: Path, settings: dict[str, Any]) -> None:
     if file.is_file():
         earlier = json.loads(file.read_text())
-        changed = [f"{key}={earlier.get(key)!r} (now {value!r})" for key, value in settings.items()
-                   if earlier.get(key) != value]  # fmt: skip
+        changed = [
+            f"{key}={earlier.get(key)!r} (now {value!r})"
+            for key, value in settings.items()
+            if earlier.get(key) != value
+        ]
         if changed:
-            raise UserError(f"{out} holds shards prepared with {', '.join(changed)}: prepare into a new out "
-                            f"directory, or rerun with the earlier settings")  # fmt: skip
+            raise UserError(
+                f"{out} holds shards prepared with {', '.join(changed)}: prepare into a new out "
+                f"directory, or rerun with the earlier settings"
+            )
     else:
         file.write_text(json.dumps(settings, indent=1) + "\n")
 
@@ -208,8 +223,10 @@ def is_prepared(root: Path) -> bool:
 
 def read_meta(root: Path) -> dict[str, Any]:
     if not is_prepared(root):
-        raise UserError(f"{root} holds no prepared shards ({META_FILE} is missing): run python src/prepare.py "
-                        f"source=DIR out={root}, or let it finish")  # fmt: skip
+        raise UserError(
+            f"{root} holds no prepared shards ({META_FILE} is missing): run python src/prepare.py "
+            f"source=DIR out={root}, or let it finish"
+        )
     meta = json.loads((root / META_FILE).read_text())
     if meta.get("format") != FORMAT:
         raise UserError(f"{root / META_FILE} is format {meta.get('format')!r}, not {FORMAT!r}: prepare it again")
@@ -275,8 +292,9 @@ class PreparedDataset(torch.utils.data.Dataset):
     decodes and crops it where the model runs.
     """
 
-    def __init__(self, reader: ShardReader, transform: Any, fast_dct: bool = False,
-                 decode: Literal["cpu", "gpu"] = "cpu") -> None:  # fmt: skip
+    def __init__(
+        self, reader: ShardReader, transform: Any, fast_dct: bool = False, decode: Literal["cpu", "gpu"] = "cpu"
+    ) -> None:
         self.reader, self.transform, self.fast_dct, self.decode = reader, transform, fast_dct, decode
         self._buffer: np.ndarray | None = None
 
@@ -294,8 +312,10 @@ class PreparedDataset(torch.utils.data.Dataset):
         data, label = self.reader.jpeg(i)
         found = simplejpeg.decode_jpeg_header(data)[:2]
         if found != (IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(f"{self.reader.root}: {self.reader.split} image {i} is {found}, not the prepared "
-                             f"{IMAGE_SIZE}x{IMAGE_SIZE}: prepare the data again")  # fmt: skip
+            raise ValueError(
+                f"{self.reader.root}: {self.reader.split} image {i} is {found}, not the prepared "
+                f"{IMAGE_SIZE}x{IMAGE_SIZE}: prepare the data again"
+            )
         return data, label
 
     def _jpeg_batch(self, items: list[int | tuple[int, int]]) -> dict[str, Any]:
@@ -307,9 +327,12 @@ class PreparedDataset(torch.utils.data.Dataset):
             tables.append([[top, left, int(flip)] for top, left, flip in self.transform.geometry(IMAGE_SIZE, seed)])
             labels.append(label)
         geometry = torch.tensor(tables)
-        return {"jpeg": torch.from_numpy(np.concatenate(datas)), "jpeg_lengths": torch.tensor([len(d) for d in datas]),
-                "geometry": geometry if self.transform.mode == "ten" else geometry[:, 0],
-                "label": torch.tensor(labels)}  # fmt: skip
+        return {
+            "jpeg": torch.from_numpy(np.concatenate(datas)),
+            "jpeg_lengths": torch.tensor([len(d) for d in datas]),
+            "geometry": geometry if self.transform.mode == "ten" else geometry[:, 0],
+            "label": torch.tensor(labels),
+        }
 
     def __getitems__(self, items: list[int | tuple[int, int]]) -> dict[str, Any]:
         if self.decode == "gpu":
@@ -352,5 +375,4 @@ def decode_on_device(batch: dict[str, Any], size: int, device: torch.device) -> 
     images = torch.stack(decode_jpeg(files, mode=ImageReadMode.RGB, device=device))
     geometry = batch["geometry"]
     crops = crop_images(images, geometry.view(len(files), -1, 3), size)
-    return {"image": crops.view(*geometry.shape[:-1], *crops.shape[-3:]), "geometry": geometry,
-            "label": batch["label"]}  # fmt: skip
+    return {"image": crops.view(*geometry.shape[:-1], *crops.shape[-3:]), "geometry": geometry, "label": batch["label"]}

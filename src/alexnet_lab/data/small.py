@@ -64,9 +64,11 @@ def cifar_dir(root: str | Path) -> Path:
     for folder in (root / CIFAR_DIR, root):
         if all((folder / name).is_file() for name in CIFAR_FILES):
             return folder
-    raise DataRootError(f"data root {root} holds no CIFAR-10 python batches: expected {root / CIFAR_DIR}/ (or "
-                        f"{root}/) with {', '.join(CIFAR_FILES)}; torchvision.datasets.CIFAR10('{root}', "
-                        "download=True) writes them")  # fmt: skip
+    raise DataRootError(
+        f"data root {root} holds no CIFAR-10 python batches: expected {root / CIFAR_DIR}/ (or "
+        f"{root}/) with {', '.join(CIFAR_FILES)}; torchvision.datasets.CIFAR10('{root}', "
+        "download=True) writes them"
+    )
 
 
 def _unpickle(path: Path) -> dict[str, Any]:
@@ -84,8 +86,9 @@ def read_cifar10(root: str | Path, split: str) -> Split:
     return Split(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels), names)
 
 
-def write_cifar10(root: str | Path, train_per_class: PositiveInt = 50, val_per_class: PositiveInt = 10,
-                  seed: Seed = 0) -> Path:  # fmt: skip
+def write_cifar10(
+    root: str | Path, train_per_class: PositiveInt = 50, val_per_class: PositiveInt = 10, seed: Seed = 0
+) -> Path:
     """A small CIFAR-10 in the official format under ``root/cifar-10-batches-py``: each class its own colour
     and stripe angle, with noise, so that a short training learns."""
     folder = Path(root) / CIFAR_DIR
@@ -107,13 +110,28 @@ def write_cifar10(root: str | Path, train_per_class: PositiveInt = 50, val_per_c
     train, train_labels = images(train_per_class)
     parts = np.array_split(np.arange(len(train_labels)), len(CIFAR_TRAIN))
     for name, part in zip(CIFAR_TRAIN, parts, strict=True):
-        _pickle(folder / name, {"batch_label": name, "labels": [train_labels[i] for i in part], "data": train[part],
-                                "filenames": [f"{name}_{i}.png" for i in part]})  # fmt: skip
+        _pickle(
+            folder / name,
+            {
+                "batch_label": name,
+                "labels": [train_labels[i] for i in part],
+                "data": train[part],
+                "filenames": [f"{name}_{i}.png" for i in part],
+            },
+        )
     test, test_labels = images(val_per_class)
-    _pickle(folder / "test_batch", {"batch_label": "test batch", "labels": test_labels, "data": test,
-                                    "filenames": [f"test_{i}.png" for i in range(len(test_labels))]})  # fmt: skip
-    _pickle(folder / "batches.meta", {"label_names": CIFAR_CLASSES, "num_cases_per_batch": len(parts[0]),
-                                      "num_vis": 3072})  # fmt: skip
+    _pickle(
+        folder / "test_batch",
+        {
+            "batch_label": "test batch",
+            "labels": test_labels,
+            "data": test,
+            "filenames": [f"test_{i}.png" for i in range(len(test_labels))],
+        },
+    )
+    _pickle(
+        folder / "batches.meta", {"label_names": CIFAR_CLASSES, "num_cases_per_batch": len(parts[0]), "num_vis": 3072}
+    )
     return Path(root)
 
 
@@ -129,9 +147,11 @@ def mnist_dir(root: str | Path) -> Path:
         if all(_idx_file(folder, name) is not None for pair in MNIST_FILES.values() for name in pair):
             return folder
     names = ", ".join(name for pair in MNIST_FILES.values() for name in pair)
-    raise DataRootError(f"data root {root} holds no MNIST IDX files: expected {root}/MNIST/raw/ (or {root}/) "
-                        f"with {names} (or .gz); torchvision.datasets.MNIST('{root}', download=True) writes "
-                        "them")  # fmt: skip
+    raise DataRootError(
+        f"data root {root} holds no MNIST IDX files: expected {root}/MNIST/raw/ (or {root}/) "
+        f"with {names} (or .gz); torchvision.datasets.MNIST('{root}', download=True) writes "
+        "them"
+    )
 
 
 def _idx_file(folder: Path, name: str) -> Path | None:
@@ -164,12 +184,18 @@ def read_mnist(root: str | Path, split: str) -> Split:
     images = read_idx(_idx_file(folder, image_name))  # type: ignore[arg-type]
     labels = read_idx(_idx_file(folder, label_name))  # type: ignore[arg-type]
     padded = np.pad(images, ((0, 0), (MNIST_PAD, MNIST_PAD), (MNIST_PAD, MNIST_PAD)))
-    return Split(torch.from_numpy(padded[:, None].copy()), torch.from_numpy(labels.astype(np.int64)),
-                 [str(d) for d in range(10)])  # fmt: skip
+    return Split(
+        torch.from_numpy(padded[:, None].copy()), torch.from_numpy(labels.astype(np.int64)), [str(d) for d in range(10)]
+    )
 
 
-def write_mnist(root: str | Path, train_per_class: PositiveInt = 50, val_per_class: PositiveInt = 10,
-                seed: Seed = 0, gzipped: bool = False) -> Path:  # fmt: skip
+def write_mnist(
+    root: str | Path,
+    train_per_class: PositiveInt = 50,
+    val_per_class: PositiveInt = 10,
+    seed: Seed = 0,
+    gzipped: bool = False,
+) -> Path:
     """A small MNIST in the official IDX format under ``root/MNIST/raw``: each digit a bar at its own angle and
     place, with noise."""
     folder = Path(root) / "MNIST" / "raw"
@@ -216,13 +242,19 @@ class SmallImageDataModule(ClassificationData):
     """
 
     @checked
-    def __init__(self, dataset: Literal["cifar10", "mnist"], root: str | None, num_classes: PositiveInt = 10,
-                 batch_size: PositiveInt = 128, num_workers: Annotated[int, Ge(0)] = 0, seed: Seed = 0,
-                 sample: Callable[[Path], Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        dataset: Literal["cifar10", "mnist"],
+        root: str | None,
+        num_classes: PositiveInt = 10,
+        batch_size: PositiveInt = 128,
+        num_workers: Annotated[int, Ge(0)] = 0,
+        seed: Seed = 0,
+        sample: Callable[[Path], Any] | None = None,
+    ) -> None:
         super().__init__(num_classes, batch_size, num_workers, seed)
         if not root:
-            raise DataRootError(f"no data root: set data.root=DIR (the folder torchvision's {dataset} download "
-                                "wrote)")  # fmt: skip
+            raise DataRootError(f"no data root: set data.root=DIR (the folder torchvision's {dataset} download wrote)")
         self.dataset_name, self.root, self.sample = dataset, Path(root).expanduser(), sample
         self.image_shape = IMAGE_SHAPES[dataset]
         self.mean_image: torch.Tensor | None = None

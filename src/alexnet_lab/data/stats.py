@@ -44,8 +44,12 @@ class StatsSums:
         self.images += images.shape[0]
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"image_sum": self.image_sum, "pixel_sum": self.pixel_sum, "outer_sum": self.outer_sum,
-                "images": torch.tensor(self.images)}  # fmt: skip
+        return {
+            "image_sum": self.image_sum,
+            "pixel_sum": self.pixel_sum,
+            "outer_sum": self.outer_sum,
+            "images": torch.tensor(self.images),
+        }
 
     def merge(self, state: dict[str, torch.Tensor]) -> None:
         self.image_sum += state["image_sum"]

@@ -127,8 +127,9 @@ def crop_images(images: torch.Tensor, geometry: torch.Tensor, size: int) -> torc
     rows, cols = crop_index(geometry.reshape(-1, 3).to(images.device), size)
     owner = torch.arange(n, device=images.device).repeat_interleave(crops)
     channel = torch.arange(images.shape[1], device=images.device)
-    out = images[owner[:, None, None, None], channel[None, :, None, None], rows[:, None, :, None],
-                 cols[:, None, None, :]]  # fmt: skip
+    out = images[
+        owner[:, None, None, None], channel[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]
+    ]
     return out.view(n, crops, images.shape[1], size, size)
 
 
