@@ -15,7 +15,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    settings.check_fits(model.net, datamodule)
+    datamodule.fit_to(model.net)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     ckpt_path = resume.shared_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir, cfg.paths.output_dir)
     resumed = resume.checkpoint_facts(ckpt_path) if ckpt_path else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import lightning as L
@@ -81,16 +82,19 @@ class ClassifierModule(L.LightningModule):
         bias_decay_mult: Multiplier = 1.0,
         channels_last: bool = False,
         compile: bool = False,
+        weights: str | None = None,
     ) -> None:
         super().__init__()
         net = typing.cast(dict, OmegaConf.to_container(net)) if OmegaConf.is_config(net) else dict(net)  # plain
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore="weights")  # a checkpoint holds the weights it was given
         self.net: Any = instantiate(net)
         if not isinstance(self.net, Backbone):
             raise UserError(
                 f"model.net._target_={net.get('_target_')} is not a backbone: it lacks what "
                 "alexnet_lab.models.Backbone asks (in_channels, input_size, columns, hidden)"
             )
+        if weights is not None:
+            load_weights(self.net, weights)
         num_classes = int(net.get("num_classes", 1000))
         self.train_metrics = error_metrics(num_classes).clone(prefix="train/")
         self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
@@ -227,6 +231,8 @@ class Ensemble(L.LightningModule):
         sizes = {int(member.net.input_size) for member in members}
         if len(sizes) != 1:
             raise UserError(f"the checkpoints take different input sizes {sorted(sizes)}: evaluate them apart")
+        if len({getattr(member.net, "input_normalization", None) for member in members}) != 1:
+            raise UserError("the checkpoints' nets take differently normalised images: evaluate them apart")
         self.input_size = sizes.pop()
         self.members: list[ClassifierModule] = nn.ModuleList(members)  # type: ignore[assignment]
         num_classes = int(dict(members[0].hparams["net"]).get("num_classes", 1000))
@@ -235,9 +241,17 @@ class Ensemble(L.LightningModule):
             [error_metrics(num_classes).clone(prefix=f"val/member{i}/") for i in range(len(members))]
         )
         self.val_images = SumMetric()
+        self.predictions: list[torch.Tensor] = []  # this rank's top-1 classes, batch by batch
+
+    @staticmethod
+    def average(member_probs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(member_probs).mean(dim=0)
 
     def predict_probs(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.stack([member.predict_probs(images) for member in self.members]).mean(dim=0)
+        return self.average([member.predict_probs(images) for member in self.members])
+
+    def on_validation_epoch_start(self) -> None:
+        self.predictions = []
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         if batch["label"].numel() == 0:
@@ -247,13 +261,34 @@ class Ensemble(L.LightningModule):
         for metrics, member_probs in zip(self.member_metrics, probs, strict=True):
             metrics.update(member_probs, labels)
             self.log_dict(metrics, on_step=False, on_epoch=True)
-        self.val_metrics.update(torch.stack(probs).mean(dim=0), labels)
+        ensemble = self.average(probs)
+        self.predictions.append(ensemble.argmax(dim=1).cpu())
+        self.val_metrics.update(ensemble, labels)
         self.val_images.update(torch.tensor(float(labels.numel()), device=labels.device))
         self.log_dict(self.val_metrics, on_step=False, on_epoch=True)
         self.log("val/images", self.val_images, on_step=False, on_epoch=True)
         # the crops each image was judged on, counted from the batch itself: 10 for the paper's test
         crops = batch["image"].shape[1] if batch["image"].dim() == 5 else 1
         self.log("val/crops", float(crops), on_step=False, on_epoch=True, reduce_fx="max")
+
+
+def load_weights(net: Any, weights: str) -> None:
+    """``weights``: a file holding the net's state dict, or a name of the weights the net knows (torchvision's,
+    for its net: downloaded on first use)."""
+    known = net.named_weights() if hasattr(net, "named_weights") else {}
+    if weights in known:
+        state = known[weights](progress=False)
+    elif Path(weights).is_file():
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    else:
+        names = f"a name it knows ({', '.join(known)}) or " if known else ""
+        raise UserError(f"model.weights={weights} is not a file, nor a name of weights that {type(net).__name__} "
+                        f"knows: give {names}a file of its state dict")  # fmt: skip
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as error:
+        first = " ".join(str(error).split("\n\t")[1:2]) or str(error).splitlines()[0]
+        raise UserError(f"model.weights={weights} does not fit {type(net).__name__}: {first}") from None
 
 
 def count_parameters(module: nn.Module) -> int:

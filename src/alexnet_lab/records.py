@@ -80,3 +80,19 @@ def best_epoch_errors(best_ckpt: str, metrics: dict[str, float]) -> dict[str, An
 def write_summary(trainer: L.Trainer, out_dir: str | Path, **fields: Any) -> None:
     if trainer.is_global_zero:
         Path(out_dir, SUMMARY_FILE).write_text(json.dumps(fields, indent=2, default=float) + "\n")
+
+
+def reference_check(measured: dict[str, float], published: dict[str, float]) -> str:
+    """One line: the centre crop's errors beside those published for the net's weights, and the verdict: within
+    0.5 points the data and the pipeline are right; else the likely causes."""
+    numbers = ", ".join(
+        f"{key.replace('_err', '')} error {100 * measured[key]:.2f}% (published {100 * published[key]:.2f}%)"
+        for key in published
+    )
+    if all(abs(100 * (measured[key] - published[key])) <= 0.5 for key in published):
+        return f"reference check: {numbers}: within 0.5 points, your data and this pipeline are right"
+    return (
+        f"reference check FAILED: {numbers}: more than 0.5 points off. Likely causes: the val labels in another "
+        "order (the layout's val labels: val/<wnid>/ folders, the devkit, LOC_val_solution.csv), a wrong layout "
+        "or data.root, or the preprocessing (short side to 256, centre crop; prepared shards re-encoded)"
+    )

@@ -173,6 +173,7 @@ class EvalKeys:
     seed: Seed
     ckpt_path: Any  # a checkpoint, or a list of them: an ensemble
     test_crops: list[TestCrops]
+    model: Any  # or a net with the weights it is given
     data: Any
     trainer: Any
     paths: Any
@@ -233,16 +234,3 @@ def check_plateau_has_validation(cfg: DictConfig) -> None:
         f"model.schedule=plateau steps on val/top1_err at every epoch's end, and {cause} leaves epochs "
         "without it: validate every epoch, or use model.schedule=step"
     )
-
-
-def check_fits(net: Any, datamodule: Any) -> None:
-    """The backbone takes the images the dataset gives: as many channels, of its size."""
-    channels, size = datamodule.image_shape
-    if (int(net.in_channels), int(net.input_size)) != (channels, size):
-        takes = f"{net.in_channels}x{net.input_size}x{net.input_size}"
-        gives = f"{channels}x{size}x{size}"
-        raise UserError(
-            f"the net ({type(net).__name__}) takes {takes} images and the data give {gives}: choose a "
-            "dataset of its images (LeNet-5: data=mnist or mnist_sample; Figure 1's net: data=cifar10 or "
-            "cifar10_sample), or its preset (experiment=lenet5, experiment=fig1)"
-        )

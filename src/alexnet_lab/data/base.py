@@ -109,6 +109,22 @@ class ClassificationData(L.LightningDataModule):
 
     collate = staticmethod(default_collate)
 
+    def fit_to(self, net: Any) -> None:
+        """Before the data are read: the net takes the images this dataset gives (as many channels, of its size),
+        and a net that declares the normalisation its weights expect (``input_normalization``: per-channel mean
+        and std on [0, 1] pixels) is given its images so (a dataset that has no such mode ignores it)."""
+        channels, size = self.image_shape
+        if (int(net.in_channels), int(net.input_size)) != (channels, size):
+            takes, gives = f"{net.in_channels}x{net.input_size}x{net.input_size}", f"{channels}x{size}x{size}"
+            raise UserError(
+                f"the net ({type(net).__name__}) takes {takes} images and the data give {gives}: choose a dataset "
+                "of its images (LeNet-5: data=mnist or mnist_sample; Figure 1's net: data=cifar10 or cifar10_sample), "
+                "or its preset (experiment=lenet5, experiment=fig1)"
+            )
+        self.net_normalization = getattr(net, "input_normalization", None)
+
+    net_normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
     def check_classes(self, found: int, where: Any) -> None:
         if found != self.num_classes:
             raise UserError(

@@ -145,7 +145,15 @@ class ImageNetDataModule(ClassificationData):
         # jobs that start together on a fresh cache or data root: one writes, the others wait for it
         if self.sample is not None:
             create_once(self.root, self._write_sample)
-        create_once(self.stats_file, self._write_stats)
+        if self.needs_stats:
+            create_once(self.stats_file, self._write_stats)
+
+    @property
+    def needs_stats(self) -> bool:
+        """The training set's mean image (section 2) and PCA (section 4.1), unless the net normalises its images
+        its own way (fit_to) and there is no lighting to add: in validation, or with lighting_std=0."""
+        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
+        return self.net_normalization is None or (fitting and self.lighting_std > 0)
 
     def _write_sample(self, root: Path) -> None:
         assert self.sample is not None
@@ -166,12 +174,20 @@ class ImageNetDataModule(ClassificationData):
         assert self.device_batch  # the batch divides over the processes
         if stage in (None, "fit"):
             self.check_classes(len(self.split("train").wnids), self.root)
-        stats = load_stats(self.stats_file)
-        mean_image = stats["mean_image"]
-        if self.mean == "channel":
-            mean_image = mean_image.mean(dim=(1, 2), keepdim=True).expand(3, IMAGE_SIZE, IMAGE_SIZE)
+        stats = (
+            load_stats(self.stats_file) if self.needs_stats else {"eigvals": torch.zeros(3), "eigvecs": torch.eye(3)}
+        )
+        divisor = None
+        if self.net_normalization is not None:  # its weights' per-channel mean and std on [0, 1] pixels
+            mean, std = (torch.tensor(values) for values in self.net_normalization)
+            mean_image, divisor = (255 * mean)[:, None, None].expand(3, IMAGE_SIZE, IMAGE_SIZE), 255 * std
+        elif self.mean == "channel":
+            mean_image = stats["mean_image"].mean(dim=(1, 2), keepdim=True).expand(3, IMAGE_SIZE, IMAGE_SIZE)
+        else:
+            mean_image = stats["mean_image"]
+        lighting = self.lighting_std if self.needs_stats else 0.0
         self.normalizer = DeviceNormalizer(
-            mean_image, stats["eigvals"], stats["eigvecs"], self.lighting_std, self.pca_lighting
+            mean_image, stats["eigvals"], stats["eigvecs"], lighting, self.pca_lighting, divisor
         )
 
     # -- the contract (alexnet_lab.data.base) -------------------------------------------------------------------

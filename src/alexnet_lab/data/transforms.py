@@ -145,12 +145,14 @@ class DeviceNormalizer(nn.Module):
     Pixels stay in the paper's 0..255 range. The PCA is taken on pixels scaled to [0, 1], as the published
     reimplementations do: the paper does not give the scale, and on 0..255 values alpha_i * lambda_i would
     shift colours by about a thousand intensity levels. The offset is therefore scaled by 255. ``pca_lighting``
-    is ``eigenvalues`` (the paper's alpha_i * lambda_i) or ``stdevs`` (alpha_i * sqrt(lambda_i)).
+    is ``eigenvalues`` (the paper's alpha_i * lambda_i) or ``stdevs`` (alpha_i * sqrt(lambda_i)). ``divisor``
+    (per channel, 0..255 units) divides the centred pixels, for a net whose weights expect standardised images.
     """
 
     mean_image: torch.Tensor
     eigvals: torch.Tensor
     eigvecs: torch.Tensor
+    divisor: torch.Tensor | None
 
     def __init__(
         self,
@@ -159,6 +161,7 @@ class DeviceNormalizer(nn.Module):
         eigvecs: torch.Tensor,
         lighting_std: float = LIGHTING_STD,
         pca_lighting: str = "eigenvalues",
+        divisor: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if pca_lighting not in PCA_LIGHTING:
@@ -167,6 +170,7 @@ class DeviceNormalizer(nn.Module):
         self.register_buffer("mean_image", mean_image.float(), persistent=False)
         self.register_buffer("eigvals", scales.float(), persistent=False)
         self.register_buffer("eigvecs", eigvecs.float(), persistent=False)
+        self.register_buffer("divisor", None if divisor is None else divisor.float(), persistent=False)
         self.lighting_std = lighting_std
 
     def forward(
@@ -184,6 +188,8 @@ class DeviceNormalizer(nn.Module):
             if alpha is None:
                 alpha = torch.randn(flat.shape[0], 3, device=flat.device) * self.lighting_std
             out = out + 255.0 * lighting_offset(alpha, self.eigvals, self.eigvecs)[:, :, None, None]
+        if self.divisor is not None:  # a net's own normalisation: (pixels / 255 - mean) / std
+            out = out / self.divisor[:, None, None]
         return out.contiguous().reshape(shape)  # prepared batches arrive channels-last: give one layout
 
 

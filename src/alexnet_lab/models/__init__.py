@@ -3,7 +3,9 @@ conf/model/<name>.yaml names the class in ``net._target_`` with its arguments.
 
 - :class:`AlexNet`: the paper's net (section 3);
 - :class:`CifarNet`: Figure 1's four-layer CIFAR-10 net;
-- :class:`LeNet5`: LeNet-5 on MNIST.
+- :class:`LeNet5`: LeNet-5 on MNIST;
+- ``torchvision_alexnet``: torchvision's AlexNet, the known-good reference for a user's ImageNet
+  (alexnet_lab.models.torchvision_alexnet).
 
 A new backbone is a ``torch.nn.Module`` that meets :class:`Backbone`, and a conf/model/<name>.yaml
 (docs/extending.md).
@@ -22,7 +24,10 @@ from alexnet_lab.models.lenet import LeNet5
 
 @runtime_checkable
 class Backbone(Protocol):
-    """What the LightningModule, the checks and the figures ask of a backbone."""
+    """What the LightningModule, the checks and the figures ask of a backbone. Optional: ``input_normalization``
+    (per-channel mean and std on [0, 1] pixels, which its weights expect, instead of the training set's mean
+    image), ``named_weights()`` (weights it knows by name, for ``model.weights``) and ``published_errors`` (what
+    those weights are published to reach, which src/eval.py compares with)."""
 
     in_channels: int  # it takes images of in_channels x input_size x input_size
     input_size: int
