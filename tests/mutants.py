@@ -186,6 +186,16 @@ MUTANTS = [
     m("mistake: sweep jobs checked as they come", f"{PKG}/sweeps.py",
       '        if config.hydra.sweeper.get("_target_") != compat.BASIC_SWEEPER:\n', "        if True:\n",
       "tests/test_schema.py::test_a_mistake_in_a_later_job_of_a_sweep_stops_it_before_the_first"),
+    # the four one-line bugs no curated mutant had (found by hand before tests/test_*.py caught them)
+    m("mirrored a quarter of the time", f"{PKG}/data/transforms.py", "bool((bits >> 40) & 1)",
+      "bool((bits >> 40) & 3 == 3)", f"{TD}::test_training_crops_are_uniform_and_mirrored_half_the_time"),
+    m("paper dropout times p at test time", MODEL, "        return x * (1.0 - self.p)\n", "        return x * self.p\n",
+      f"{TM}::test_paper_dropout_keeps_1_minus_p_and_scales_by_it_at_test_time"),
+    m("bias decay multiplier ignored", f"{PKG}/optim.py", '"weight_decay": weight_decay * bias_decay_mult',
+      '"weight_decay": weight_decay', f"{TMOD}::test_the_decay_and_lr_the_optimizer_applies_to_a_bias"),
+    m("an ensemble's error is its first member's", f"{PKG}/module.py", "self.val_metrics.update(ensemble, labels)",
+      "self.val_metrics.update(probs[0], labels)",
+      f"{TMOD}::test_an_ensembles_validation_error_is_that_of_the_averaged_softmax"),
     # figures
     m("nearest neighbours are the farthest", f"{PKG}/figures.py", "dim=1, largest=False)", "dim=1, largest=True)",
       "tests/test_figures.py::test_nearest_neighbours_are_exact_in_chunks_and_find_the_image_itself"),

@@ -155,6 +155,20 @@ def test_crops_and_flips() -> None:
     assert Crops("centre", 227)(image)["geometry"].tolist() == [14, 14, 0]  # (256 - 227) / 2 rounded
 
 
+def test_training_crops_are_uniform_and_mirrored_half_the_time() -> None:
+    """Section 4.1: a patch at a random position, reflected with probability 1/2. Over n seeds the counts are
+    binomial; each bound is 5 standard deviations, so a fair sampler fails it about once in 1.7 million runs."""
+    n, positions = 6600, LAST + 1
+    geometries = [Crops("train", CROP).geometry(256, seed)[0] for seed in range(n)]
+    flips = sum(flip for *_, flip in geometries)
+    assert abs(flips - n / 2) < 5 * (n / 4) ** 0.5, f"{flips} of {n} mirrored"  # a quarter: 1650
+    for axis in (0, 1):
+        counts = torch.bincount(torch.tensor([g[axis] for g in geometries]), minlength=positions)
+        p = 1 / positions
+        assert len(counts) == positions
+        assert (counts - n * p).abs().max() < 5 * (n * p * (1 - p)) ** 0.5, counts.tolist()
+
+
 def test_preprocess_rescales_the_short_side_then_takes_the_centre() -> None:
     wide = Image.new("RGB", (512, 300), (10, 20, 30))
     wide.paste((250, 0, 0), (0, 0, 100, 300))  # a red band on the left edge is cut away by the centre crop

@@ -259,6 +259,19 @@ def test_dropout_forms_in_training_and_at_test_time() -> None:
     assert torch.allclose(paper.eval()(x), 0.5 * inverted.eval()(x))
 
 
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.7])
+def test_paper_dropout_keeps_1_minus_p_and_scales_by_it_at_test_time(p: float) -> None:
+    """Section 4.2's form for any p: zero with probability p in training (a binomial count of the kept, 5 sds),
+    every output times 1 - p at test time; at p = 0.5 a mix-up of p and 1 - p would not show."""
+    torch.manual_seed(0)
+    x = torch.rand(400, 100) + 1.0
+    dropout = PaperDropout(p)
+    kept = (dropout.train()(x) != 0).sum().item()
+    n = x.numel()
+    assert abs(kept - n * (1 - p)) < 5 * (n * p * (1 - p)) ** 0.5
+    assert torch.allclose(dropout.eval()(x), x * (1 - p), rtol=0, atol=1e-7)
+
+
 def test_paper_init() -> None:
     torch.manual_seed(0)
     net = AlexNet(init="paper")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import lightning
 import pytest
 import torch
 from hydra.utils import instantiate
+from torch.utils.data import DataLoader
 
 from alexnet_lab.data.base import per_device_batch
 from alexnet_lab.errors import UserError
@@ -117,6 +119,24 @@ def test_bias_multipliers_give_biases_twice_the_lr_and_no_decay() -> None:
     # first step, zero velocity: w - eps (g + 0.0005 w) for weights, b - 2 eps g for biases
     assert torch.allclose(weight.detach(), w0 - 0.01 * (1 + 5e-4 * w0), atol=1e-8)
     assert torch.allclose(bias.detach(), b0 - 2 * 0.01, atol=1e-8)
+
+
+@pytest.mark.parametrize(("lr_mult", "decay_mult"), [(2.0, 0.0), (1.0, 0.0), (3.0, 2.0)])
+def test_the_decay_and_lr_the_optimizer_applies_to_a_bias(lr_mult: float, decay_mult: float) -> None:
+    """With no gradient, one step moves a parameter by its decay only: -eps * decay * w for weights,
+    -(lr_mult eps) * (decay_mult decay) * b for biases (biases made non-zero, where the decay shows)."""
+    module = ClassifierModule(net=TINY_NET, **RECIPE, bias_lr_mult=lr_mult, bias_decay_mult=decay_mult)
+    optimizer = module.configure_optimizers()["optimizer"]
+    weight, bias = module.net.layers["fc8"].weight, module.net.layers["fc8"].bias
+    with torch.no_grad():
+        bias.fill_(3.0)
+    w0, b0 = weight.detach().double().clone(), bias.detach().double().clone()
+    for p in module.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    eps, decay = 0.01, 5e-4
+    assert torch.allclose(weight.detach().double(), w0 - eps * decay * w0, atol=1e-9)
+    assert torch.allclose(bias.detach().double(), b0 - lr_mult * eps * decay_mult * decay * b0, atol=1e-9)
 
 
 def test_iteration_schedule_divides_the_lr_every_step_iters_steps() -> None:
@@ -241,3 +261,29 @@ def test_an_ensemble_averages_its_members_softmax() -> None:
         assert torch.allclose(Ensemble(members).predict_probs(images), (alone[0] + alone[1] + alone[2]) / 3)
     with pytest.raises(UserError, match="different input sizes"):
         Ensemble([members[0], ClassifierModule(net={**TINY_NET, "input_size": 227}, **RECIPE)])
+
+
+class Fixed(ClassifierModule):
+    """A member whose probabilities are given: row i of ``table`` for an image whose pixels all equal i."""
+
+    def __init__(self, table: list[list[float]]) -> None:
+        super().__init__(net={**TINY_NET, "num_classes": 3, "widths": [8, 8, 8, 8, 8], "fc_width": 8}, **RECIPE)
+        self.table = torch.tensor(table)
+
+    def predict_probs(self, images: torch.Tensor) -> torch.Tensor:
+        return self.table[images.flatten(1)[:, 0].long()]
+
+
+def test_an_ensembles_validation_error_is_that_of_the_averaged_softmax() -> None:
+    """Four images of class 0: member a is right on images 0 and 1, b on 0 and 2, their average on image 0 only
+    (worked out below): the ensemble's error, 3/4, is neither member's, 2/4."""
+    a = Fixed([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.1, 0.9, 0.0], [0.0, 0.5, 0.5]])
+    b = Fixed([[0.8, 0.2, 0.0], [0.2, 0.8, 0.0], [0.55, 0.45, 0.0], [0.4, 0.6, 0.0]])
+    # averaged: [0.85, 0.15, 0], [0.4, 0.6, 0], [0.325, 0.675, 0], [0.2, 0.55, 0.25]: right on image 0 only
+    images = torch.arange(4, dtype=torch.float32)[:, None, None, None].expand(4, 3, 224, 224)
+    batches = [{"image": images[i : i + 2], "label": torch.zeros(2, dtype=torch.long)} for i in (0, 2)]
+    trainer = lightning.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    logged = trainer.validate(Ensemble([a, b]), dataloaders=DataLoader(batches, batch_size=None), verbose=False)[0]
+    assert logged["val/member0/top1_err"] == pytest.approx(2 / 4) and logged["val/member1/top1_err"] == pytest.approx(
+        2 / 4)  # fmt: skip
+    assert logged["val/top1_err"] == pytest.approx(3 / 4), "the averaged softmax's error, not a member's"
