@@ -93,6 +93,7 @@ EOF
 
 start() {
     write_config
+    : >"$state/started-here"  # what this start starts (a daemon already running is someone else's)
     if ! started munged; then
         [ -f /etc/munge/munge.key ] || mungekey --create --keyfile=/etc/munge/munge.key
         mkdir -p /run/munge
