@@ -18,7 +18,7 @@ from alexnet_lab.data.generated import CLASSES, QUIRKS, generate, write_layout
 from alexnet_lab.data.imagenet import ImageDataset, ImageNetDataModule, collate
 from alexnet_lab.data.layouts import LAYOUTS, BadImageError, DataRootError, detect_layout, load_rgb, read_split
 from alexnet_lab.data.sampling import ResumableSampler, mix, seed_step
-from alexnet_lab.data.stats import compute_stats
+from alexnet_lab.data.stats import compute_stats, subset
 from alexnet_lab.data.transforms import (
     Crops,
     DeviceNormalizer,
@@ -153,6 +153,9 @@ def test_crops_and_flips() -> None:
     for k in range(5):
         assert torch.equal(crops[k + 5], crops[k].flip(-1))  # each reflection mirrors its patch
     assert Crops("centre", 227)(image)["geometry"].tolist() == [14, 14, 0]  # (256 - 227) / 2 rounded
+    far = 256 - 227  # Caffe's crops: the ten at 227 have their corners at 29 and their centre at 14
+    assert [(t, left) for t, left, _ in Crops("ten", 227).geometry()][:5] == [(0, 0), (0, far), (far, 0), (far, far),
+                                                                              (14, 14)]  # fmt: skip
 
 
 def test_training_crops_are_uniform_and_mirrored_half_the_time() -> None:
@@ -231,6 +234,19 @@ def test_statistics_are_the_mean_image_and_rgb_covariance(layouts: dict[str, Pat
     p, lam = stats["eigvecs"].double(), stats["eigvals"].double()
     assert torch.allclose(p @ torch.diag(lam) @ p.T, stats["rgb_covariance"].double(), atol=1e-6)
     assert lam[0] >= lam[1] >= lam[2]
+
+
+def test_statistics_from_at_most_n_images_take_every_kth_and_count_them(layouts: dict[str, Path]) -> None:
+    """data.stats_max_images: every k-th training image (k = size / n, so every class is in), and the
+    statistics say how many they are from; none at all is an error."""
+    assert subset(list(range(10)), 4) == [0, 2, 5, 7]  # int(i * 2.5)
+    assert subset(list(range(10)), 10) == subset(list(range(10)), 11) == subset(list(range(10)), None) == list(
+        range(10))  # fmt: skip
+    paths = [p for p, _ in read_split(layouts["folders"], "train").samples]
+    stats = compute_stats(subset(paths, 7), batch_size=3)
+    assert int(stats["images"]) == 7
+    with pytest.raises(ValueError, match="no training images to compute the statistics from"):
+        compute_stats([])
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])

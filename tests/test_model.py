@@ -272,6 +272,19 @@ def test_paper_dropout_keeps_1_minus_p_and_scales_by_it_at_test_time(p: float) -
     assert torch.allclose(dropout.eval()(x), x * (1 - p), rtol=0, atol=1e-7)
 
 
+@pytest.mark.parametrize("form", ["paper", "inverted"])
+def test_hidden_is_fc7_after_its_relu(form: str) -> None:
+    """Figure 4 ranks the last hidden layer: FC7's outputs after the ReLU, computed here layer by layer, with the
+    test-time dropout of each form in between (the paper's halves FC6's outputs)."""
+    torch.manual_seed(0)
+    net = AlexNet(num_classes=5, widths=[8, 8, 8, 8, 8], fc_width=16, dropout_form=form).eval()
+    images = torch.randn(3, 3, 224, 224)
+    with torch.no_grad():
+        fc6 = torch.relu(net.classifier.fc6(torch.flatten(net.features(images), 1)))
+        fc7 = torch.relu(net.classifier.fc7(fc6 * (0.5 if form == "paper" else 1.0)))
+        assert torch.allclose(net.hidden(images), fc7, atol=1e-6) and fc7.shape == (3, 16)
+
+
 def test_paper_init() -> None:
     torch.manual_seed(0)
     net = AlexNet(init="paper")

@@ -138,3 +138,19 @@ def test_the_script_refuses_a_folder_that_is_not_a_sweep(tmp_path: Path, given: 
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and errors == [f"error: {expected}, e.g. outputs/train/multiruns/<date_time>"]
     assert sorted(tmp_path.rglob("*")) == before  # no report written
+
+
+def test_the_reports_small_numbers_by_hand(tmp_path: Path) -> None:
+    """Two seeds have a std (n - 1: sqrt(2) x half their gap); a job that logged no images/s shows nan, not a
+    crash; Figure 1's epochs to 25% count an epoch at exactly 25% as not below it."""
+    from alexnet_lab.report import epochs_to, mean_std
+
+    assert mean_std([40.0, 42.0]) == (41.0, pytest.approx(math.sqrt(2.0)))
+    assert math.isnan(mean_std([40.0])[1]) and math.isnan(mean_std([])[0])
+    assert epochs_to([(0, 0.5), (1, 0.25), (2, 0.2499)], 0.25) == 3 and epochs_to([(0, 0.3)], 0.25) is None
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, ["seed=0"], [0.5], [0.2])
+    path = sweep / "0" / "csv" / "metrics.csv"
+    path.write_text(path.read_text().replace(",100.0", ","))  # no train/images_per_sec logged
+    (row,) = table(write_report(sweep)[0].read_text())
+    assert row[-1] == "nan"
