@@ -207,6 +207,27 @@ def test_top_k_error_on_a_hand_made_batch() -> None:
     assert result["top5_err"].item() == pytest.approx(1 / 6)
 
 
+@pytest.mark.parametrize("num_classes", [3, 1000])
+def test_top_k_errors_equal_torchmetrics_micro_accuracy_over_several_batches(num_classes: int) -> None:
+    # a second implementation: 1 - torchmetrics' top-k accuracy over images (micro), on batches of 1 to 64
+    from torchmetrics.classification import MulticlassAccuracy
+
+    torch.manual_seed(0)
+    ours = error_metrics(num_classes)
+    theirs = {k: MulticlassAccuracy(num_classes, top_k=min(k, num_classes), average="micro") for k in (1, 5)}
+    for size in (1, 17, 64):
+        logits, labels = torch.randn(size, num_classes), torch.randint(0, num_classes, (size,))
+        logits[torch.arange(size), labels] += 2.5  # right about half the time in the top 5 of 1000
+        ours.update(logits, labels)
+        for metric in theirs.values():
+            metric.update(logits, labels)
+    result = ours.compute()
+    for k, metric in theirs.items():
+        assert result[f"top{k}_err"].item() == pytest.approx(1 - metric.compute().item(), abs=1e-6)
+    assert 0 < result["top5_err"] < result["top1_err"] < 1 if num_classes == 1000 else result["top5_err"] == 0
+    assert ours["top1_err"].total.item() == 1 + 17 + 64  # every image once
+
+
 def test_multi_crop_prediction_is_the_mean_softmax() -> None:
     torch.manual_seed(0)
     module = ClassifierModule(net=TINY_NET, **RECIPE).eval()
