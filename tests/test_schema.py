@@ -3,6 +3,7 @@ key, the value and what is allowed, and exit status 2 (alexnet_lab/schema.py, al
 
 from __future__ import annotations
 
+import sys
 import typing
 from pathlib import Path
 
@@ -276,3 +277,15 @@ def test_a_mistake_in_a_later_job_of_a_sweep_stops_it_before_the_first(
     job = " ".join([*SWEEP_BASES[base], bad_job])
     assert errors[0].startswith(f"error: {expected}") and errors[0].endswith(f"(in job 1 of the sweep: {job})")
     assert not sample_was_read(cache_dir) and not (tmp_path / "outputs").exists()  # no job ran, no sweep dir
+
+
+def test_an_error_that_is_not_the_schedulers_keeps_its_own_report_where_submitit_is_absent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A machine without submitit (or a run that never submitted a sweep): explaining any other error must not
+    # fail on the import and hide the error that happened.
+    from alexnet_lab.sweeps import scheduler_refused
+
+    monkeypatch.setitem(sys.modules, "submitit", None)  # `import submitit` raises ModuleNotFoundError
+    monkeypatch.delitem(sys.modules, "submitit.core.utils", raising=False)
+    assert scheduler_refused(ModuleNotFoundError("No module named 'wandb'")) is None

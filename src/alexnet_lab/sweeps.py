@@ -4,6 +4,7 @@ one line. (Each job's own start is alexnet_lab.launch.job_scope; the report, ale
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,8 @@ def scheduler_refused(error: BaseException) -> str | None:
     """SLURM's refusal of a sweep's jobs (a partition, account, time limit or resources that ``sbatch`` does
     not accept), which submitit raises with sbatch's words, as one line; the sweep dir that this command
     claimed, holding only the jobs' submission files, is removed."""
-    from submitit.core.utils import FailedJobError
-
-    if not (isinstance(error, FailedJobError) and str(error).startswith("sbatch: error:")):
+    utils = sys.modules.get("submitit.core.utils")  # not loaded: no sweep was submitted, so nothing to explain
+    if not (utils and isinstance(error, utils.FailedJobError) and str(error).startswith("sbatch: error:")):
         return None
     words = "; ".join(line.removeprefix("sbatch: error:").strip() for line in str(error).splitlines() if line.strip())
     command = getattr(error.__cause__, "cmd", None) or [""]  # sbatch <sweep dir>/.submitit/<submission file>
