@@ -14,12 +14,15 @@ import yaml
 from alexnet_lab.report import write_report
 from conftest import run_in_process
 
-FIELDS = ["epoch", "step", "train/loss_epoch", "val/top1_err", "val/top5_err", "train/images_per_sec"]
+FIELDS = ["epoch", "step", "train/loss_epoch", "val/top1_err", "val/top5_err", "train/images_per_sec", "train/top1_err"]
 
 
-def make_job(sweep: Path, number: int, overrides: list[str], top1: list[float], top5: list[float]) -> None:
+def make_job(
+    sweep: Path, number: int, overrides: list[str], top1: list[float], top5: list[float], train: list[float] = ()
+) -> None:
     """A job dir as src/train.py leaves it: overrides, a summary, and metrics.csv with one val row per epoch
-    (and the post-fit validation, logged under the next epoch, which is not part of the curve)."""
+    (and the post-fit validation, logged under the next epoch, which is not part of the curve); ``train``, if
+    given, is the training top-1 error of each epoch."""
     job = sweep / str(number)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
@@ -30,7 +33,8 @@ def make_job(sweep: Path, number: int, overrides: list[str], top1: list[float], 
         writer.writeheader()
         for epoch, (e1, e5) in enumerate(zip(top1, top5, strict=True)):
             writer.writerow({"epoch": epoch, "step": 10 * epoch + 9, "train/loss_epoch": 1.0,
-                             "train/images_per_sec": 100.0 + epoch})  # fmt: skip
+                             "train/images_per_sec": 100.0 + epoch,
+                             "train/top1_err": train[epoch] if train else ""})  # fmt: skip
             writer.writerow({"epoch": epoch, "step": 10 * epoch + 9, "val/top1_err": e1, "val/top5_err": e5})
         writer.writerow({"epoch": len(top1), "step": 10 * len(top1), "val/top1_err": 0.0, "val/top5_err": 0.0})
 
@@ -154,3 +158,67 @@ def test_the_reports_small_numbers_by_hand(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace(",100.0", ","))  # no train/images_per_sec logged
     (row,) = table(write_report(sweep)[0].read_text())
     assert row[-1] == "nan"
+
+
+def test_the_whole_report_of_a_small_sweep_reads_as_worked_out_here(tmp_path: Path) -> None:
+    """Every line of report.md for five jobs: two seeds of one variant, a job without summary.json, a job that
+    logged no epoch, an LRN ablation and Figure 1's table. Each number is worked out in the comments."""
+    sweep, smoke = tmp_path / "sweep", "experiment=smoke"  # smoke: in every job, so in no job's choices
+    make_job(sweep, 0, ["norm=lrn", "activation=relu", "seed=0", smoke], [0.50, 0.30], [0.20, 0.12], [0.40, 0.20])
+    make_job(sweep, 1, ["norm=lrn", "activation=tanh", "seed=0", smoke], [0.55, 0.35, 0.36], [0.25, 0.15, 0.16],
+             [0.6, 0.4, 0.3])  # fmt: skip
+    make_job(sweep, 2, ["norm=none", "activation=relu", "seed=0", smoke], [0.6, 0.4], [0.3, 0.2], [0.5, 0.24])
+    (sweep / "2" / "summary.json").unlink()  # parameters unknown: "-"
+    make_job(sweep, 3, ["norm=lrn", "activation=relu", "seed=1", smoke], [0.48, 0.34, 0.36], [0.18, 0.14, 0.15],
+             [0.30, 0.10, 0.21])  # fmt: skip
+    make_job(sweep, 4, ["norm=lrn", "activation=tanh", "seed=1", smoke], [], [])
+    (sweep / "4" / "csv" / "metrics.csv").write_text(",".join(FIELDS) + "\n")  # died before its first epoch
+    expected = [
+        "# Sweep report: sweep",
+        "",
+        "Val error in %, centre crop. *best*: the epoch with the lowest top-1 error, selected on the validation set "
+        "itself (optimistic); *last*: the final epoch.",
+        "",
+        "| job | choices | parameters | best top-1 % | best top-5 % | best epoch | last top-1 % | last top-5 % "
+        "| images/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        # best = the lowest top-1 (its top-5 beside it), last = the final epoch; images/s: the mean of 100 + epoch
+        "| 0 | norm=lrn activation=relu seed=0 | 1,000 | 30.00 | 12.00 | 1 | 30.00 | 12.00 | 100.5 |",
+        "| 1 | norm=lrn activation=tanh seed=0 | 1,001 | 35.00 | 15.00 | 1 | 36.00 | 16.00 | 101.0 |",
+        "| 2 | norm=none activation=relu seed=0 | - | 40.00 | 20.00 | 1 | 40.00 | 20.00 | 100.5 |",
+        "| 3 | norm=lrn activation=relu seed=1 | 1,003 | 34.00 | 14.00 | 1 | 36.00 | 15.00 | 101.0 |",
+        "| 4 | norm=lrn activation=tanh seed=1 | 1,004 | nan | nan | - | nan | nan | nan |",
+        "",
+        "## Over seeds (mean ± std)",
+        "",
+        "| variant | n | best top-1 % | best top-5 % | last top-1 % | last top-5 % |",
+        "|---|---:|---:|---:|---:|---:|",
+        # jobs 0 and 3: best 30, 34 -> 32 ± sqrt(8) = 2.83; 12, 14 -> 13 ± sqrt(2) = 1.41; last 30, 36 ->
+        # 33 ± sqrt(18) = 4.24; 12, 15 -> 13.5 ± sqrt(4.5) = 2.12
+        "| norm=lrn,activation=relu,experiment=smoke | 2 | 32.00 ± 2.83 | 13.00 ± 1.41 | 33.00 ± 4.24 | 13.50 ± 2.12 |",
+        # job 4 has no error to average: the mean is job 1's alone, and n says so
+        "| norm=lrn,activation=tanh,experiment=smoke | 1 of 2 | 35.00 | 15.00 | 36.00 | 16.00 |",
+        "| norm=none,activation=relu,experiment=smoke | 1 | 40.00 | 20.00 | 40.00 | 20.00 |",
+        "",
+        "## The paper's ablations (best error, paper's choice minus the other, in points)",
+        "",
+        "| ablation | paper's choice | other | n | Δ top-1 | Δ top-5 | the paper |",
+        "|---|---|---|---|---:|---:|---|",
+        # 32 - 40 and 13 - 20; no std with one job on a side. Section 3.3: "reduces our top-1 and top-5 error
+        # rates by 1.4% and 1.2%"
+        "| LRN (section 3.3) | norm=lrn | norm=none | 2 vs 1 | -8.00 | -7.00 | -1.4 / -1.2 |",
+        "",
+        "## Figure 1: epochs to 25% training error, ReLU vs tanh",
+        "",
+        "| neuron | fastest job | its choices | epochs to 25% | jobs tried |",
+        "|---|---|---|---:|---:|",
+        # ReLU jobs 0, 2, 3 are all below 25% after 2 epochs; the tie goes to the lowest final training error:
+        # 0.20 (job 0) against 0.24 and 0.21. tanh's one job (4 logged no epoch) never gets below 25%.
+        "| relu | 0 | norm=lrn activation=relu seed=0 | 2 | 3 |",
+        "| tanh | 1 | norm=lrn activation=tanh seed=0 | not in 3 | 1 |",
+        "",
+        "tanh / ReLU: n/a (a neuron did not reach 25%) (the paper: about 6)",
+    ]
+    markdown, picture = write_report(sweep)
+    assert markdown.read_text() == "\n".join(expected) + "\n"
+    assert picture == sweep / "report.png" and (sweep / "fig1.png").stat().st_size > 1000

@@ -146,9 +146,13 @@ def variants(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return groups
 
 
+def finished(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The jobs that validated at least one epoch: the ones a mean over seeds counts."""
+    return [r for r in jobs if r["best_epoch"] is not None]
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample std (n - 1); the std is nan for a single value."""
-    values = [v for v in values if not math.isnan(v)]
+    """Mean and sample std (n - 1); the std is nan for a single value, both for none."""
     if not values:
         return math.nan, math.nan
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
@@ -167,8 +171,9 @@ def ablation_effects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups = variants(rows)
     effects = []
     for ablation in PAPER_ABLATIONS:
-        for name_a, jobs_a in groups.items():
-            for name_b, jobs_b in groups.items():
+        for name_a, all_a in groups.items():
+            for name_b, all_b in groups.items():
+                jobs_a, jobs_b = finished(all_a), finished(all_b)
                 a, b = set(name_a.split(",")), set(name_b.split(","))
                 only_a, only_b = a - b, b - a
                 if len(only_a) != 1 or len(only_b) != 1:
@@ -178,6 +183,8 @@ def ablation_effects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 key_b, _, value_b = in_b.partition("=")
                 if not (key_a == key_b == ablation.key and value_a in ablation.paper and value_b in ablation.other):
                     continue
+                if not (jobs_a and jobs_b):
+                    continue  # a side where no job validated an epoch: nothing to compare
                 effect: dict[str, Any] = {
                     "ablation": ablation,
                     "paper": in_a,
@@ -226,11 +233,13 @@ def write_report(sweep_dir: str | Path) -> tuple[Path, Path]:
             "|---|---:|---:|---:|---:|---:|",
         ]
         for name, jobs in groups.items():
+            done = finished(jobs)
             cells = [
-                _pm(*mean_std([100 * r[key] for r in jobs]))
+                _pm(*mean_std([100 * r[key] for r in done]))
                 for key in ("val_top1_err", "val_top5_err", "last_top1_err", "last_top5_err")
             ]
-            lines.append(f"| {name} | {len(jobs)} | " + " | ".join(cells) + " |")
+            n = f"{len(done)}" if len(done) == len(jobs) else f"{len(done)} of {len(jobs)}"
+            lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
     effects = ablation_effects(rows)
     if effects:
         lines += [
