@@ -249,6 +249,54 @@ def test_statistics_from_at_most_n_images_take_every_kth_and_count_them(layouts:
         compute_stats([])
 
 
+def test_statistics_summed_in_parts_and_merged_equal_one_sum() -> None:
+    """prepare.py sums each shard apart and merges the sums: the same statistics as one pass over all images,
+    with batches of any size (here 2 and 5, neither the 3 channels)."""
+    from alexnet_lab.data.stats import StatsSums
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (7, 3, 256, 256), dtype=torch.uint8, generator=g)
+    whole, first, second = StatsSums(), StatsSums(), StatsSums()
+    whole.add(images)
+    first.add(images[:2])
+    second.add(images[2:])
+    merged = StatsSums()
+    merged.merge(first.state())
+    merged.merge(second.state())
+    for stats in (whole.finish(), merged.finish()):
+        assert int(stats["images"]) == 7
+        assert torch.allclose(stats["mean_image"].double(), images.double().mean(0), atol=1e-4)
+        pixels = (images.double() / 255).permute(1, 0, 2, 3).reshape(3, -1)
+        assert torch.allclose(stats["rgb_covariance"].double(), torch.cov(pixels, correction=0), atol=1e-6)
+
+
+def test_statistics_sums_stay_exact_at_imagenets_scale() -> None:
+    """1.28 million images put the sums near 2^28 (the mean image's, in 0..255 levels) and 2^36 (a channel's
+    [0, 1] pixels): float32 would round away what a further image adds, float64 keeps it."""
+    from alexnet_lab.data.stats import StatsSums
+
+    sums = StatsSums()
+    scale = 2.0**36
+    big = {
+        "image_sum": torch.full((3, 256, 256), 2.0**28, dtype=torch.float64),
+        "pixel_sum": torch.full((3,), scale, dtype=torch.float64),
+        "outer_sum": torch.full((3, 3), scale, dtype=torch.float64),
+        "images": torch.tensor(1_280_000),
+    }
+    sums.merge(big)
+    sums.add(torch.ones(1, 3, 256, 256, dtype=torch.uint8))  # one more image, every pixel 1 level
+    assert torch.all(sums.image_sum == 2.0**28 + 1)
+    # the image's 256 x 256 pixels, each 1 / 255 (pixel_sum) and 1 / 255^2 (outer_sum)
+    assert torch.allclose(sums.pixel_sum - scale, torch.full((3,), 256**2 / 255, dtype=torch.float64), atol=1e-3)
+    assert torch.allclose(sums.outer_sum - scale, torch.full((3, 3), 256**2 / 255**2, dtype=torch.float64), atol=1e-3)
+    assert sums.images == 1_280_001
+
+
+def test_an_unknown_pca_lighting_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="pca_lighting='stdev' is not allowed: use one of eigenvalues, stdevs"):
+        DeviceNormalizer(torch.zeros(3, 256, 256), torch.ones(3), torch.eye(3), pca_lighting="stdev")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("world", [1, 2, 3])
 def test_val_shards_count_every_image_once(world: int) -> None:
     shards = [list(EachOnceSampler(101, world, rank)) for rank in range(world)]

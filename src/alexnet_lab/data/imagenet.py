@@ -24,7 +24,7 @@ from alexnet_lab.data.layouts import (
 )
 from alexnet_lab.data.prepared import STATS_FILE, PreparedDataset, ShardReader, decode_on_device, is_prepared, read_meta
 from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
-from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, Crops, DeviceNormalizer
+from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, Crops, DeviceNormalizer, PcaLighting
 from alexnet_lab.declare import PositiveInt, Seed, checked
 from alexnet_lab.errors import UserError
 from alexnet_lab.files import create_once
@@ -100,7 +100,7 @@ class ImageNetDataModule(ClassificationData):
         persistent_workers: bool = True,
         mean: Literal["image", "channel"] = "image",
         lighting_std: Annotated[float, Ge(0)] = LIGHTING_STD,
-        pca_lighting: Literal["eigenvalues", "stdevs"] = "eigenvalues",
+        pca_lighting: PcaLighting = "eigenvalues",
         crop_size: InputSize | None = PAPER_INPUT_SIZE,  # None in eval until the checkpoint's net says
         test_crops: TestCrops = 1,
         stats_file: str | None = None,

@@ -7,12 +7,15 @@ crop came from, and the PCA lighting is added there too (:class:`DeviceNormalize
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from alexnet_lab.data.sampling import mix
+from alexnet_lab.declare import checked
 from alexnet_lab.models.alexnet import PAPER_INPUT_SIZE
 
 # Section 2: images are down-sampled to 256x256: short side rescaled to 256, then the central 256x256 patch.
@@ -136,7 +139,7 @@ def crop_images(images: torch.Tensor, geometry: torch.Tensor, size: int) -> torc
 # The lighting's size along each principal axis: the paper's eigenvalues lambda_i (of the covariance of pixels
 # scaled to [0, 1]), or their square roots, the standard deviations along the axes (cuda-convnet2's convdata.py
 # draws its colour noise with "color_stdevs"). docs/fidelity.md compares them.
-PCA_LIGHTING = ("eigenvalues", "stdevs")
+PcaLighting = Literal["eigenvalues", "stdevs"]
 
 
 class DeviceNormalizer(nn.Module):
@@ -154,23 +157,23 @@ class DeviceNormalizer(nn.Module):
     eigvecs: torch.Tensor
     divisor: torch.Tensor | None
 
+    @checked
     def __init__(
         self,
         mean_image: torch.Tensor,
         eigvals: torch.Tensor,
         eigvecs: torch.Tensor,
         lighting_std: float = LIGHTING_STD,
-        pca_lighting: str = "eigenvalues",
+        pca_lighting: PcaLighting = "eigenvalues",
         divisor: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
-        if pca_lighting not in PCA_LIGHTING:
-            raise ValueError(f"unknown pca_lighting {pca_lighting!r}: choose one of {', '.join(PCA_LIGHTING)}")
         scales = eigvals if pca_lighting == "eigenvalues" else eigvals.clamp_min(0).sqrt()
-        self.register_buffer("mean_image", mean_image.float(), persistent=False)
-        self.register_buffer("eigvals", scales.float(), persistent=False)
-        self.register_buffer("eigvecs", eigvecs.float(), persistent=False)
-        self.register_buffer("divisor", None if divisor is None else divisor.float(), persistent=False)
+        # buffers, to move with .to(device); a DataModule holds this module, so no checkpoint saves them
+        self.register_buffer("mean_image", mean_image.float())
+        self.register_buffer("eigvals", scales.float())
+        self.register_buffer("eigvecs", eigvecs.float())
+        self.register_buffer("divisor", None if divisor is None else divisor.float())
         self.lighting_std = lighting_std
 
     def forward(
