@@ -222,3 +222,48 @@ def test_the_whole_report_of_a_small_sweep_reads_as_worked_out_here(tmp_path: Pa
     markdown, picture = write_report(sweep)
     assert markdown.read_text() == "\n".join(expected) + "\n"
     assert picture == sweep / "report.png" and (sweep / "fig1.png").stat().st_size > 1000
+
+
+def test_jobs_are_listed_in_their_numbers_order_past_nine(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for number in range(12):
+        make_job(sweep, number, [f"seed={number}"], [0.5], [0.2])
+    assert [row[0] for row in table(write_report(sweep)[0].read_text())] == [str(n) for n in range(12)]  # not 0, 1, 10
+
+
+def test_the_crop_protocol_is_each_jobs_own(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, ["seed=0"], [0.5], [0.2])
+    (sweep / "0" / "summary.json").write_text(json.dumps({"params": 5, "crops": "10 crops"}))
+    assert "Val error in %, 10 crops. *best*" in write_report(sweep)[0].read_text()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        (["model.net.columns=2", "model.net.columns=1"], "columns=1 vs 2 is not the paper's two-GPU ablation (gpus)"),
+        (["norm=lrn", "norm=none model.lr=0.02"], "the two differ in the learning rate too"),
+        (["norm=none", "norm=lrn"], "the paper's choice is norm=lrn: none minus lrn is not its effect"),
+    ],
+)
+def test_only_the_papers_ablations_get_an_ablation_row(tmp_path: Path, overrides: list[str], why: str) -> None:
+    sweep = tmp_path / "sweep"
+    for number, choice in enumerate(overrides):
+        make_job(sweep, number, choice.split(), [0.5], [0.2])
+    markdown = write_report(sweep)[0].read_text()
+    if why.startswith("the paper's choice"):
+        (row,) = table(markdown, "## The paper's ablations")
+        assert row[1:3] == ["norm=lrn", "norm=none"], why  # one row, the paper's choice first
+    else:
+        assert "## The paper's ablations" not in markdown, why
+
+
+def test_an_ablations_std_combines_both_sides_spreads(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for number, (norm, seed, top1) in enumerate(
+        [("lrn", 0, 0.40), ("lrn", 1, 0.44), ("none", 0, 0.50), ("none", 1, 0.52), ("none", 2, 0.54)]
+    ):
+        make_job(sweep, number, [f"norm={norm}", f"seed={seed}"], [top1], [top1 / 2])
+    (row,) = table(write_report(sweep)[0].read_text(), "## The paper's ablations")
+    # lrn: 40, 44 -> 42 ± sqrt(8); none: 50, 52, 54 -> 52 ± 2; sqrt(8 / 2 + 4 / 3) = 2.31
+    assert row[3] == "2 vs 3" and row[4] == f"-10.00 ± {math.sqrt(8 / 2 + 4 / 3):.2f}"

@@ -121,7 +121,6 @@ def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
                 "best_epoch": best[0],
                 "val_top1_err": best[1],
                 "val_top5_err": best[2],
-                "last_epoch": last[0],
                 "last_top1_err": last[1],
                 "last_top5_err": last[2],
                 "images_per_sec": _images_per_sec(rows_of_job),
@@ -204,7 +203,7 @@ def write_report(sweep_dir: str | Path) -> tuple[Path, Path]:
     sweep_dir = Path(sweep_dir)
     rows = summarise(sweep_dir)
     labels = _differing(rows)
-    crops = sorted({row["crops"] for row in rows}) or ["centre crop"]
+    crops = sorted({row["crops"] for row in rows})  # each job's, "centre crop" where it did not say
     lines = [
         f"# Sweep report: {sweep_dir.name}",
         "",
