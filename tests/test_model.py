@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from alexnet_lab.models.alexnet import AlexNet, PaperDropout, PaperLRN
@@ -326,3 +327,17 @@ def test_caffe_and_kaiming_init() -> None:
 def test_unknown_choices_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="|".join(str(v) for v in bad.values())):
         AlexNet(**bad)  # type: ignore[arg-type]
+
+
+def test_torchvisions_alexnet_hidden_is_what_its_last_layer_reads() -> None:
+    """Figure 4 for model=torchvision_alexnet: hidden() is FC7 after its ReLU, the input of torchvision's own
+    last layer, so that layer applied to it gives torchvision's forward."""
+    from alexnet_lab.models.torchvision_alexnet import TorchvisionAlexNet
+
+    torch.manual_seed(0)
+    net = TorchvisionAlexNet(num_classes=7).eval()
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        hidden = net.hidden(images)
+        assert hidden.shape == (2, 4096) and bool((hidden >= 0).all()) and bool((hidden > 0).any())
+        assert torch.allclose(net.classifier[-1](hidden), torchvision.models.AlexNet.forward(net, images), atol=1e-5)
