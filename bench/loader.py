@@ -116,11 +116,15 @@ def main() -> None:
         folder_pil = FolderDataset(str(root / "train"), transform=on_pil)
         ours = ImageDataset(read_split(root, "train").samples, Crops("train"))
         shards = PreparedDataset(ShardReader(prepared, "train"), Crops("train"), fast_dct=not args.exact_dct)
+
+        def one_rank(size: int) -> ResumableSampler:
+            return ResumableSampler(size, num_replicas=1, rank=0, seed=0)
+
         loaders = {
             "(a) ImageFolder + PIL": loader(folder, ResumableIndices(len(folder)), args.workers, args.batch),
             "(a') ... with PIL transforms": loader(folder_pil, ResumableIndices(len(folder)), args.workers, args.batch),
-            "(b) raw layout (ours)": loader(ours, ResumableSampler(len(ours)), args.workers, args.batch),
-            "(c) prepared shards (ours)": loader(shards, ResumableSampler(len(shards)), args.workers, args.batch),
+            "(b) raw layout (ours)": loader(ours, one_rank(len(ours)), args.workers, args.batch),
+            "(c) prepared shards (ours)": loader(shards, one_rank(len(shards)), args.workers, args.batch),
         }
         # alternate the loaders round by round and keep each one's best: a busy neighbour on a shared machine
         # then slows a round, not one loader

@@ -141,3 +141,15 @@ def test_a_training_step_never_waits_for_the_gpu() -> None:
         torch.cuda.set_sync_debug_mode("default")
     metrics = module.train_metrics.compute()
     assert module.train_metrics["train/top1_err"].total.item() == 3 * 8 and 0 <= metrics["train/top1_err"] <= 1
+
+
+def test_each_steps_seed_reaches_the_gpus_generator() -> None:
+    # dropout and the PCA lighting draw on the device: a resumed step must draw what the uninterrupted one drew
+    from alexnet_lab.data.sampling import seed_step
+
+    torch.zeros(1, device=CUDA)  # CUDA initialised, as in training
+    draws = []
+    for step in (5, 5, 6):
+        seed_step(0, step, 0)
+        draws.append(torch.rand(4, device=CUDA).cpu())
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])

@@ -114,7 +114,7 @@ def test_the_data_module_decodes_on_the_device_in_any_epoch(raw: Path, shards: P
 
 def test_a_worker_hands_over_the_same_batch(shards: Path) -> None:
     dataset = prep.PreparedDataset(prep.ShardReader(shards, "train"), Crops("train"))
-    sampler = ResumableSampler(len(dataset), seed=3)
+    sampler = ResumableSampler(len(dataset), 1, 0, seed=3)
     loaders = [DataLoader(dataset, batch_size=8, sampler=sampler, num_workers=w, collate_fn=collate) for w in (0, 1)]
     in_process, from_worker = (list(loader) for loader in loaders)
     assert len(in_process) == len(from_worker) == 3

@@ -39,8 +39,7 @@ def mix(*values: int) -> int:
 
 def seed_step(seed: int, step: int, rank: int) -> None:
     """Reseed python, numpy and torch (CPU, and this rank's CUDA device) for training step ``step`` of rank
-    ``rank``. torch.manual_seed would do the same for every device at about 300 us a call, 6% of a 5 ms GPU
-    step (bench/gpu.py); these generators alone take about 10 us."""
+    ``rank``. torch.manual_seed would seed every device too, several times slower (docs/benchmarks.md)."""
     s = mix(seed, step, rank)
     random.seed(s)
     np.random.seed(s & 0xFFFFFFFF)
@@ -56,7 +55,7 @@ class ResumableSampler(Sampler[tuple[int, int]]):
     rank r of w takes positions r, r + w, ... . :meth:`resume` skips the first samples of one epoch.
     """
 
-    def __init__(self, size: int, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+    def __init__(self, size: int, num_replicas: int, rank: int, seed: int) -> None:
         self.size, self.num_replicas, self.rank, self.seed = size, num_replicas, rank, seed
         self.epoch = 0
         self._skip: tuple[int, int] | None = None  # (epoch, samples of this rank to skip)
