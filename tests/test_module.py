@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import lightning
 import pytest
@@ -40,8 +42,9 @@ def sgd_run(optimizer_class, lrs: list[float], grads: list[torch.Tensor], **kwar
     w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64))
     optimizer = optimizer_class([w], lr=lrs[0], momentum=0.9, weight_decay=5e-4, **kwargs)
     history = [w.detach().clone()]
-    for lr, g in zip(lrs, grads, strict=True):
-        optimizer.param_groups[0]["lr"] = lr
+    for step, (lr, g) in enumerate(zip(lrs, grads, strict=True)):
+        if step:  # the first step at the lr the optimizer was made with
+            optimizer.param_groups[0]["lr"] = lr
         w.grad = g.clone()
         optimizer.step()
         history.append(w.detach().clone())
@@ -121,7 +124,7 @@ def test_bias_multipliers_give_biases_twice_the_lr_and_no_decay() -> None:
     assert torch.allclose(bias.detach(), b0 - 2 * 0.01, atol=1e-8)
 
 
-@pytest.mark.parametrize(("lr_mult", "decay_mult"), [(2.0, 0.0), (1.0, 0.0), (3.0, 2.0)])
+@pytest.mark.parametrize(("lr_mult", "decay_mult"), [(2.0, 0.0), (1.0, 0.0), (2.0, 1.0), (3.0, 2.0)])
 def test_the_decay_and_lr_the_optimizer_applies_to_a_bias(lr_mult: float, decay_mult: float) -> None:
     """With no gradient, one step moves a parameter by its decay only: -eps * decay * w for weights,
     -(lr_mult eps) * (decay_mult decay) * b for biases (biases made non-zero, where the decay shows)."""
@@ -137,6 +140,27 @@ def test_the_decay_and_lr_the_optimizer_applies_to_a_bias(lr_mult: float, decay_
     eps, decay = 0.01, 5e-4
     assert torch.allclose(weight.detach().double(), w0 - eps * decay * w0, atol=1e-9)
     assert torch.allclose(bias.detach().double(), b0 - lr_mult * eps * decay_mult * decay * b0, atol=1e-9)
+
+
+@pytest.mark.parametrize(("lr_mult", "logged"), [(1.0, {"lr": 0.01}), (2.0, {"lr/weights": 0.01, "lr/biases": 0.02})])
+def test_the_lr_is_logged_as_lr_or_per_group_with_bias_multipliers(
+    tmp_path: Path, lr_mult: float, logged: dict[str, float]
+) -> None:
+    """The names module.py promises for the lr in metrics.csv and W&B (callbacks.lr_monitor)."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.loggers import CSVLogger
+
+    net = {"_target_": "alexnet_lab.models.LeNet5", "num_classes": 3}
+    module = ClassifierModule(net=net, **RECIPE, bias_lr_mult=lr_mult, schedule="step")  # no val: no plateau
+    batches = DataLoader([{"image": torch.randn(1, 32, 32), "label": label} for label in (0, 2)], batch_size=2)
+    trainer = lightning.Trainer(max_steps=1, logger=CSVLogger(tmp_path), callbacks=[LearningRateMonitor()],
+                        accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, log_every_n_steps=1)  # fmt: skip
+    trainer.fit(module, train_dataloaders=batches)
+    with open(next(tmp_path.rglob("metrics.csv"))) as f:
+        row = next(r for r in csv.DictReader(f) if any(r.get(name) for name in logged))
+    assert {name: float(row[name]) for name in logged} == pytest.approx(logged)
+    assert not {key for key in row if key.startswith("lr")} - set(logged), "no other lr columns"
 
 
 def test_iteration_schedule_divides_the_lr_every_step_iters_steps() -> None:
