@@ -236,6 +236,40 @@ def test_the_crop_protocol_is_each_jobs_own(tmp_path: Path) -> None:
     make_job(sweep, 0, ["seed=0"], [0.5], [0.2])
     (sweep / "0" / "summary.json").write_text(json.dumps({"params": 5, "crops": "10 crops"}))
     assert "Val error in %, 10 crops. *best*" in write_report(sweep)[0].read_text()
+    make_job(sweep, 1, ["seed=1"], [0.5], [0.2])  # its summary says centre crop
+    assert "Val error in %, 10 crops / centre crop. *best*" in write_report(sweep)[0].read_text()
+
+
+def test_a_sweeps_only_job_has_the_defaults_as_its_choices(tmp_path: Path) -> None:
+    make_job(tmp_path / "sweep", 0, ["norm=lrn"], [0.5], [0.2])
+    assert table(write_report(tmp_path / "sweep")[0].read_text())[0][1] == "(defaults)"  # nothing differs
+
+
+def test_variants_whose_jobs_all_died_show_no_mean_and_no_effect(tmp_path: Path) -> None:
+    """A variant without a validated epoch: "-" over seeds, and no ablation row against it; an ablation with two
+    "other" values (PCA lighting: 0 and 0.0) still compares with the one that has results."""
+    sweep = tmp_path / "sweep"
+    jobs = [("data.lighting_std=0.1", 0, [0.4]), ("data.lighting_std=0", 0, []), ("data.lighting_std=0", 1, []),
+            ("data.lighting_std=0.0", 0, [0.5])]  # fmt: skip
+    for number, (choice, seed, top1) in enumerate(jobs):
+        make_job(sweep, number, [choice, f"seed={seed}"], top1, [e / 2 for e in top1])
+        if not top1:
+            (sweep / str(number) / "csv" / "metrics.csv").write_text(",".join(FIELDS) + "\n")
+    markdown = write_report(sweep)[0].read_text()
+    assert table(markdown, "## Over seeds")[1] == ["data.lighting_std=0", "0 of 2", "-", "-", "-", "-"]
+    (row,) = table(markdown, "## The paper's ablations")
+    assert row[1:5] == ["data.lighting_std=0.1", "data.lighting_std=0.0", "1 vs 1", "-10.00"]
+
+
+def test_the_sweep_callback_writes_the_report_when_the_sweep_ends(tmp_path: Path, capsys) -> None:
+    from omegaconf import OmegaConf
+
+    from alexnet_lab.report import SweepReport
+
+    make_job(tmp_path / "sweep", 0, ["norm=lrn"], [0.5], [0.2])
+    SweepReport().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}}))
+    assert (tmp_path / "sweep" / "report.md").is_file() and (tmp_path / "sweep" / "report.png").is_file()
+    assert capsys.readouterr().out == f"sweep report: {tmp_path / 'sweep' / 'report.md'}\n"
 
 
 @pytest.mark.parametrize(

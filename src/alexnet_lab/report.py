@@ -133,7 +133,7 @@ def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 def _differing(rows: list[dict[str, Any]]) -> list[str]:
     """Per job, the overrides that are not the same in every job of the sweep."""
-    common = set.intersection(*(set(r["overrides"]) for r in rows)) if rows else set()
+    common = set.intersection(*(set(r["overrides"]) for r in rows))  # a sweep has a job at least
     return [" ".join(o for o in r["overrides"] if o not in common) or "(defaults)" for r in rows]
 
 
