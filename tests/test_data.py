@@ -391,7 +391,7 @@ def test_the_training_loaders_state_resumes_at_the_next_batch() -> None:
     resumed = loader()
     resumed.load_state_dict(saved)
     assert batches(resumed) == whole[3:] and len(whole) == 6
-    with pytest.raises(TypeError, match="ResumableLoader needs a ResumableSampler"):
+    with pytest.raises(TypeError, match="^ResumableLoader needs a ResumableSampler$"):
         ResumableLoader(_Indexed(), batch_size=4, position=lambda: (0, 0))
 
 
