@@ -191,7 +191,7 @@ class ClassifierModule(L.LightningModule):
             mode="min",
             factor=hp.lr_factor,
             patience=hp.plateau_patience,
-            min_lr=[group["lr"] * hp.lr_factor**hp.lr_drops for group in groups],
+            min_lr=[group["lr"] * hp.lr_factor**hp.lr_drops for group in optimizer.param_groups],
         )
         return {
             "optimizer": optimizer,

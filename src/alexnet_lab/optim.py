@@ -53,13 +53,14 @@ def parameter_groups(
 ) -> list[dict[str, Any]]:
     """One group for everything when the multipliers are 1 (the paper says nothing of biases); else the weights
     and the biases (parameters named ``*.bias``) apart, the biases at ``bias_lr_mult`` times the lr and
-    ``bias_decay_mult`` times the weight decay (the authors' and Caffe's: 2 and 0)."""
+    ``bias_decay_mult`` times the weight decay (the authors' and Caffe's: 2 and 0). A group that states no lr or
+    weight decay takes the optimizer's, ``lr`` and ``weight_decay``; ``name`` is what the lr is logged as."""
     params = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
     if bias_lr_mult == 1 and bias_decay_mult == 1:
-        return [{"params": [p for _, p in params], "lr": lr, "weight_decay": weight_decay}]
+        return [{"params": [p for _, p in params]}]
     weights = [p for name, p in params if not name.endswith(".bias")]
     biases = [p for name, p in params if name.endswith(".bias")]
     return [
-        {"params": weights, "lr": lr, "weight_decay": weight_decay, "name": "weights"},
+        {"params": weights, "name": "weights"},
         {"params": biases, "lr": lr * bias_lr_mult, "weight_decay": weight_decay * bias_decay_mult, "name": "biases"},
     ]
