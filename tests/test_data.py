@@ -25,6 +25,7 @@ from alexnet_lab.data.transforms import (
     lighting_offset,
     preprocess,
     reference_normalize,
+    train_geometry,
 )
 
 SMALL = {"num_classes": 4, "train_per_class": 5, "val_per_class": 3, "seed": 1}
@@ -290,6 +291,25 @@ def test_statistics_sums_stay_exact_at_imagenets_scale() -> None:
     assert torch.allclose(sums.pixel_sum - scale, torch.full((3,), 256**2 / 255, dtype=torch.float64), atol=1e-3)
     assert torch.allclose(sums.outer_sum - scale, torch.full((3, 3), 256**2 / 255**2, dtype=torch.float64), atol=1e-3)
     assert sums.images == 1_280_001
+
+
+def test_a_divisor_divides_the_centred_pixels_per_channel() -> None:
+    # a net whose weights expect standardised images (model=torchvision_alexnet): (pixel - mean) / std
+    mean = torch.full((3, 256, 256), 20.0)
+    normalizer = DeviceNormalizer(mean, torch.ones(3), torch.eye(3), divisor=torch.tensor([2.0, 4.0, 8.0]))
+    images = torch.full((2, 3, 224, 224), 100, dtype=torch.uint8)
+    out = normalizer(images, torch.tensor([[16, 16, 0], [0, 32, 1]]))
+    assert torch.allclose(out[:, :, 0, 0], torch.tensor([[40.0, 20.0, 10.0]] * 2))  # (100 - 20) / divisor
+
+
+def test_a_crop_without_a_seed_comes_from_torchs_generator() -> None:
+    """Crops drawn where no sampler hands a seed: reproducible under torch.manual_seed, and spread over the
+    33 x 33 x 2 possible crops (2,000 uniform draws from them give about 1,300 distinct ones)."""
+    torch.manual_seed(1)
+    first = [train_geometry() for _ in range(2000)]
+    torch.manual_seed(1)
+    assert [train_geometry() for _ in range(2000)] == first
+    assert len(set(first)) > 1000
 
 
 def test_an_unknown_pca_lighting_is_refused_by_name() -> None:
