@@ -264,3 +264,24 @@ def test_checkpoint_of_another_configuration_names_the_mismatch(tmp_path: Path) 
     assert len(errors) == 1, result.stderr[-3000:]
     assert "pooling: checkpoint 'overlap' vs this run 'nonoverlap'" in errors[0]
     assert "widths: checkpoint [16, 32, 32, 32, 32] vs this run [16, 32, 32, 32, 16]" in errors[0]
+
+
+def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_stops(tmp_path: Path) -> None:
+    """A --signal=USR1@N warning that comes during the final validation or the figures found the signal's default
+    action (terminate) and failed the job; after fit it is ignored, and SIGTERM keeps the handler it had."""
+    import signal
+
+    from alexnet_lab.callbacks import Preemption
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
+    try:
+        for sig in before:
+            signal.signal(sig, signal.SIG_DFL)
+        preemption = Preemption(str(tmp_path))
+        assert signal.getsignal(signal.SIGUSR1) == preemption._handle  # during training: ours
+        preemption.teardown(None, None, "fit")  # type: ignore[arg-type]
+        assert signal.getsignal(signal.SIGUSR1) == signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

@@ -147,7 +147,11 @@ class Preemption(Checkpoint):
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            # A time-limit warning after training (during the final validation or the figures) must not kill
+            # the job with the signal's default action: what is left is short, and the limit itself still
+            # ends it with SIGTERM.
+            requeue_kills = sig in self.requeue_signals and handler == signal.SIG_DFL
+            signal.signal(sig, signal.SIG_IGN if requeue_kills else handler)
         self._previous, self._trainer = {}, None
 
 
