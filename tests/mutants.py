@@ -84,8 +84,8 @@ MUTANTS = [
       "plateau_patience: Annotated[int, Ge(0)] = 3,", TC),
     m("lighting std", f"{PKG}/data/transforms.py", "LIGHTING_STD = 0.1", "LIGHTING_STD = 0.2", TC),
     # metrics and the multi-crop test
-    m("top-1 error per class", f"{PKG}/module.py", 'average="micro")', 'average="macro")',
-      f"{TMOD}::test_top_k_error_on_a_hand_made_batch"),
+    m("top-k error per batch, not per image", f"{PKG}/module.py", "self.total += labels.numel()",
+      "self.total += 1", f"{TMOD}::test_top_k_error_on_a_hand_made_batch"),
     m("top-5 is top-4", f"{PKG}/module.py", "top_k=min(5, num_classes)", "top_k=min(4, num_classes)",
       f"{TMOD}::test_top_k_error_on_a_hand_made_batch"),
     m("multi-crop uses the first crop", f"{PKG}/module.py", "return probs.view(b, crops, -1).mean(dim=1)",
