@@ -22,6 +22,7 @@ from alexnet_lab.data.stats import compute_stats, subset
 from alexnet_lab.data.transforms import (
     Crops,
     DeviceNormalizer,
+    crop_images,
     lighting_offset,
     preprocess,
     reference_normalize,
@@ -310,6 +311,54 @@ def test_a_crop_without_a_seed_comes_from_torchs_generator() -> None:
     torch.manual_seed(1)
     assert [train_geometry() for _ in range(2000)] == first
     assert len(set(first)) > 1000
+
+
+def test_batched_crops_are_the_per_image_crops() -> None:
+    """crop_images (the prepared path's batched cut, on any device) against slicing and mirroring each image
+    by hand, for images of their own, several crops each, every flip and the corners."""
+    images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    geometry = torch.tensor([[[0, 0, 0], [3, 2, 1]], [[1, 3, 1], [3, 3, 0]], [[2, 0, 1], [0, 3, 1]]])
+    expected = torch.stack(
+        [
+            torch.stack(
+                [
+                    image[:, t : t + 5, left : left + 5].flip(-1) if flip else image[:, t : t + 5, left : left + 5]
+                    for t, left, flip in rows.tolist()
+                ]
+            )
+            for image, rows in zip(images, geometry, strict=True)
+        ]
+    )
+    assert torch.equal(crop_images(images, geometry, 5), expected)
+
+
+def test_an_unknown_crop_mode_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="mode='tens' is not allowed: use one of train, centre, ten"):
+        Crops("tens")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("width, height", [(600, 400), (400, 700)])
+def test_preprocess_downsamples_as_pils_antialiased_bilinear_resize(width: int, height: int) -> None:
+    """Section 2's down-sampling, against PIL's bilinear resize of the short side to 256 (which always averages
+    over the source pixels each output pixel covers) then its central patch: within one intensity level. A
+    resize that samples instead of averaging differs by about 20 levels on average on noise."""
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    scale = 256 / min(width, height)
+    resized = np.asarray(image.resize((round(width * scale), round(height * scale)), Image.Resampling.BILINEAR))
+    top, left = (resized.shape[0] - 256) // 2, (resized.shape[1] - 256) // 2
+    expected = torch.from_numpy(resized[top : top + 256, left : left + 256].copy()).permute(2, 0, 1)
+    assert (preprocess(image).int() - expected.int()).abs().max() <= 1
+
+
+def test_without_lighting_the_normalizer_draws_no_random_numbers() -> None:
+    """lighting_std 0 (the no-lighting ablation) centres the crops and leaves torch's generator where it was."""
+    normalizer = DeviceNormalizer(torch.full((3, 256, 256), 20.0), torch.ones(3), torch.eye(3), lighting_std=0.0)
+    images = torch.full((2, 3, 224, 224), 100, dtype=torch.uint8)
+    state = torch.get_rng_state()
+    out = normalizer(images, torch.tensor([[0, 0, 0], [32, 32, 1]]), lighting=True)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(out, torch.full((2, 3, 224, 224), 80.0))
 
 
 def test_an_unknown_pca_lighting_is_refused_by_name() -> None:

@@ -24,7 +24,7 @@ from alexnet_lab.data.layouts import (
 )
 from alexnet_lab.data.prepared import STATS_FILE, PreparedDataset, ShardReader, decode_on_device, is_prepared, read_meta
 from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
-from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, Crops, DeviceNormalizer, PcaLighting
+from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, CropMode, Crops, DeviceNormalizer, PcaLighting
 from alexnet_lab.declare import PositiveInt, Seed, checked
 from alexnet_lab.errors import UserError
 from alexnet_lab.files import create_once
@@ -192,7 +192,7 @@ class ImageNetDataModule(ClassificationData):
 
     # -- the contract (alexnet_lab.data.base) -------------------------------------------------------------------
     def dataset(self, split: Literal["train", "val"], use: Use) -> Dataset:
-        mode = "train" if use == "train" else "ten" if use == "val" and self.test_crops == 10 else "centre"
+        mode: CropMode = "train" if use == "train" else "ten" if use == "val" and self.test_crops == 10 else "centre"
         crops, index = Crops(mode, self.crop_size), self.split(split)
         if isinstance(index, ShardReader):
             return PreparedDataset(index, crops, self.fast_dct, "cpu" if use == "figure" else self.decode)

@@ -46,7 +46,7 @@ def train_geometry(
     Three fields of one 63-bit hash of the seed: about a hundred times cheaper than seeding a torch.Generator
     per image, which cost a tenth of a prepared image's loading time."""
     if seed is None:
-        seed = int(torch.randint(0, 2**62, ()))
+        seed = int(torch.randint(2**62, ()))
     bits = mix(seed)
     positions = image_size - size + 1
     return (bits & 0xFFFFF) % positions, ((bits >> 20) & 0xFFFFF) % positions, bool((bits >> 40) & 1)
@@ -64,17 +64,17 @@ def ten_crop_geometry(image_size: int = IMAGE_SIZE, size: int = PAPER_INPUT_SIZE
     return [(t, left, flip) for flip in (False, True) for t, left in corners]
 
 
+CropMode = Literal["train", "centre", "ten"]
+
+
 class Crops:
     """Picklable worker transform: PIL image -> {"image": uint8 crop(s), "geometry": (top, left, flipped)}.
 
     ``mode`` is "train" (section 4.1's random patch and mirror), "centre" or "ten" (the four corners and the
     centre, and their mirrors)."""
 
-    MODES = ("train", "centre", "ten")
-
-    def __init__(self, mode: str, size: int = PAPER_INPUT_SIZE) -> None:
-        if mode not in self.MODES:
-            raise ValueError(f"unknown crop mode {mode!r}: choose one of {', '.join(self.MODES)}")
+    @checked
+    def __init__(self, mode: CropMode, size: int = PAPER_INPUT_SIZE) -> None:
         self.mode, self.size = mode, size
 
     @property
