@@ -145,7 +145,7 @@ def test_lrn_equals_the_papers_formula() -> None:
     assert not torch.allclose(plain_torch, paper_lrn(a), rtol=1e-3), "torch divides alpha by n"
 
 
-@pytest.mark.parametrize("maps", [16, 3])  # 3: fewer maps than the window
+@pytest.mark.parametrize("maps", [16, 3, 2, 1])  # 3, 2, 1: fewer maps than the window
 def test_lrn_gradient_equals_autograd_through_the_papers_formula(maps: int) -> None:
     torch.manual_seed(0)
     a = torch.randn(2, maps, 5, 5, dtype=torch.float64) * 60
@@ -271,6 +271,7 @@ def test_paper_dropout_keeps_1_minus_p_and_scales_by_it_at_test_time(p: float) -
     n = x.numel()
     assert abs(kept - n * (1 - p)) < 5 * (n * p * (1 - p)) ** 0.5
     assert torch.allclose(dropout.eval()(x), x * (1 - p), rtol=0, atol=1e-7)
+    assert f"times {1 - p} at test time" in repr(dropout)  # what print(net) tells a user
 
 
 @pytest.mark.parametrize("form", ["paper", "inverted"])

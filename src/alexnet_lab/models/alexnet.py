@@ -51,10 +51,9 @@ ABLATION_GROUPS = ("norm", "pooling", "activation", "init")
 def _window_sum(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
     """Out[:, i] = x[:, i - before] + ... + x[:, i + after], over the maps that exist (zero beyond the edges)."""
     out = x.clone()
-    maps = x.shape[1]
-    for shift in range(1, min(before, maps - 1) + 1):
+    for shift in range(1, before + 1):  # a shift past the last map adds two empty slices
         out[:, shift:] += x[:, :-shift]
-    for shift in range(1, min(after, maps - 1) + 1):
+    for shift in range(1, after + 1):
         out[:, :-shift] += x[:, shift:]
     return out
 
@@ -119,7 +118,7 @@ class PaperLRN(nn.LocalResponseNorm):
             b, c, h, w = x.shape  # each column's maps as an image of its own: (b * columns, c / columns, h, w)
             per_column = x.reshape(b * self.columns, c // self.columns, h, w)
             out = _LRN.apply(per_column, self.size, self.paper_alpha, self.beta, self.k).reshape(b, c, h, w)
-        return out.to(a.dtype) if low else out
+        return out.to(a.dtype)
 
     def extra_repr(self) -> str:
         return f"n={self.size}, alpha={self.paper_alpha}, beta={self.beta}, k={self.k}, columns={self.columns}"
@@ -224,8 +223,8 @@ class AlexNet(nn.Module):
 
     def _pool(self) -> nn.Module:
         # Section 3.4: s = 2, z = 3 overlaps; s = z = 2 is the traditional non-overlapping scheme.
-        # Both give the same 27/13/6 maps from 55/27/13.
-        return nn.MaxPool2d(3, stride=2) if self.pooling == "overlap" else nn.MaxPool2d(2, stride=2)
+        # Both give the same 27/13/6 maps from 55/27/13. MaxPool2d's stride defaults to its window.
+        return nn.MaxPool2d(3, stride=2) if self.pooling == "overlap" else nn.MaxPool2d(2)
 
     def _norm(self, channels: int) -> nn.Module:
         if self.norm == "lrn":
@@ -267,12 +266,8 @@ class AlexNet(nn.Module):
     def hidden(self, images: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations: FC7's 4096 outputs after the ReLU (section 6.1 compares images
         by the Euclidean distance between these vectors)."""
-        x = torch.flatten(self.features(images), 1)
-        for name, layer in self.classifier.named_children():
-            x = layer(x)
-            if name == "act7":
-                return x
-        raise AssertionError("no act7 in the classifier")
+        through_act7 = [name for name, _ in self.classifier.named_children()].index("act7") + 1
+        return self.classifier[:through_act7](torch.flatten(self.features(images), 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(images), 1))
