@@ -319,16 +319,40 @@ class Fixed(ClassifierModule):
         return self.table[images.flatten(1)[:, 0].long()]
 
 
-def test_an_ensembles_validation_error_is_that_of_the_averaged_softmax() -> None:
-    """Four images of class 0: member a is right on images 0 and 1, b on 0 and 2, their average on image 0 only
-    (worked out below): the ensemble's error, 3/4, is neither member's, 2/4."""
-    a = Fixed([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.1, 0.9, 0.0], [0.0, 0.5, 0.5]])
-    b = Fixed([[0.8, 0.2, 0.0], [0.2, 0.8, 0.0], [0.55, 0.45, 0.0], [0.4, 0.6, 0.0]])
-    # averaged: [0.85, 0.15, 0], [0.4, 0.6, 0], [0.325, 0.675, 0], [0.2, 0.55, 0.25]: right on image 0 only
-    images = torch.arange(4, dtype=torch.float32)[:, None, None, None].expand(4, 3, 224, 224)
-    batches = [{"image": images[i : i + 2], "label": torch.zeros(2, dtype=torch.long)} for i in (0, 2)]
+A = [[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.1, 0.9, 0.0], [0.0, 0.5, 0.5]]
+B = [[0.8, 0.2, 0.0], [0.2, 0.8, 0.0], [0.55, 0.45, 0.0], [0.4, 0.6, 0.0]]
+
+
+def validate(model: lightning.LightningModule, crops: int) -> dict[str, float]:
+    """Lightning's validation of ``model`` on four images of class 0 (pixels all equal to their index, so Fixed
+    members look their row up), in a batch of one and one of three, with ``crops`` crops each (1: whole)."""
+    images = torch.arange(4, dtype=torch.float32)[:, None, None, None, None].expand(4, crops, 3, 224, 224)
+    images = images[:, 0] if crops == 1 else images
+    batches = [{"image": images[a:b], "label": torch.zeros(b - a, dtype=torch.long)} for a, b in ((0, 1), (1, 4))]
     trainer = lightning.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    logged = trainer.validate(Ensemble([a, b]), dataloaders=DataLoader(batches, batch_size=None), verbose=False)[0]
-    assert logged["val/member0/top1_err"] == pytest.approx(2 / 4) and logged["val/member1/top1_err"] == pytest.approx(
-        2 / 4)  # fmt: skip
-    assert logged["val/top1_err"] == pytest.approx(3 / 4), "the averaged softmax's error, not a member's"
+    logged = trainer.validate(model, dataloaders=DataLoader(batches, batch_size=None), verbose=False)[0]
+    return {key: float(value) for key, value in logged.items()}
+
+
+@pytest.mark.parametrize("crops", [1, 10])
+def test_an_ensembles_validation_error_is_that_of_the_averaged_softmax(crops: int) -> None:
+    """Four images of class 0: member a is right on images 0 and 1, b on 0 and 2, their average on image 0 only
+    (worked out below): the ensemble's error, 3/4, is neither member's, 2/4. Three classes: top-5 is never
+    wrong. What src/eval.py reads: these keys, the image count, the crops and each image's averaged top-1 class."""
+    # averaged: [0.85, 0.15, 0], [0.4, 0.6, 0], [0.325, 0.675, 0], [0.2, 0.55, 0.25]: right on image 0 only
+    ensemble = Ensemble([Fixed(A), Fixed(B)])
+    logged = validate(ensemble, crops)
+    assert logged == pytest.approx({
+        "val/member0/top1_err": 2 / 4, "val/member0/top5_err": 0.0, "val/member1/top1_err": 2 / 4,
+        "val/member1/top5_err": 0.0, "val/top1_err": 3 / 4, "val/top5_err": 0.0, "val/images": 4.0,
+        "val/crops": float(crops),
+    })  # fmt: skip
+    assert torch.cat(ensemble.predictions).tolist() == [0, 1, 1, 1]
+
+
+def test_validating_one_net_logs_its_loss_error_and_image_count() -> None:
+    """Member a alone: right on images 0 and 1; its loss is the mean of -log p(class 0), with p = 0 taken as
+    1e-12 rather than giving an infinite loss."""
+    logged = validate(Fixed(A), 1)
+    loss = -(math.log(0.9) + math.log(0.6) + math.log(0.1) + math.log(1e-12)) / 4
+    assert logged == pytest.approx({"val/loss": loss, "val/top1_err": 2 / 4, "val/top5_err": 0.0, "val/images": 4.0})

@@ -154,14 +154,14 @@ class ClassifierModule(L.LightningModule):
             return
         probs = self.predict_probs(batch["image"])
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), batch["label"], reduction="none")
-        # Metric objects, logged per epoch, sum their states over ranks: each image counts once as long as
-        # the sampler hands it to exactly one rank (see alexnet_lab.data.ShardSampler).
+        # Metric objects, logged per epoch (Lightning's default in validation), sum their states over ranks:
+        # each image counts once as long as the sampler hands it to exactly one rank (alexnet_lab.data.ShardSampler).
         self.val_loss.update(loss)
-        self.val_images.update(torch.tensor(float(loss.numel()), device=loss.device))
+        self.val_images.update(float(loss.numel()))
         self.val_metrics.update(probs, batch["label"])
-        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("val/images", self.val_images, on_step=False, on_epoch=True)
-        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/loss", self.val_loss, prog_bar=True)
+        self.log("val/images", self.val_images)
+        self.log_dict(self.val_metrics, prog_bar=True)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)
@@ -276,16 +276,15 @@ class Ensemble(L.LightningModule):
         probs = [member.predict_probs(batch["image"]) for member in self.members]
         for metrics, member_probs in zip(self.member_metrics, probs, strict=True):
             metrics.update(member_probs, labels)
-            self.log_dict(metrics, on_step=False, on_epoch=True)
+            self.log_dict(metrics)
         ensemble = self.average(probs)
         self.predictions.append(ensemble.argmax(dim=1).cpu())
         self.val_metrics.update(ensemble, labels)
-        self.val_images.update(torch.tensor(float(labels.numel()), device=labels.device))
-        self.log_dict(self.val_metrics, on_step=False, on_epoch=True)
-        self.log("val/images", self.val_images, on_step=False, on_epoch=True)
+        self.val_images.update(float(labels.numel()))
+        self.log_dict(self.val_metrics)
+        self.log("val/images", self.val_images)
         # the crops each image was judged on, counted from the batch itself: 10 for the paper's test
-        crops = batch["image"].shape[1] if batch["image"].dim() == 5 else 1
-        self.log("val/crops", float(crops), on_step=False, on_epoch=True, reduce_fx="max")
+        self.log("val/crops", float(batch["image"].shape[1] if batch["image"].dim() == 5 else 1))
 
 
 def load_weights(net: Any, weights: str) -> None:
