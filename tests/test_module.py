@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import lightning
@@ -293,6 +294,29 @@ def test_checkpoint_from_another_architecture_is_named() -> None:
     current = ClassifierModule(net={**TINY_NET, "columns": 2}, **RECIPE)
     with pytest.raises(CheckpointMismatchError, match="columns: checkpoint 1 vs this run 2"):
         current.on_load_checkpoint(checkpoint)
+
+
+LENET = {"_target_": "alexnet_lab.models.LeNet5", "num_classes": 10}
+
+
+def test_weights_load_from_a_state_dict_file_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    """model.weights: the net's parameters become the file's; a path that is not a file, or a state dict of
+    another shape, is a one-line UserError naming the value and the net (src/eval.py prints it)."""
+    torch.manual_seed(0)
+    source = instantiate(LENET)
+    torch.save(source.state_dict(), tmp_path / "lenet.pt")
+    loaded = ClassifierModule(net=LENET, weights=str(tmp_path / "lenet.pt")).net
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), source.state_dict().values(), strict=True)
+    )
+    with pytest.raises(UserError, match=r"^model.weights=nowhere.pt is not a file, nor a name of weights that LeNet5 "
+                                        r"knows: give a file of its state dict$"):  # fmt: skip
+        ClassifierModule(net=LENET, weights="nowhere.pt")
+    torch.save(instantiate({**LENET, "num_classes": 5}).state_dict(), tmp_path / "five.pt")
+    with pytest.raises(
+        UserError, match=rf"^model.weights={re.escape(str(tmp_path))}/five\.pt does not fit LeNet5: size mismatch for "
+    ):
+        ClassifierModule(net=LENET, weights=str(tmp_path / "five.pt"))
 
 
 def test_an_ensemble_averages_its_members_softmax() -> None:

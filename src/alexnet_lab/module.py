@@ -163,9 +163,6 @@ class ClassifierModule(L.LightningModule):
         self.log("val/images", self.val_images)
         self.log_dict(self.val_metrics, prog_bar=True)
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
-
     def configure_optimizers(self) -> Any:
         hp: Any = self.hparams
         groups = parameter_groups(self.net, hp.lr, hp.weight_decay, hp.bias_lr_mult, hp.bias_decay_mult)
