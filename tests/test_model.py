@@ -301,12 +301,20 @@ def test_paper_init() -> None:
         assert torch.all(layer.bias == (1.0 if name in ones else 0.0)), name
 
 
-def test_caffe_and_kaiming_init() -> None:
+def test_caffe_init_is_bvlc_alexnets_fillers() -> None:
+    """models/bvlc_alexnet/train_val.prototxt, layer by layer: weight_filler gaussian std, bias_filler value."""
     torch.manual_seed(0)
     caffe = AlexNet(init="caffe")
-    assert caffe.layers["fc6"].weight.std().item() == pytest.approx(0.005, rel=0.03)
-    assert caffe.layers["conv1"].weight.std().item() == pytest.approx(0.01, rel=0.03)
-    assert torch.all(caffe.layers["conv2"].bias == 0.1) and torch.all(caffe.layers["conv1"].bias == 0)
+    fillers = {"conv1": (0.01, 0.0), "conv2": (0.01, 0.1), "conv3": (0.01, 0.0), "conv4": (0.01, 0.1),
+               "conv5": (0.01, 0.1), "fc6": (0.005, 0.1), "fc7": (0.005, 0.1), "fc8": (0.01, 0.0)}  # fmt: skip
+    assert list(caffe.layers) == list(fillers)
+    for name, (std, bias) in fillers.items():
+        assert caffe.layers[name].weight.std().item() == pytest.approx(std, rel=0.03), name
+        assert torch.all(caffe.layers[name].bias == bias), name
+
+
+def test_kaiming_init() -> None:
+    torch.manual_seed(0)
     kaiming = AlexNet(init="kaiming")
     conv3 = kaiming.layers["conv3"].weight
     assert conv3.std().item() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.03)
