@@ -214,6 +214,18 @@ def test_caffe_lrn_is_torchs_and_caffes_formula() -> None:
     assert net.features.norm1.columns == 1 and net.features.norm1.k == 1.0
 
 
+@pytest.mark.parametrize("settings", [{}, {"n": 3, "alpha": 1e-3, "beta": 0.5, "k": 1.0}])
+def test_paper_lrn_is_a_local_response_norm_whose_attributes_mean_what_torchs_do(settings: dict) -> None:
+    """Any n, alpha, beta, k: section 3.3's formula; and, a PaperLRN being an nn.LocalResponseNorm, torch's own
+    forward given its size, alpha, beta and k computes the same maps (torch divides alpha by n, so PaperLRN
+    holds alpha * n there)."""
+    torch.manual_seed(0)
+    a = torch.randn(2, 16, 5, 5, dtype=torch.float64) * 60
+    lrn = PaperLRN(**{"size" if key == "n" else key: value for key, value in settings.items()}).double()
+    assert torch.allclose(lrn(a), paper_lrn(a, **settings), rtol=1e-10, atol=0)
+    assert torch.allclose(nn.LocalResponseNorm.forward(lrn, a), lrn(a), rtol=1e-10, atol=0)
+
+
 def test_norm_placement() -> None:
     def kinds(net: AlexNet) -> list[str]:
         return [name for name, m in net.features.named_children() if name.startswith("norm")
@@ -319,6 +331,9 @@ def test_kaiming_init() -> None:
     conv3 = kaiming.layers["conv3"].weight
     assert conv3.std().item() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.03)
     assert all(torch.all(layer.bias == 0) for layer in kaiming.layers.values())
+    # He et al.'s gain is the activation's: 5/3 for tanh (torch.nn.init.calculate_gain), not ReLU's sqrt(2)
+    tanh = AlexNet(init="kaiming", activation="tanh").layers["conv3"].weight
+    assert tanh.std().item() == pytest.approx(5 / 3 / math.sqrt(256 * 9), rel=0.03)
 
 
 @pytest.mark.parametrize(

@@ -257,7 +257,7 @@ class AlexNet(nn.Module):
                 nn.init.zeros_(layer.bias)
             return
         for name, layer in self.layers.items():
-            nn.init.normal_(layer.weight, mean=0.0, std=stds[name])
+            nn.init.normal_(layer.weight, std=stds[name])  # mean 0
             assert layer.bias is not None
             nn.init.constant_(layer.bias, biases[name])
 
