@@ -86,6 +86,10 @@ MUTANTS = [
     # metrics and the multi-crop test
     m("top-k error per batch, not per image", f"{PKG}/module.py", "self.total += labels.numel()",
       "self.total += 1", f"{TMOD}::test_top_k_error_on_a_hand_made_batch"),
+    m("top-k wrong counts not summed over ranks", f"{PKG}/module.py",
+      'self.add_state("wrong", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")',
+      'self.add_state("wrong", torch.zeros((), dtype=torch.long), dist_reduce_fx=None)',
+      "tests/test_train.py::test_eval_centre_and_ten_crops_with_one_and_two_processes_on_101_images"),
     m("top-5 is top-4", f"{PKG}/module.py", "top_k=min(5, num_classes)", "top_k=min(4, num_classes)",
       f"{TMOD}::test_top_k_error_on_a_hand_made_batch"),
     m("multi-crop uses the first crop", f"{PKG}/module.py", "return probs.view(b, crops, -1).mean(dim=1)",

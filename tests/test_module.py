@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from pathlib import Path
 
 import lightning
@@ -15,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from alexnet_lab.data.base import per_device_batch
 from alexnet_lab.errors import UserError
-from alexnet_lab.module import CheckpointMismatchError, ClassifierModule, Ensemble, error_metrics
+from alexnet_lab.module import CheckpointMismatchError, ClassifierModule, Ensemble, error_metrics, load_weights
 from alexnet_lab.optim import PaperSGD
 
 TINY_NET = {"_target_": "alexnet_lab.models.AlexNet", "num_classes": 6}
@@ -313,10 +312,40 @@ def test_weights_load_from_a_state_dict_file_and_a_bad_one_is_named(tmp_path: Pa
                                         r"knows: give a file of its state dict$"):  # fmt: skip
         ClassifierModule(net=LENET, weights="nowhere.pt")
     torch.save(instantiate({**LENET, "num_classes": 5}).state_dict(), tmp_path / "five.pt")
-    with pytest.raises(
-        UserError, match=rf"^model.weights={re.escape(str(tmp_path))}/five\.pt does not fit LeNet5: size mismatch for "
-    ):
+    first = (
+        "size mismatch for classifier.output.weight: copying a param with shape torch.Size([5, 84]) from "
+        "checkpoint, the shape in current model is torch.Size([10, 84])."
+    )  # of two, the bias's is left out
+    with pytest.raises(UserError) as refused:
         ClassifierModule(net=LENET, weights=str(tmp_path / "five.pt"))
+    assert str(refused.value) == f"model.weights={tmp_path / 'five.pt'} does not fit LeNet5: {first}"
+
+
+def test_weights_by_name_load_without_a_progress_bar_and_a_wrong_name_lists_the_known() -> None:
+    """A net that knows names of weights, as torchvision's know IMAGENET1K_V1: here one, TINY."""
+    net, source, calls = instantiate(LENET), instantiate(LENET), []
+    net.named_weights = lambda: {"TINY": lambda **kwargs: calls.append(kwargs) or source.state_dict()}
+    load_weights(net, "TINY")
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), source.state_dict().values(), strict=True))
+    assert calls == [{"progress": False}]  # a progress bar would fill a job's log
+    known = r"knows: give a name it knows \(TINY\) or a file of its state dict$"
+    with pytest.raises(
+        UserError, match=r"^model.weights=HUGE is not a file, nor a name of weights that LeNet5 " + known
+    ):
+        load_weights(net, "HUGE")
+
+
+def test_an_ensemble_takes_its_members_input_and_refuses_mixed_ones() -> None:
+    """The input size the crops are cut to (src/eval.py reads it), top-5 for nets of 1,000 classes by default,
+    and a one-line error for members that expect differently normalised images."""
+    torch.manual_seed(0)
+    wide = [ClassifierModule(net={"_target_": "alexnet_lab.models.AlexNet", "input_size": 227}) for _ in range(2)]
+    ensemble = Ensemble(wide)
+    assert ensemble.input_size == 227 and ensemble.val_metrics["top5_err"].top_k == 5
+    wide[1].net.input_normalization = "imagenet"
+    with pytest.raises(UserError, match="^the checkpoints' nets take differently normalised images: evaluate them "
+                                        "apart$"):  # fmt: skip
+        Ensemble(wide)
 
 
 def test_an_ensemble_averages_its_members_softmax() -> None:
@@ -355,6 +384,7 @@ def validate(model: lightning.LightningModule, crops: int) -> dict[str, float]:
     batches = [{"image": images[a:b], "label": torch.zeros(b - a, dtype=torch.long)} for a, b in ((0, 1), (1, 4))]
     trainer = lightning.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     logged = trainer.validate(model, dataloaders=DataLoader(batches, batch_size=None), verbose=False)[0]
+    assert set(trainer.progress_bar_metrics) <= set(logged)
     return {key: float(value) for key, value in logged.items()}
 
 
@@ -377,6 +407,8 @@ def test_an_ensembles_validation_error_is_that_of_the_averaged_softmax(crops: in
 def test_validating_one_net_logs_its_loss_error_and_image_count() -> None:
     """Member a alone: right on images 0 and 1; its loss is the mean of -log p(class 0), with p = 0 taken as
     1e-12 rather than giving an infinite loss."""
-    logged = validate(Fixed(A), 1)
+    net = Fixed(A)
+    logged = validate(net, 1)
     loss = -(math.log(0.9) + math.log(0.6) + math.log(0.1) + math.log(1e-12)) / 4
     assert logged == pytest.approx({"val/loss": loss, "val/top1_err": 2 / 4, "val/top5_err": 0.0, "val/images": 4.0})
+    assert set(net.trainer.progress_bar_metrics) == {"val/loss", "val/top1_err", "val/top5_err"}  # the bar's

@@ -254,7 +254,6 @@ class Ensemble(L.LightningModule):
             [error_metrics(num_classes).clone(prefix=f"val/member{i}/") for i in range(len(members))]
         )
         self.val_images = SumMetric()
-        self.predictions: list[torch.Tensor] = []  # this rank's top-1 classes, batch by batch
 
     @staticmethod
     def average(member_probs: list[torch.Tensor]) -> torch.Tensor:
@@ -264,7 +263,7 @@ class Ensemble(L.LightningModule):
         return self.average([member.predict_probs(images) for member in self.members])
 
     def on_validation_epoch_start(self) -> None:
-        self.predictions = []
+        self.predictions: list[torch.Tensor] = []  # this rank's top-1 classes, batch by batch
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         if batch["label"].numel() == 0:
@@ -291,7 +290,7 @@ def load_weights(net: Any, weights: str) -> None:
     if weights in known:
         state = known[weights](progress=False)
     elif Path(weights).is_file():
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = torch.load(weights, map_location="cpu")  # weights_only, torch's default: tensors, no code
     else:
         names = f"a name it knows ({', '.join(known)}) or " if known else ""
         raise UserError(f"model.weights={weights} is not a file, nor a name of weights that {type(net).__name__} "
@@ -299,7 +298,7 @@ def load_weights(net: Any, weights: str) -> None:
     try:
         net.load_state_dict(state)
     except RuntimeError as error:
-        first = " ".join(str(error).split("\n\t")[1:2]) or str(error).splitlines()[0]
+        first = str(error).split("\n\t")[1]  # load_state_dict lists its errors after "\n\t", first is enough
         raise UserError(f"model.weights={weights} does not fit {type(net).__name__}: {first}") from None
 
 
