@@ -21,6 +21,7 @@ from alexnet_lab.figures import (
     COLUMN_GAP,
     GAP,
     TILE_SCALE,
+    _scaled,
     column_saturation,
     draw_figure4,
     first_conv,
@@ -48,6 +49,29 @@ def test_kernel_colour_separates_grey_kernels_from_coloured_ones() -> None:
     assert low == pytest.approx(0.0, abs=1e-6) and high > 0.2
 
 
+def test_each_kernel_is_scaled_to_0_1_on_its_own_for_display() -> None:
+    """Min-max over all of a kernel's channels and pixels: (x - min) / (max - min); a flat kernel is 0."""
+    kernels = torch.stack([
+        torch.tensor([[[-2.0, 2.0]], [[0.0, 1.0]], [[1.0, -1.0]]]),  # range 4, channels of their own ranges
+        torch.tensor([[[0.1, 0.3]], [[0.2, 0.2]], [[0.5, 0.1]]]),  # range 0.4
+        torch.full((3, 1, 2), 7.0),  # flat
+    ])  # fmt: skip
+    expected = torch.stack([
+        torch.tensor([[[0.0, 1.0]], [[0.5, 0.75]], [[0.75, 0.25]]]),
+        torch.tensor([[[0.0, 0.5]], [[0.25, 0.25]], [[1.0, 0.0]]]),
+        torch.zeros(3, 1, 2),
+    ])  # fmt: skip
+    assert torch.allclose(_scaled(kernels), expected, atol=1e-6)
+
+
+def test_a_column_with_fewer_kernels_is_padded_white() -> None:
+    """17 kernels in two columns: 9 tiles beside 8; the second block's last tile width is white (255)."""
+    tile = 11 * TILE_SCALE
+    mosaic = kernel_mosaic(torch.randn(17, 3, 11, 11), columns=2)
+    assert mosaic.shape == (2 * tile + COLUMN_GAP, 9 * (tile + GAP) - GAP, 3)
+    assert (mosaic[tile + COLUMN_GAP :, 8 * (tile + GAP) - GAP :] == 255).all()
+
+
 def test_mosaic_puts_each_column_in_its_own_block_of_rows() -> None:
     # 96 kernels 11x11 in two columns: each block 3 rows of 16 tiles of 44 pixels, 2 pixels apart
     tile = 11 * TILE_SCALE
@@ -72,8 +96,8 @@ def test_nearest_neighbours_are_exact_in_chunks_and_find_the_image_itself() -> N
     found = nearest_neighbours(features, queries, k=6, chunk=128)
     brute = torch.cdist(queries.double(), features.double()).argsort(dim=1)[:, :6]  # all at once, sorted
     assert torch.equal(found, brute)
-    itself = nearest_neighbours(features, features[[17, 523]], k=6, chunk=100)
-    assert itself[:, 0].tolist() == [17, 523], "a training image is its own nearest neighbour"
+    itself = nearest_neighbours(features, features[[0, 17, 523]], k=6, chunk=100)
+    assert itself[:, 0].tolist() == [0, 17, 523], "a training image is its own nearest neighbour"
 
 
 def test_figure4_from_a_checkpoint_on_the_sample(tmp_path: Path) -> None:

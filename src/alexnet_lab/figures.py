@@ -59,9 +59,7 @@ def column_saturation(kernels: torch.Tensor, columns: int) -> list[float]:
 
 def kernel_mosaic(kernels: torch.Tensor, columns: int) -> np.ndarray:
     """The tiles as one uint8 HxWx3 image: each column's kernels in rows of up to 16, the blocks stacked."""
-    scaled = _scaled(kernels.detach().float().cpu())
-    if scaled.shape[1] == 1:
-        scaled = scaled.expand(-1, 3, -1, -1)  # grey kernels (LeNet-5's one input channel)
+    scaled = _scaled(kernels.detach().float().cpu())  # grey kernels (LeNet-5's) fill the three channels alike
     tile = scaled.shape[-1] * TILE_SCALE
     blocks = []
     for block in scaled.chunk(columns):
