@@ -322,13 +322,18 @@ def test_weights_load_from_a_state_dict_file_and_a_bad_one_is_named(tmp_path: Pa
 
 
 def test_weights_by_name_load_without_a_progress_bar_and_a_wrong_name_lists_the_known() -> None:
-    """A net that knows names of weights, as torchvision's know IMAGENET1K_V1: here one, TINY."""
+    """A net that knows names of weights, as torchvision's know IMAGENET1K_V1: here TINY and SMALL."""
     net, source, calls = instantiate(LENET), instantiate(LENET), []
-    net.named_weights = lambda: {"TINY": lambda **kwargs: calls.append(kwargs) or source.state_dict()}
+
+    def load(**kwargs: object) -> dict:
+        calls.append(kwargs)
+        return source.state_dict()
+
+    net.named_weights = lambda: {"TINY": load, "SMALL": load}
     load_weights(net, "TINY")
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), source.state_dict().values(), strict=True))
     assert calls == [{"progress": False}]  # a progress bar would fill a job's log
-    known = r"knows: give a name it knows \(TINY\) or a file of its state dict$"
+    known = r"knows: give a name it knows \(TINY, SMALL\) or a file of its state dict$"
     with pytest.raises(
         UserError, match=r"^model.weights=HUGE is not a file, nor a name of weights that LeNet5 " + known
     ):
