@@ -227,6 +227,8 @@ def test_figure1s_cifar_net_is_layers_18pct_without_normalisation() -> None:
     net = CifarNet(activation="tanh")
     assert sum(p.numel() for p in net.parameters()) == expected
     assert net.hidden(torch.zeros(1, 3, 32, 32)).shape == (1, 1024)
+    images = torch.randn(2, 3, 32, 32)
+    assert torch.equal(net(images), net.fc10(net.hidden(images)))  # ten scores from the last hidden layer
     assert net.features.conv1.weight.std().item() == pytest.approx(1e-4, rel=0.1)  # initW=0.0001
     assert sum(isinstance(m, torch.nn.Tanh) for m in net.modules()) == 3 and not any(
         isinstance(m, torch.nn.ReLU) for m in net.modules()
