@@ -22,7 +22,6 @@ from alexnet_lab.data.stats import compute_stats, subset
 from alexnet_lab.data.transforms import (
     Crops,
     DeviceNormalizer,
-    crop_images,
     lighting_offset,
     preprocess,
     reference_normalize,
@@ -134,8 +133,9 @@ def test_crops_and_flips() -> None:
         out = Crops("train", CROP)(image, seed)
         crop, (top, left, flip) = out["image"], out["geometry"]
         assert crop.shape == (3, CROP, CROP) and 0 <= top <= LAST and 0 <= left <= LAST
-        expected = image[:, top : top + CROP, left : left + CROP]
-        assert torch.equal(crop, expected.flip(-1) if flip else expected)
+        assert torch.equal(crop, image[:, top : top + CROP, left : left + CROP]), (
+            "cut, not mirrored: the device mirrors"
+        )
         offsets.append((int(top), int(left)))
         flips.add(int(flip))
     tops, lefts = {t for t, _ in offsets}, {left for _, left in offsets}
@@ -153,7 +153,7 @@ def test_crops_and_flips() -> None:
     assert {(t, left) for t, left, _ in geometry.tolist()} == corners
     assert [f for *_, f in geometry.tolist()] == [0] * 5 + [1] * 5
     for k in range(5):
-        assert torch.equal(crops[k + 5], crops[k].flip(-1))  # each reflection mirrors its patch
+        assert torch.equal(crops[k + 5], crops[k])  # each reflection is its patch, mirrored on the device
     assert Crops("centre", 227)(image)["geometry"].tolist() == [14, 14, 0]  # (256 - 227) / 2 rounded
     far = 256 - 227  # Caffe's crops: the ten at 227 have their corners at 29 and their centre at 14
     assert [(t, left) for t, left, _ in Crops("ten", 227).geometry()][:5] == [(0, 0), (0, far), (far, 0), (far, far),
@@ -190,8 +190,9 @@ def test_device_normalizer_equals_the_cpu_reference() -> None:
     eigvals = torch.tensor([0.2, 0.02, 0.004])
     normalizer = DeviceNormalizer(mean_image, eigvals, eigvecs)
     geometry = torch.tensor([[0, 0, 0], [29, 3, 1], [14, 14, 0], [7, 29, 1]])
-    crops = torch.stack([reference_normalize(img, torch.zeros(3, 256, 256), tuple(g.tolist())) for img, g
-                         in zip(images, geometry, strict=True)]).to(torch.uint8)  # fmt: skip
+    crops = torch.stack(
+        [img[:, t : t + CROP, left : left + CROP] for img, (t, left, _) in zip(images, geometry.tolist(), strict=True)]
+    )  # as the workers cut them: not mirrored
     alpha = torch.randn(4, 3) * 0.1
     got = normalizer(crops, geometry, lighting=True, alpha=alpha)
     offsets = 255 * lighting_offset(alpha, eigvals, eigvecs)
@@ -311,25 +312,6 @@ def test_a_crop_without_a_seed_comes_from_torchs_generator() -> None:
     torch.manual_seed(1)
     assert [train_geometry() for _ in range(2000)] == first
     assert len(set(first)) > 1000
-
-
-def test_batched_crops_are_the_per_image_crops() -> None:
-    """crop_images (the prepared path's batched cut, on any device) against slicing and mirroring each image
-    by hand, for images of their own, several crops each, every flip and the corners."""
-    images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
-    geometry = torch.tensor([[[0, 0, 0], [3, 2, 1]], [[1, 3, 1], [3, 3, 0]], [[2, 0, 1], [0, 3, 1]]])
-    expected = torch.stack(
-        [
-            torch.stack(
-                [
-                    image[:, t : t + 5, left : left + 5].flip(-1) if flip else image[:, t : t + 5, left : left + 5]
-                    for t, left, flip in rows.tolist()
-                ]
-            )
-            for image, rows in zip(images, geometry, strict=True)
-        ]
-    )
-    assert torch.equal(crop_images(images, geometry, 5), expected)
 
 
 def test_an_unknown_crop_mode_is_refused_with_the_choices() -> None:

@@ -1,14 +1,11 @@
 """On a CUDA device only (``pytest -m gpu``; skipped elsewhere, see conftest.py): the paper's LRN under bf16
-autocast and inductor, a training run, eval and GPU JPEG decoding, each against the CPU or the fp32 formula.
+autocast and inductor, a training run and eval, each against the CPU or the fp32 formula. (Other files hold
+GPU cases of their CPU tests, marked ``gpu``: tests/test_module.py's step that never waits for the device.)
 
 Tolerances, and why:
 - LRN in fp32 on the GPU: rtol 1e-5 forward, 1e-4 backward, against the float64 formula (fp32 pow and sums).
 - LRN on bf16 maps (what autocast hands it): computed in fp32 and rounded once, so at most one bf16 step (a
   relative 2^-7) from the float64 formula; the same under inductor.
-- nvJPEG against libjpeg-turbo's exact IDCT: a mean of at most 2 levels and at most 32 in any pixel. The two
-  decoders differ in their IDCT and their chroma upsampling, so colour edges move most. Measured on an H200
-  (2026-11-30, docs/benchmarks.md) on this test's images, the worst case (pixel noise): a mean of 1.60 and at
-  most 21 for the ten crops.
 - eval on GPU vs CPU: the same checkpoint's top-1/top-5 errors within one image (a near tie may flip).
 """
 
@@ -20,11 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet_lab.data import prepared as prep
-from alexnet_lab.data.generated import write_layout
-from alexnet_lab.data.transforms import Crops
 from alexnet_lab.models.alexnet import PaperLRN
-from alexnet_lab.module import ClassifierModule
 from conftest import run_script
 from test_model import paper_lrn
 
@@ -105,42 +98,6 @@ def test_eval_on_the_gpu_gives_the_cpus_errors(tmp_path: Path) -> None:
         assert gpu["images"] == cpu["images"] > 0
         for metric in ("top1_err", "top5_err"):
             assert abs(gpu[metric] - cpu[metric]) <= 1 / cpu["images"] + 1e-6, (crops, metric)
-
-
-@pytest.mark.parametrize("mode", ["train", "ten"])
-def test_nvjpeg_decoding_matches_the_cpu_path(tmp_path: Path, mode: str) -> None:
-    raw = write_layout(tmp_path / "raw", "folders", num_classes=3, train_per_class=6, val_per_class=2)
-    shards = prep.prepare(raw, tmp_path / "prepared", shard_size=8, workers=1, progress=False)
-    reader = prep.ShardReader(shards, "train")
-    items = [(i, 500 + i) for i in range(len(reader))] if mode == "train" else list(range(len(reader)))
-    cpu = prep.PreparedDataset(reader, Crops(mode), fast_dct=False).__getitems__(items)
-    gpu = prep.decode_on_device(prep.PreparedDataset(reader, Crops(mode), decode="gpu").__getitems__(items), 224, CUDA)
-    assert gpu["image"].device.type == "cuda" and gpu["image"].shape == cpu["image"].shape
-    assert torch.equal(gpu["geometry"].cpu(), cpu["geometry"]) and torch.equal(gpu["label"].cpu(), cpu["label"])
-    difference = (gpu["image"].cpu().float() - cpu["image"].float()).abs()
-    mean, largest = float(difference.mean()), float(difference.max())
-    assert mean <= 2 and largest <= 32, f"{mode}: mean {mean:.2f}, max {largest:.0f}"
-
-
-def test_a_training_step_never_waits_for_the_gpu() -> None:
-    # A step that reads a value back (a .item(), torch.unique in a metric's check) stops the host from queueing
-    # the next kernels: on an H200 such a check cost the step a quarter of its speed (docs/benchmarks.md).
-    module = ClassifierModule(net={"_target_": "alexnet_lab.models.AlexNet", "num_classes": 10}).to(CUDA)
-    optimizer = module.configure_optimizers()["optimizer"]
-    batch = {"image": torch.randn(8, 3, 224, 224, device=CUDA), "label": torch.arange(8, device=CUDA)}
-    module.training_step(batch, 0).backward()  # the first step allocates and picks the kernels
-    optimizer.step()
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(2):
-            optimizer.zero_grad()
-            module.training_step(batch, 0).backward()
-            optimizer.step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    metrics = module.train_metrics.compute()
-    assert module.train_metrics["train/top1_err"].total.item() == 3 * 8 and 0 <= metrics["train/top1_err"] <= 1
 
 
 def test_each_steps_seed_reaches_the_gpus_generator() -> None:

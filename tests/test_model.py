@@ -203,6 +203,88 @@ def test_lrn_in_bf16_computes_in_fp32_and_rounds_once() -> None:
     assert maps.dtype == torch.bfloat16
 
 
+# Section 3.5: the maps that the paper normalises, per image: conv1's 96 of 55x55 and conv2's 256 of 27x27.
+LRN_SHAPES = {"conv1": (96, 55, 55), "conv2": (256, 27, 27)}
+
+
+def per_column(a: torch.Tensor, columns: int) -> torch.Tensor:
+    """The formula evaluated on each column's maps alone, in float64."""
+    return torch.cat([paper_lrn(part) for part in a.double().chunk(columns, dim=1)], dim=1)
+
+
+def lrn_against_float64(lrn: nn.Module, shape: tuple[int, ...], columns: int, dtype: torch.dtype) -> None:
+    """Forward and gradient of ``lrn`` on maps of ``dtype`` (bf16 under autocast, as trainer.precision=bf16-mixed
+    hands them over) against section 3.3's formula in float64 on the same values: fp32 within 1e-5 relative,
+    bf16 within one bf16 step of the exact value (computed in fp32, rounded once)."""
+    torch.manual_seed(0)
+    a = (torch.randn(2, *shape) * 60).to(dtype).requires_grad_()
+    grad = torch.randn(2, *shape).to(dtype)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        out = lrn(a)
+    out.backward(grad)
+    exact_in = a.detach().double().requires_grad_()
+    exact = per_column(exact_in, columns)
+    exact.backward(grad.double())
+    assert out.dtype == dtype and a.grad is not None and a.grad.dtype == dtype and exact_in.grad is not None
+    step = 2**-8 if dtype == torch.bfloat16 else 1e-5
+    for got, want in ((out, exact), (a.grad, exact_in.grad)):
+        off = (got.double() - want.detach()).abs()
+        assert (off <= step * want.detach().abs() + 1e-6 * want.detach().abs().max()).all(), off.max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("layer", sorted(LRN_SHAPES))
+@pytest.mark.parametrize("columns", [2, 1], ids=["two-columns", "one-column"])
+def test_lrn_and_its_gradient_at_the_papers_shapes_equal_the_formula_in_float64(
+    columns: int, layer: str, dtype: torch.dtype
+) -> None:
+    lrn_against_float64(PaperLRN(columns=columns), LRN_SHAPES[layer], columns, dtype)
+
+
+@pytest.mark.slow(40)
+@pytest.mark.parametrize(
+    ("columns", "layer", "dtype"),
+    [
+        (2, "conv1", torch.float32),
+        (2, "conv2", torch.bfloat16),
+        (1, "conv1", torch.bfloat16),
+        (1, "conv2", torch.float32),
+    ],
+)
+def test_compiled_lrn_is_one_kernel_each_way_and_equals_the_formula(
+    columns: int, layer: str, dtype: torch.dtype
+) -> None:
+    """Under torch.compile (inductor, on the CPU here) the normalisation reads and writes the maps once each way:
+    one generated kernel forward, one backward, computing in fp32 whatever the maps' dtype."""
+    import torch._inductor.config
+    import torch._inductor.metrics
+
+    torch._dynamo.reset()
+    with torch._inductor.config.patch(force_disable_caches=True):  # a cached graph generates no kernels
+        torch._inductor.metrics.reset()
+        compiled = torch.compile(PaperLRN(columns=columns))
+        a = torch.randn(1, *LRN_SHAPES[layer]).to(dtype)
+        out = compiled(a.requires_grad_())
+        forward = torch._inductor.metrics.generated_kernel_count
+        out.float().sum().backward()
+        backward = torch._inductor.metrics.generated_kernel_count - forward
+    assert (forward, backward) == (1, 1)
+    lrn_against_float64(compiled, LRN_SHAPES[layer], columns, dtype)
+
+
+@pytest.mark.slow(30)
+def test_the_compiled_net_compiles_once_with_both_lrn_shapes() -> None:
+    """conv1's and conv2's normalisations are two places in one compiled graph: the second shape recompiles
+    nothing (a PaperLRN compiled alone and handed a second shape would recompile for it)."""
+    torch._dynamo.reset()
+    net = AlexNet(columns=2, num_classes=10, fc_width=16)
+    features = torch.compile(net.features[:8])  # through norm2
+    assert [type(m) for m in net.features[:8]].count(PaperLRN) == 2
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(2):
+            features(torch.randn(1, 3, 224, 224)).sum().backward()
+
+
 def test_caffe_lrn_is_torchs_and_caffes_formula() -> None:
     # Caffe: scale = k + alpha / n * sum (k = 1), across the whole layer: what torch.nn.LocalResponseNorm computes
     torch.manual_seed(0)

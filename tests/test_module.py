@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import csv
 import math
+import traceback
 from pathlib import Path
+from typing import Any
 
 import lightning
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader
 
+from alexnet_lab.data import sampling
 from alexnet_lab.data.base import per_device_batch
 from alexnet_lab.errors import UserError
 from alexnet_lab.module import CheckpointMismatchError, ClassifierModule, Ensemble, error_metrics, load_weights
@@ -417,3 +422,177 @@ def test_validating_one_net_logs_its_loss_error_and_image_count() -> None:
     loss = -(math.log(0.9) + math.log(0.6) + math.log(0.1) + math.log(1e-12)) / 4
     assert logged == pytest.approx({"val/loss": loss, "val/top1_err": 2 / 4, "val/top5_err": 0.0, "val/images": 4.0})
     assert set(net.trainer.progress_bar_metrics) == {"val/loss", "val/top1_err", "val/top5_err"}  # the bar's
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the reads of a tensor's value on the host while ``counting``: ``.item()``, ``bool()``, ``float()``,
+    ``int()`` and indexing with a tensor (one aten op), and ``.tolist()``, ``.numpy()``, ``.cpu()`` (patched here:
+    on a CPU tensor they need no op). On a GPU each one makes the CPU wait for the device."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, on_gpu: bool = False) -> None:
+        super().__init__()
+        self.on_gpu, self._counting, self.reads = on_gpu, False, []
+        for name in ("tolist", "numpy", "cpu"):
+            monkeypatch.setattr(torch.Tensor, name, self._counted(name, getattr(torch.Tensor, name)))
+
+    @property
+    def counting(self) -> bool:
+        return self._counting
+
+    @counting.setter
+    def counting(self, on: bool) -> None:
+        """On a GPU, while counting, a call that waits for the device raises (torch.cuda.set_sync_debug_mode)."""
+        self._counting = on
+        if self.on_gpu:
+            torch.cuda.set_sync_debug_mode("error" if on else "default")
+
+    def _counted(self, name: str, method: Any) -> Any:
+        def counted(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            self._read(name)
+            return method(tensor, *args, **kwargs)
+
+        return counted
+
+    def _read(self, what: str) -> None:
+        if self.counting:
+            self.reads.append(f"{what} at\n{''.join(traceback.format_stack(limit=12)[:-2])}")
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self._read("a scalar")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.slow(25)
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def test_twenty_training_steps_read_no_tensor_value_on_the_host(
+    compose_cfg, monkeypatch: pytest.MonkeyPatch, accelerator: str
+) -> None:
+    """The smoke preset's run as src/train.py builds it (its callbacks, the CSV logger, the progress bar, two loader
+    workers), steps 2 to 21 of an epoch between two logging intervals: no value is read on the host but by the
+    loader, which hands each batch over. On a GPU, also under torch.cuda.set_sync_debug_mode("error"), which
+    raises at any call that waits for the device."""
+    cfg = compose_cfg("experiment=smoke", "logger=csv", "data.batch_size=1", "data.num_workers=2",
+                      "trainer.max_steps=22", "trainer.log_every_n_steps=50", "trainer.enable_progress_bar=true",
+                      "model.schedule=step", f"trainer.accelerator={accelerator}")  # fmt: skip
+    datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
+    datamodule.fit_to(model.net)
+    reads = HostReads(monkeypatch, on_gpu=accelerator == "gpu")
+    next_batch = sampling._Deferred.__next__
+
+    def loader_next(self: Any) -> Any:  # the loader's own work is not the step's
+        counting, reads.counting = reads.counting, False
+        try:
+            return next_batch(self)
+        finally:
+            reads.counting = counting
+
+    monkeypatch.setattr(sampling._Deferred, "__next__", loader_next)
+
+    class Window(lightning.Callback):
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            reads.counting = batch_idx in range(1, 21)  # from step 2 (the first picks its kernels) to step 21
+
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [Window()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=[instantiate(cfg.logger.csv)])
+    assert trainer.num_training_batches >= 22 or len(datamodule.dataset("train", "train")) >= 22
+    with reads:
+        trainer.fit(model, datamodule=datamodule)
+    assert trainer.global_step == 22 and trainer.progress_bar_callback is not None
+    assert reads.reads == [], reads.reads[0]
+
+
+def test_the_loss_is_logged_and_shown_per_interval_and_the_errors_per_epoch(tmp_path: Path) -> None:
+    """Two epochs of 7 steps, a logging interval of 3: metrics.csv has each interval's mean loss and each epoch's
+    mean loss and top-1/top-5 errors, and the progress bar shows the last interval's mean, all as computed here
+    from each step's loss and logits."""
+    torch.manual_seed(0)
+    batches = [{"image": torch.randn(4, 3, 224, 224) * 50, "label": torch.randint(0, 6, (4,))} for _ in range(7)]
+    module = ClassifierModule(net={**TINY_NET, "widths": [8, 16, 16, 16, 8], "fc_width": 16}, **RECIPE,
+                              schedule="step")  # fmt: skip
+    losses, wrong = [], []
+    module.net.register_forward_hook(
+        lambda net, args, logits: wrong.append([int((logits.topk(k).indices != args[0].label[:, None]).all(1).sum())
+                                                for k in (1, 5)]) if net.training else None)  # fmt: skip
+
+    class Steps(lightning.Callback):
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            losses.append(float(outputs["loss"]))
+
+    class Labelled(torch.Tensor):  # the images, carrying their labels to the forward hook
+        label: torch.Tensor
+
+    def with_labels(batch: dict) -> dict:
+        image = batch["image"].as_subclass(Labelled)
+        image.label = batch["label"]
+        return {"image": image, "label": batch["label"]}
+
+    trainer = lightning.Trainer(max_epochs=2, log_every_n_steps=3, logger=CSVLogger(tmp_path, name="", version=""),
+                                callbacks=[Steps()], enable_checkpointing=False, enable_model_summary=False,
+                                limit_val_batches=0, enable_progress_bar=True)  # fmt: skip
+    trainer.fit(module, DataLoader([with_labels(b) for b in batches], batch_size=None))
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    intervals = [losses[0:3], losses[3:6], losses[6:9], losses[9:12]]
+    assert [float(r["train/loss_step"]) for r in rows if r["train/loss_step"]] == pytest.approx(
+        [sum(i) / len(i) for i in intervals], rel=1e-6)  # fmt: skip
+    epochs = [r for r in rows if r["train/loss_epoch"]]
+    assert [float(r["train/loss_epoch"]) for r in epochs] == pytest.approx([sum(losses[:7]) / 7, sum(losses[7:]) / 7])
+    for epoch, row in enumerate(epochs):
+        counts = wrong[7 * epoch : 7 * epoch + 7]
+        assert float(row["train/top1_err"]) == pytest.approx(sum(c[0] for c in counts) / 28)
+        assert float(row["train/top5_err"]) == pytest.approx(sum(c[1] for c in counts) / 28)
+    assert trainer.progress_bar_metrics["train/loss"] == pytest.approx(sum(losses[9:12]) / 3, rel=1e-6)
+
+
+def fit_steps(module: ClassifierModule, batches: list[dict], steps: int, ckpt_path: Path | None = None) -> list[float]:
+    """Trains ``module`` to step ``steps`` on ``batches`` (resuming from ``ckpt_path``); the losses of its steps."""
+    losses: list[float] = []
+
+    class Steps(lightning.Callback):
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            losses.append(float(outputs["loss"]))
+
+    trainer = lightning.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, callbacks=[Steps()],
+                                enable_model_summary=False, enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, DataLoader(batches, batch_size=None), ckpt_path=ckpt_path, weights_only=True)
+    module.trainer_ = trainer
+    return losses
+
+
+@pytest.mark.slow(60)
+@pytest.mark.parametrize("optimizer", ["paper", "torch"])
+def test_ten_compiled_steps_equal_eager_ones_across_an_lr_drop_and_a_resume(tmp_path: Path, optimizer: str) -> None:
+    """model.compile=true: the forward, backward and update compiled; the lr divided by 10 after steps 3 and 6
+    (held in a tensor, so the drop compiles nothing again), and the run saved after its first epoch of 5 steps and
+    resumed. Losses within
+    1e-5 relative, weights within 1e-6 and the momentum buffers within 1e-5 relative of the eager run's (fp32, the
+    same arithmetic in another order)."""
+    torch.manual_seed(0)
+    batches = [{"image": torch.randn(4, 3, 224, 224) * 50, "label": torch.randint(0, 6, (4,))} for _ in range(5)]
+    options = {"net": {**TINY_NET, "widths": [8, 16, 16, 16, 8], "fc_width": 16, "dropout": 0.0}, **RECIPE,
+               "optimizer": optimizer, "schedule": "step_iters", "step_iters": 3, "lr_drops": 2}  # fmt: skip
+    runs = {}
+    for compile in (False, True):
+        torch._dynamo.reset()
+        torch.manual_seed(1)
+        first = ClassifierModule(**options, compile=compile)
+        with torch._dynamo.config.patch(error_on_recompile=True):  # the lr drop after step 3 recompiles nothing
+            losses = fit_steps(first, batches, 5)
+        first.trainer_.save_checkpoint(tmp_path / f"{compile}.ckpt")
+        resumed = ClassifierModule(**options, compile=compile)
+        losses += fit_steps(resumed, batches, 10, ckpt_path=tmp_path / f"{compile}.ckpt")
+        runs[compile] = losses, resumed
+    (eager_losses, eager), (losses, resumed) = runs[False], runs[True]
+    assert losses == pytest.approx(eager_losses, rel=1e-5) and len(losses) == 10
+    for name, p in eager.named_parameters():
+        torch.testing.assert_close(dict(resumed.named_parameters())[name], p, atol=1e-6, rtol=0)
+    for group_e, group_r in zip(eager.trainer_.optimizers[0].param_groups, resumed.trainer_.optimizers[0].param_groups,
+                                strict=True):  # fmt: skip
+        assert float(group_r["lr"]) == pytest.approx(0.01 * 0.1**2) and float(group_e["lr"]) == pytest.approx(1e-4)
+        for p_e, p_r in zip(group_e["params"], group_r["params"], strict=True):
+            state_e, state_r = (trainer.optimizers[0].state[p] for trainer, p in
+                                ((eager.trainer_, p_e), (resumed.trainer_, p_r)))  # fmt: skip
+            for key in state_e:
+                if isinstance(state_e[key], torch.Tensor) and state_e[key].numel() > 1:
+                    torch.testing.assert_close(state_r[key], state_e[key], atol=1e-6, rtol=1e-5)

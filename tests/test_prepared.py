@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from alexnet_lab.data import prepared as prep
 from alexnet_lab.data.generated import write_layout
-from alexnet_lab.data.imagenet import ImageNetDataModule, collate
+from alexnet_lab.data.imagenet import collate
 from alexnet_lab.data.layouts import load_rgb, read_split
 from alexnet_lab.data.sampling import ResumableSampler
 from alexnet_lab.data.stats import compute_stats, load_stats
@@ -59,10 +59,9 @@ def test_batched_loading_cuts_the_crops_of_the_decoded_image(shards: Path, mode:
     assert batch["image"].shape == ((len(items), 10, 3, 224, 224) if crops == 10 else (len(items), 3, 224, 224))
     assert batch["label"].tolist() == reader.labels
     images, geometry = batch["image"].reshape(-1, 3, 224, 224), batch["geometry"].reshape(-1, 3)
-    for k, (top, left, flip) in enumerate(geometry.tolist()):
+    for k, (top, left, _) in enumerate(geometry.tolist()):
         full, _ = reader.image(k // crops)
-        patch = full[:, top : top + 224, left : left + 224]
-        assert torch.equal(images[k], patch.flip(-1) if flip else patch), (mode, k)
+        assert torch.equal(images[k], full[:, top : top + 224, left : left + 224]), (mode, k)  # cut, not mirrored
     if mode == "train":
         flips = geometry[:, 2].tolist()
         assert 0 < sum(flips) < len(flips), "the seeds should mirror some crops and not others"
@@ -72,44 +71,6 @@ def test_batched_loading_cuts_the_crops_of_the_decoded_image(shards: Path, mode:
     difference = (fast["image"].float() - batch["image"].float()).abs()
     # on the sample's noisy images: a mean of 1.0 and a maximum of 4 levels
     assert 0 < difference.mean() < 2.0 and difference.max() <= 8, "the fast IDCT moves pixels a little"
-
-
-@pytest.mark.parametrize("mode", ["train", "centre", "ten"])
-def test_gpu_decoding_on_cpu_tensors_equals_the_cpu_path(shards: Path, mode: str) -> None:
-    """data.decode=gpu's code with CPU tensors: torchvision's decode_jpeg on CPU is libjpeg-turbo's exact IDCT,
-    as simplejpeg's is, so the crops are the same bytes; only the decoding moved."""
-    reader = prep.ShardReader(shards, "train")
-    items = [(i, 2000 + i) for i in range(len(reader))] if mode == "train" else list(range(len(reader)))
-    cpu = prep.PreparedDataset(reader, Crops(mode), fast_dct=False).__getitems__(items)
-    raw_batch = prep.PreparedDataset(reader, Crops(mode), decode="gpu").__getitems__(items)
-    assert "image" not in raw_batch, "the workers only read the bytes"
-    assert raw_batch["jpeg_lengths"].sum() == raw_batch["jpeg"].numel() == sum(len(reader.jpeg(i)[0])
-                                                                             for i in range(len(reader)))  # fmt: skip
-    on_device = prep.decode_on_device(raw_batch, 224, torch.device("cpu"))
-    for key in ("image", "geometry", "label"):
-        assert on_device[key].shape == cpu[key].shape and torch.equal(on_device[key], cpu[key]), key
-
-
-@pytest.mark.parametrize("workers", [0, 2])
-def test_the_data_module_decodes_on_the_device_in_any_epoch(raw: Path, shards: Path, workers: int) -> None:
-    """Through the loader (workers, the sampler's epoch, ten-crop validation) and the DataModule's hooks."""
-    modules = {
-        decode: ImageNetDataModule(root=str(shards), num_classes=3, batch_size=4, num_workers=workers,
-                                   persistent_workers=False, test_crops=10, fast_dct=False, decode=decode, seed=5)
-        for decode in ("cpu", "gpu")
-    }  # fmt: skip
-    batches = {}
-    for decode, dm in modules.items():
-        dm.setup("fit")
-        train = dm.train_dataloader()
-        train.sampler.set_epoch(3)
-        batches[decode] = [dm.on_after_batch_transfer(dm.on_before_batch_transfer(b, 0), 0)
-                           for loader in (train, dm.val_dataloader()) for b in loader]  # fmt: skip
-    assert len(batches["gpu"]) == len(batches["cpu"]) == 21 // 4 + 3
-    for a, b in zip(batches["cpu"], batches["gpu"], strict=True):
-        assert torch.equal(a["label"], b["label"]) and torch.equal(a["image"], b["image"])
-    with pytest.raises(UserError, match="data.decode=gpu reads prepared shards"):
-        ImageNetDataModule(root=str(raw), decode="gpu")
 
 
 def test_a_worker_hands_over_the_same_batch(shards: Path) -> None:
@@ -195,13 +156,12 @@ def test_training_from_unprepared_folder_says_the_command_that_prepares_it(raw: 
 @pytest.mark.slow(45)
 def test_training_from_prepared_shards_learns(tmp_path: Path) -> None:
     """The sample's 400 images, prepared, and a narrow net with BatchNorm, which learns in seconds (the paper's
-    widths with LRN take minutes: test_default_run_learns_on_the_sample). With data.decode=gpu, which decodes
-    here on the CPU through the same hooks (its batches equal data.decode=cpu's: see above)."""
+    widths with LRN take minutes: test_default_run_learns_on_the_sample)."""
     raw = write_layout(tmp_path / "raw", "folders", num_classes=10, train_per_class=40, val_per_class=10)
     out = prep.prepare(raw, tmp_path / "prepared", shard_size=100, workers=2, progress=False)
     run_dir = tmp_path / "run"
     result = run_script("train.py", "experiment=smoke", "logger=csv", "data=imagenet_prepared", f"data.root={out}",
-                        "data.sample=null", "data.decode=gpu",
+                        "data.sample=null",
                         "data.num_classes=10", "data.batch_size=32", "data.num_workers=2", "trainer.max_epochs=4",
                         "norm=bn", "init=kaiming", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]

@@ -29,6 +29,13 @@ def at_last_batch(trainer: L.Trainer) -> bool:
     return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
 
 
+def show_in_progress_bar(trainer: L.Trainer, values: dict[str, float]) -> None:
+    """Shows ``values`` in the progress bar until they are shown again. ``trainer.progress_bar_metrics`` is the dict
+    the bar reads; Lightning only adds to it. (Logged with ``prog_bar=True``, a value is read on the host at every
+    batch end, which makes the CPU wait for the GPU.)"""
+    trainer.progress_bar_metrics.update(values)
+
+
 # -- Lightning: the ranks that DDP starts on this node --------------------------------------------------------
 
 SubprocessScriptLauncher = subprocess_script._SubprocessScriptLauncher

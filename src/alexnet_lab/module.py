@@ -18,10 +18,11 @@ from omegaconf import OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric, Metric, MetricCollection, SumMetric
 
+from alexnet_lab import compat
 from alexnet_lab.declare import PositiveInt, checked
 from alexnet_lab.errors import UserError
 from alexnet_lab.models import Backbone
-from alexnet_lab.optim import PaperSGD, parameter_groups
+from alexnet_lab.optim import PaperSGD, compile_update, parameter_groups
 from alexnet_lab.resume import WANDB_ID_KEY
 
 Multiplier = Annotated[float, Ge(0)]
@@ -45,20 +46,65 @@ class TopKError(Metric):
         self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
-        best = scores.topk(self.top_k, dim=1).indices
-        self.wrong += (best != labels[:, None]).all(dim=1).sum()
+        self.wrong += wrong_counts(scores, labels, (self.top_k,))[0]
         self.total += labels.numel()
 
     def compute(self) -> torch.Tensor:
         return self.wrong.float() / self.total
 
 
+def wrong_counts(scores: torch.Tensor, labels: torch.Tensor, top_ks: tuple[int, ...]) -> torch.Tensor:
+    """For each k of ``top_ks``, how many images' labels are not among their k highest scores (one topk)."""
+    hits = scores.topk(max(top_ks), dim=1).indices == labels[:, None]  # sorted: the highest score first
+    return torch.stack([hits[:, :k].logical_not().all(dim=1).sum() for k in top_ks])
+
+
+def top_ks(num_classes: int) -> tuple[int, int]:
+    return 1, min(5, num_classes)
+
+
+class TrainingTotals:
+    """The training loss and top-1/top-5 errors, summed on the device; read on the host once per logging interval
+    (the loss since the last interval) and once per epoch (the epoch's loss and errors). A value read every step
+    makes the CPU wait for the GPU at every step, as Lightning does with a value logged with ``prog_bar=True``, at
+    every batch end."""
+
+    def __init__(self, device: torch.device, num_classes: int) -> None:
+        self.sums = torch.zeros(4, device=device)  # the interval's loss, the epoch's loss, top-1 and top-5 wrong
+        self.top_ks = top_ks(num_classes)
+        self.interval_steps = self.steps = self.images = 0
+
+    def start_epoch(self) -> None:
+        self.sums[1:].zero_()
+        self.steps = self.images = 0
+
+    def add(self, loss: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> None:
+        self.sums[:2].add_(loss.detach())
+        self.sums[2:].add_(wrong_counts(scores.detach(), labels, self.top_ks))
+        self.interval_steps, self.steps, self.images = (
+            self.interval_steps + 1,
+            self.steps + 1,
+            self.images + len(labels),
+        )
+
+    def interval_loss(self) -> torch.Tensor:
+        """The mean loss since the last call, on the device."""
+        mean = self.sums[0] / self.interval_steps
+        self.sums[0].zero_()
+        self.interval_steps = 0
+        return mean
+
+    def epoch(self, reduce: Any) -> dict[str, torch.Tensor]:
+        """The epoch's mean loss and errors over every rank (``reduce``: a sum over the ranks)."""
+        loss, top1, top5, steps, images = reduce(
+            torch.cat([self.sums[1:], self.sums.new_tensor([self.steps, self.images])])
+        )
+        return {"train/loss_epoch": loss / steps, "train/top1_err": top1 / images, "train/top5_err": top5 / images}
+
+
 def error_metrics(num_classes: int) -> MetricCollection:
     return MetricCollection(
-        {
-            "top1_err": TopKError(top_k=1),
-            "top5_err": TopKError(top_k=min(5, num_classes)),
-        },
+        {f"top{k}_err": TopKError(top_k=top_k) for k, top_k in zip((1, 5), top_ks(num_classes), strict=True)},
         compute_groups=False,  # the two count different things from the same inputs: never one shared state
     )
 
@@ -112,7 +158,7 @@ class ClassifierModule(L.LightningModule):
         if weights is not None:
             load_weights(self.net, weights)
         num_classes = int(net.get("num_classes", 1000))
-        self.train_metrics = error_metrics(num_classes).clone(prefix="train/")
+        self.num_classes = num_classes
         self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
         self.val_loss = MeanMetric()
         self.val_images = SumMetric()  # how many images the epoch's error counts, over all ranks
@@ -136,10 +182,22 @@ class ClassifierModule(L.LightningModule):
             return None  # every image of the batch was unreadable and skipped (data.skip_bad_images)
         logits = self(batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
-        self.train_metrics.update(logits, batch["label"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        self.totals.add(loss, logits, batch["label"])
         return loss
+
+    def on_train_start(self) -> None:
+        self.totals = TrainingTotals(self.device, self.num_classes)
+
+    def on_train_epoch_start(self) -> None:
+        self.totals.start_epoch()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        trainer, every = self.trainer, self.trainer.log_every_n_steps  # type: ignore[attr-defined]
+        if every and trainer.global_step % every == 0 and self.totals.interval_steps:
+            loss = self.totals.interval_loss()
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False)
+            if trainer.progress_bar_callback is not None:
+                compat.show_in_progress_bar(trainer, {"train/loss": loss.item()})
 
     def predict_probs(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities; for (B, crops, 3, H, W) input the mean softmax over the crops."""
@@ -172,6 +230,8 @@ class ClassifierModule(L.LightningModule):
             )
         else:
             optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        if hp.compile:
+            compile_update(optimizer)
         # "name": the lr is logged as lr (lr/weights and lr/biases with bias multipliers), whatever the optimizer
         if hp.schedule == "step":
             milestones = [hp.step_epochs * (i + 1) for i in range(hp.lr_drops)]
@@ -188,7 +248,7 @@ class ClassifierModule(L.LightningModule):
             mode="min",
             factor=hp.lr_factor,
             patience=hp.plateau_patience,
-            min_lr=[group["lr"] * hp.lr_factor**hp.lr_drops for group in optimizer.param_groups],
+            min_lr=[float(group["lr"]) * hp.lr_factor**hp.lr_drops for group in optimizer.param_groups],
         )
         return {
             "optimizer": optimizer,
@@ -196,9 +256,12 @@ class ClassifierModule(L.LightningModule):
         }
 
     def on_train_epoch_end(self) -> None:
-        """Steps an epoch schedule here, after the epoch's validation, rather than where Lightning would, after
-        the epoch-end checkpoints: there a checkpoint held the schedule one step behind, and a run resumed from it
-        dropped the lr an epoch late (Lightning does not redo the step of an epoch that has ended)."""
+        """Logs the epoch's training loss and errors, and steps an epoch schedule here, after the epoch's
+        validation, rather than where Lightning would, after the epoch-end checkpoints: there a checkpoint held the
+        schedule one step behind, and a run resumed from it dropped the lr an epoch late (Lightning does not redo
+        the step of an epoch that has ended)."""
+        if self.totals.steps:
+            self.log_dict(self.totals.epoch(lambda sums: self.trainer.strategy.reduce(sums, reduce_op="sum")))
         scheduler = self.lr_schedulers()
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):  # every epoch validates: see
             scheduler.step(float(self.trainer.callback_metrics["val/top1_err"]))  # check_plateau_has_validation

@@ -13,6 +13,7 @@ once, while the paper's velocity still holds about 1 / (1 - 0.9) = 10 steps' wor
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,32 +21,54 @@ import torch
 from torch import nn
 
 
-class PaperSGD(torch.optim.Optimizer):
-    """SGD with momentum as written in section 5 (see the module doc). ``lr``, ``momentum`` and
-    ``weight_decay`` are per parameter group, as in torch.optim.SGD, so lr schedulers work unchanged."""
+class PaperSGD(torch.optim.SGD):
+    """SGD with momentum as written in section 5 (see the module doc), on torch.optim.SGD's update (foreach, and
+    compilable): torch's buffer b is the paper's velocity divided by -lr, v = -lr b, which both rules update alike
+    while the lr is constant. When a group's lr changes from lr1 to lr2, its buffers are multiplied by lr1 / lr2
+    first, so the velocity keeps its size, as the paper's does. ``lr``, ``momentum`` and ``weight_decay`` are
+    per parameter group, so lr schedulers work unchanged; ``lr`` may be a tensor (:func:`compile_update`)."""
 
-    def __init__(self, params: Iterable[Any], lr: float, momentum: float, weight_decay: float) -> None:
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
+    def __init__(self, params: Iterable[Any], lr: float | torch.Tensor, momentum: float, weight_decay: float) -> None:
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        for group in self.param_groups:
+            lr = group["lr"]
+            tensor = isinstance(lr, torch.Tensor)
+            held = group.setdefault("velocity_lr", lr.clone() if tensor else lr)  # the lr of the buffers
+            if tensor or held != lr:  # a tensor lr (compiled): at every step, inside the graph
+                ratio = held / lr
+                for p in group["params"]:
+                    if (buffer := self.state[p].get("momentum_buffer")) is not None:
+                        buffer.mul_(ratio)
+                if tensor:
+                    held.copy_(lr)
+                else:
+                    group["velocity_lr"] = lr
+        return super().step(closure)
+
+
+def compile_update(optimizer: torch.optim.Optimizer) -> None:
+    """Makes ``optimizer.step(closure)`` run the closure as it is (Lightning's forward and backward, compiled with
+    the net), then the update as compiled code. Each group's lr becomes a tensor on the CPU, which schedules change
+    in place, so a new lr needs no recompilation."""
+    for group in optimizer.param_groups:
+        group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float64)
+        if "velocity_lr" in group:
+            group["velocity_lr"] = torch.tensor(float(group["velocity_lr"]), dtype=torch.float64)
+    eager = optimizer.step
+    compiled = torch.compile(eager)
+
+    def step(self: torch.optim.Optimizer, closure: Callable[[], Any] | None = None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "velocity" not in state:
-                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                velocity = state["velocity"].mul_(momentum)
-                if decay:
-                    velocity.add_(p, alpha=-lr * decay)
-                p.add_(velocity.add_(p.grad, alpha=-lr))
+        (compiled if self.state else eager)()  # the first step creates the state (the velocities) as it goes
         return loss
+
+    optimizer.step = types.MethodType(step, optimizer)  # type: ignore[method-assign]
 
 
 def parameter_groups(

@@ -22,11 +22,10 @@ from alexnet_lab.data.layouts import (
     load_rgb,
     read_split,
 )
-from alexnet_lab.data.prepared import STATS_FILE, PreparedDataset, ShardReader, decode_on_device, is_prepared, read_meta
+from alexnet_lab.data.prepared import STATS_FILE, PreparedDataset, ShardReader, is_prepared, read_meta
 from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
 from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, CropMode, Crops, DeviceNormalizer, PcaLighting
 from alexnet_lab.declare import PositiveInt, Seed, checked
-from alexnet_lab.errors import UserError
 from alexnet_lab.files import create_once
 from alexnet_lab.models.alexnet import PAPER_INPUT_SIZE, InputSize
 
@@ -82,8 +81,6 @@ class ImageNetDataModule(ClassificationData):
     stats_max_images: compute the statistics from at most this many training images (default: all).
     skip_bad_images: skip unreadable files, counting and naming each, instead of stopping.
     fast_dct: decode prepared shards with the fast integer IDCT (faster; pixels within a level or two).
-    decode: ``cpu`` (workers decode and crop) or ``gpu`` (prepared shards only: workers read the JPEG bytes,
-        which are decoded in batches and cropped on the model's device, with nvJPEG on a GPU).
     sample: writes the generated sample into a folder (:func:`alexnet_lab.data.generated.write_layout`, with
         its arguments); when given, ``root`` is generated on first use.
     """
@@ -107,7 +104,6 @@ class ImageNetDataModule(ClassificationData):
         stats_max_images: PositiveInt | None = None,
         skip_bad_images: bool = False,
         fast_dct: bool = True,
-        decode: Literal["cpu", "gpu"] = "cpu",
         sample: Callable[[Path], Any] | None = None,
         seed: Seed = 0,
     ) -> None:
@@ -121,18 +117,13 @@ class ImageNetDataModule(ClassificationData):
             read_meta(self.root)  # a wrong root fails here, before any process is started
         elif sample is None:
             detect_layout(self.root)
-        if decode == "gpu" and not self.prepared:
-            raise UserError(
-                f"data.decode=gpu reads prepared shards, and {self.root} is not: run src/prepare.py "
-                "and use data=imagenet_prepared, or set data.decode=cpu"
-            )
         self.layout, self.mean, self.lighting_std, self.pca_lighting = layout, mean, lighting_std, pca_lighting
         self.crop_size, self.test_crops = crop_size or PAPER_INPUT_SIZE, test_crops
         self.image_shape = (3, self.crop_size)
         default_stats = self.root / STATS_FILE if self.prepared else self.root.parent / f"{self.root.name}-stats.pt"
         self.stats_file = Path(stats_file) if stats_file else default_stats
         self.stats_max_images, self.skip_bad_images = stats_max_images, skip_bad_images
-        self.fast_dct, self.decode = fast_dct, decode
+        self.fast_dct = fast_dct
         self.skipped_paths: list[str] = []
         self.normalizer: DeviceNormalizer | None = None
 
@@ -195,7 +186,7 @@ class ImageNetDataModule(ClassificationData):
         mode: CropMode = "train" if use == "train" else "ten" if use == "val" and self.test_crops == 10 else "centre"
         crops, index = Crops(mode, self.crop_size), self.split(split)
         if isinstance(index, ShardReader):
-            return PreparedDataset(index, crops, self.fast_dct, "cpu" if use == "figure" else self.decode)
+            return PreparedDataset(index, crops, self.fast_dct)
         return ImageDataset(index.samples, crops, self.skip_bad_images)
 
     def net_input(self, batch: dict[str, Any], training: bool) -> torch.Tensor:
@@ -204,12 +195,6 @@ class ImageNetDataModule(ClassificationData):
         if self.normalizer.mean_image.device != images.device:
             self.normalizer.to(images.device)
         return self.normalizer(images, batch["geometry"], lighting=training)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if isinstance(batch, dict) and "jpeg" in batch:  # data.decode=gpu
-            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-            return decode_on_device(batch, self.crop_size, device)
-        return batch
 
     def skipped(self, paths: list[str]) -> None:
         for path in paths:

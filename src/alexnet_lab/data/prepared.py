@@ -36,7 +36,7 @@ from torch.utils.data import get_worker_info
 from alexnet_lab import compat
 from alexnet_lab.data.layouts import Layout, load_rgb, read_split
 from alexnet_lab.data.stats import StatsSums, save_stats
-from alexnet_lab.data.transforms import IMAGE_SIZE, crop_images, preprocess
+from alexnet_lab.data.transforms import IMAGE_SIZE, preprocess
 from alexnet_lab.declare import PositiveInt, checked
 from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_write
@@ -281,21 +281,15 @@ class PreparedDataset(torch.utils.data.Dataset):
     """A prepared split as the data module's datasets: item (index or (index, seed)) -> crop(s) and label.
 
     The DataLoader asks for a whole batch at once (``__getitems__``). Each image is decoded into one reused
-    buffer, and its crops are cut and mirrored in uint8 height-width-channel order straight into the batch,
-    which a worker allocates in shared memory: whole rows are copied, once, and no per-image tensor is made.
-    The batch goes to the device in channels-last memory, as (N, 3, s, s) (or (N, 10, 3, s, s) for ten crops).
-    ``fast_dct`` decodes with libjpeg-turbo's fast integer IDCT: about 15% faster, pixels within a level or
-    two of the exact IDCT (docs/benchmarks.md).
-
-    ``decode="gpu"``: the workers only read each batch's JPEG bytes and draw its crop geometry; the batch is
-    {"jpeg": the files back to back, "jpeg_lengths", "geometry", "label"}, and :func:`decode_on_device`
-    decodes and crops it where the model runs.
+    buffer, and its crops are cut in uint8 height-width-channel order straight into the batch, which a worker
+    allocates in shared memory: whole rows are copied, once, and no per-image tensor is made (the device
+    mirrors the crops drawn so). The batch goes to the device in channels-last memory, as (N, 3, s, s) (or
+    (N, 10, 3, s, s) for ten crops). ``fast_dct`` decodes with libjpeg-turbo's fast integer IDCT: about 15%
+    faster, pixels within a level or two of the exact IDCT (docs/benchmarks.md).
     """
 
-    def __init__(
-        self, reader: ShardReader, transform: Any, fast_dct: bool = False, decode: Literal["cpu", "gpu"] = "cpu"
-    ) -> None:
-        self.reader, self.transform, self.fast_dct, self.decode = reader, transform, fast_dct, decode
+    def __init__(self, reader: ShardReader, transform: Any, fast_dct: bool = False) -> None:
+        self.reader, self.transform, self.fast_dct = reader, transform, fast_dct
         self._buffer: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -318,28 +312,10 @@ class PreparedDataset(torch.utils.data.Dataset):
             )
         return data, label
 
-    def _jpeg_batch(self, items: list[int | tuple[int, int]]) -> dict[str, Any]:
-        datas, tables, labels = [], [], []
-        for item in items:
-            i, seed = item if isinstance(item, tuple) else (item, None)
-            data, label = self._read(i)
-            datas.append(data)
-            tables.append([[top, left, int(flip)] for top, left, flip in self.transform.geometry(IMAGE_SIZE, seed)])
-            labels.append(label)
-        geometry = torch.tensor(tables)
-        return {
-            "jpeg": torch.from_numpy(np.concatenate(datas)),
-            "jpeg_lengths": torch.tensor([len(d) for d in datas]),
-            "geometry": geometry if self.transform.mode == "ten" else geometry[:, 0],
-            "label": torch.tensor(labels),
-        }
-
     def __getitems__(self, items: list[int | tuple[int, int]]) -> dict[str, Any]:
-        if self.decode == "gpu":
-            return self._jpeg_batch(items)
         if self._buffer is None:
             self._buffer = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-        buffer, pixels = self._buffer, torch.from_numpy(self._buffer)  # every decode refills the same pixels
+        buffer = self._buffer  # every decode refills the same pixels
         size, crops = self.transform.size, self.transform.count
         shape = (len(items), crops, size, size, 3)
         # in a worker, straight into shared memory: the DataLoader then hands it over without another copy
@@ -351,28 +327,11 @@ class PreparedDataset(torch.utils.data.Dataset):
             data, label = self._read(i)
             simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=self.fast_dct, buffer=buffer)
             geometry = self.transform.geometry(IMAGE_SIZE, seed)
-            for c, (top, left, flip) in enumerate(geometry):
-                if flip:  # torch's flip is 6x faster than numpy's reversed copy of 3-byte pixels
-                    batch[j, c].copy_(pixels[top : top + size, left : left + size].flip(1))
-                else:  # and numpy's plain copy 1.5x faster than torch's
-                    np.copyto(out[j, c], buffer[top : top + size, left : left + size])
+            for c, (top, left, _) in enumerate(geometry):
+                np.copyto(out[j, c], buffer[top : top + size, left : left + size])
             tables.append([[top, left, int(flip)] for top, left, flip in geometry])
             labels.append(label)
         image, geometry = batch.movedim(-1, -3), torch.tensor(tables)
         if self.transform.mode != "ten":
             image, geometry = image[:, 0], geometry[:, 0]
         return {"image": image, "geometry": geometry, "label": torch.tensor(labels)}
-
-
-def decode_on_device(batch: dict[str, Any], size: int, device: torch.device) -> dict[str, Any]:
-    """The second half of ``decode="gpu"``: the batch's JPEGs decoded together by torchvision.io.decode_jpeg
-    on ``device`` (nvJPEG on CUDA, libjpeg-turbo on CPU), then cut and mirrored there with the geometry the
-    workers drew, which is the CPU path's for the same (seed, epoch, position). Returns the CPU path's batch:
-    uint8 crops (N, 3, s, s), or (N, 10, 3, s, s) for ten crops, with their geometry and labels."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    files = list(torch.split(batch["jpeg"], batch["jpeg_lengths"].tolist()))
-    images = torch.stack(decode_jpeg(files, mode=ImageReadMode.RGB, device=device))
-    geometry = batch["geometry"]
-    crops = crop_images(images, geometry.view(len(files), -1, 3), size)
-    return {"image": crops.view(*geometry.shape[:-1], *crops.shape[-3:]), "geometry": geometry, "label": batch["label"]}

@@ -1,8 +1,8 @@
 """The paper's preprocessing (section 2) and augmentations (section 4.1).
 
-Workers do the least work: decode, rescale to 256x256, crop and flip, all in uint8. Each crop carries its
-geometry (top, left, flipped), so the mean image is subtracted on the device from exactly the pixels the
-crop came from, and the PCA lighting is added there too (:class:`DeviceNormalizer`).
+Workers do the least work: decode, rescale to 256x256 and cut the crop, all in uint8. Each crop carries its
+geometry (top, left, flipped): on the device the crop is mirrored where it was drawn so, the mean image is
+subtracted from exactly the pixels the crop came from, and the PCA lighting is added (:class:`DeviceNormalizer`).
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ CropMode = Literal["train", "centre", "ten"]
 
 
 class Crops:
-    """Picklable worker transform: PIL image -> {"image": uint8 crop(s), "geometry": (top, left, flipped)}.
+    """Picklable worker transform: PIL image -> {"image": uint8 crop(s), "geometry": (top, left, flipped)}; the
+    crops are cut, not mirrored (the device mirrors those whose geometry says so).
 
     ``mode`` is "train" (section 4.1's random patch and mirror), "centre" or "ten" (the four corners and the
     centre, and their mirrors)."""
@@ -95,7 +96,7 @@ class Crops:
         ``seed`` fixes a training crop's position and flip (see :mod:`alexnet_lab.data.sampling`)."""
         pixels = image if isinstance(image, torch.Tensor) else preprocess(image)
         geometry = self.geometry(pixels.shape[-1], seed)
-        crops = torch.stack([_crop(pixels, top, left, flip, self.size) for top, left, flip in geometry])
+        crops = torch.stack([_crop(pixels, top, left, False, self.size) for top, left, _ in geometry])
         table = torch.tensor([[top, left, int(flip)] for top, left, flip in geometry])
         return {"image": crops, "geometry": table} if self.mode == "ten" else {"image": crops[0], "geometry": table[0]}
 
@@ -108,32 +109,20 @@ def lighting_offset(alpha: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.T
     return (alpha * eigvals) @ eigvecs.T
 
 
-def crop_index(geometry: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rows (N, size) and columns (N, size) that each (top, left, flipped) row of ``geometry`` (N, 3) cuts,
-    the columns reversed for a mirrored crop."""
-    steps = torch.arange(size, device=geometry.device)
-    rows = geometry[:, 0, None] + steps
-    cols = geometry[:, 1, None] + steps
-    return rows, torch.where(geometry[:, 2, None].bool(), cols.flip(1), cols)
-
-
 def crop_mean(mean_image: torch.Tensor, geometry: torch.Tensor, size: int) -> torch.Tensor:
-    """The patches of ``mean_image`` (3, S, S) at each (top, left, flipped) row of ``geometry`` (N, 3)."""
-    rows, cols = crop_index(geometry, size)
+    """The patches of ``mean_image`` (3, S, S) at each (top, left, flipped) row of ``geometry`` (N, 3), mirrored
+    where flipped."""
+    steps = torch.arange(size, device=geometry.device)
+    rows, cols = geometry[:, 0, None] + steps, geometry[:, 1, None] + steps
+    cols = torch.where(geometry[:, 2, None].bool(), cols.flip(1), cols)
     return mean_image[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)
 
 
-def crop_images(images: torch.Tensor, geometry: torch.Tensor, size: int) -> torch.Tensor:
-    """Crops of a batch of images (N, 3, S, S): ``geometry`` (N, crops, 3) holds each image's (top, left,
-    flipped) rows; the result is (N, crops, 3, size, size), on the images' device."""
-    n, crops = geometry.shape[:2]
-    rows, cols = crop_index(geometry.reshape(-1, 3).to(images.device), size)
-    owner = torch.arange(n, device=images.device).repeat_interleave(crops)
-    channel = torch.arange(images.shape[1], device=images.device)
-    out = images[
-        owner[:, None, None, None], channel[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]
-    ]
-    return out.view(n, crops, images.shape[1], size, size)
+def mirror(images: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+    """``images`` (N, C, H, W) with the columns of those where ``flipped`` (N,) reversed."""
+    steps = torch.arange(images.shape[-1], device=images.device)
+    columns = torch.where(flipped[:, None].bool(), steps.flip(0), steps)
+    return images.gather(-1, columns[:, None, None, :].expand_as(images))
 
 
 # The lighting's size along each principal axis: the paper's eigenvalues lambda_i (of the covariance of pixels
@@ -183,10 +172,11 @@ class DeviceNormalizer(nn.Module):
         lighting: bool = False,
         alpha: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``images``: uint8 (N, 3, s, s) or (B, crops, 3, s, s); ``geometry`` matches without the pixels."""
-        shape = images.shape
-        flat = images.reshape(-1, *shape[-3:]).float()
-        out = flat - crop_mean(self.mean_image, geometry.reshape(-1, 3).long(), shape[-1])
+        """``images``: uint8 crops (N, 3, s, s) or (B, crops, 3, s, s) as cut, not mirrored; ``geometry`` matches
+        without the pixels."""
+        shape, geometry = images.shape, geometry.reshape(-1, 3).long()
+        flat = mirror(images.reshape(-1, *shape[-3:]), geometry[:, 2]).float()
+        out = flat - crop_mean(self.mean_image, geometry, shape[-1])
         if lighting and self.lighting_std > 0:
             if alpha is None:
                 alpha = torch.randn(flat.shape[0], 3, device=flat.device) * self.lighting_std

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
 import torch
+import torch.nn.functional as F
 from annotated_types import Interval, Len
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -49,40 +50,74 @@ ABLATION_GROUPS = ("norm", "pooling", "activation", "init")
 
 
 def _window_sum(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """Out[:, i] = x[:, i - before] + ... + x[:, i + after], over the maps that exist (zero beyond the edges)."""
+    """Out[..., i, :, :] = x[..., i - before, :, :] + ... + x[..., i + after, :, :], over the maps that exist (zero
+    beyond the edges)."""
     out = x.clone()
     for shift in range(1, before + 1):  # a shift past the last map adds two empty slices
-        out[:, shift:] += x[:, :-shift]
+        out[..., shift:, :, :] += x[..., :-shift, :, :]
     for shift in range(1, after + 1):
-        out[:, :-shift] += x[:, shift:]
+        out[..., :-shift, :, :] += x[..., shift:, :, :]
     return out
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in fp32, or in float64 if it is; bf16 and fp16 maps lose the normalisation in their 8 or 11 bits."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def _stencil_grad(a: torch.Tensor, grad: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """The gradient of :class:`_LRN` as one expression of shifted loads of ``a`` and ``grad``, with no intermediate
+    map that two terms share: inductor fuses it into a single pass (a shared intermediate it would write out)."""
+    before, after = size // 2, (size - 1) // 2
+    reach, maps = before + after, a.shape[-3]
+    x, g = _wide(a), _wide(grad)
+    squares = F.pad(x * x, (0, 0, 0, 0, reach, reach))  # map m at m + reach
+    xs, gs = (F.pad(t, (0, 0, 0, 0, after, before)) for t in (x, g))  # map m at m + after
+
+    def denominator(i: int) -> torch.Tensor:  # of map m + i
+        window = [squares.narrow(-3, reach + i + j, maps) for j in range(-before, after + 1)]
+        return sum(window[1:], window[0]) * alpha + k
+
+    terms = [
+        gs.narrow(-3, after + i, maps) * xs.narrow(-3, after + i, maps) * denominator(i).pow(-beta - 1)
+        for i in range(-after, before + 1)
+    ]
+    spread = sum(terms[1:], terms[0])
+    return (g * denominator(0).pow(-beta) - 2 * alpha * beta * x * spread).to(a.dtype)
+
+
 class _LRN(torch.autograd.Function):
-    """Section 3.3's normalisation with its gradient written out. On CPU, forward and backward of conv1's maps
-    take a third of the time of autograd through torch's avg_pool3d formulation (bench/lrn.py).
+    """Section 3.3's normalisation over the maps (dim -3), computed in fp32 whatever the maps' dtype and rounded
+    once to it; only the maps are kept for the backward pass.
 
     With d_i = k + alpha * sum_{j in W(i)} a_j^2 and b_i = a_i d_i^-beta:
     dL/da_m = g_m d_m^-beta - 2 alpha beta a_m sum_{i: m in W(i)} g_i a_i d_i^(-beta-1).
+
+    Eager, each operation is a kernel of its own, so the backward computes each window sum once and keeps it;
+    compiled, it is one stencil (:func:`_stencil_grad`): one pass over the maps each way (tests/test_model.py
+    counts the kernels).
     """
 
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
-        denominator = _window_sum(a * a, size // 2, (size - 1) // 2).mul_(alpha).add_(k)
-        scale = denominator.pow(-beta)
-        ctx.save_for_backward(a, denominator, scale)
-        ctx.constants = size, alpha, beta
-        return a * scale
+        ctx.save_for_backward(a)
+        ctx.constants = size, alpha, beta, k
+        x = _wide(a)
+        return (x * (_window_sum(x * x, size // 2, (size - 1) // 2) * alpha + k).pow(-beta)).to(a.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        a, denominator, scale = ctx.saved_tensors
-        size, alpha, beta = ctx.constants
-        grad_scaled = grad * scale
+        (a,) = ctx.saved_tensors
+        size, alpha, beta, k = ctx.constants
+        if torch.compiler.is_compiling():
+            return _stencil_grad(a, grad, size, alpha, beta, k), None, None, None, None
+        x = _wide(a)
+        denominator = _window_sum(x * x, size // 2, (size - 1) // 2).mul_(alpha).add_(k)
+        grad_scaled = _wide(grad) * denominator.pow(-beta)
         # the windows that contain map m are those of maps m - after .. m + before: the window mirrored
-        spread = _window_sum(grad_scaled * a / denominator, (size - 1) // 2, size // 2)
-        return torch.addcmul(grad_scaled, a, spread, value=-2 * alpha * beta), None, None, None, None
+        spread = _window_sum(grad_scaled * x / denominator, (size - 1) // 2, size // 2)
+        return torch.addcmul(grad_scaled, x, spread, value=-2 * alpha * beta).to(a.dtype), None, None, None, None
 
 
 class PaperLRN(nn.LocalResponseNorm):
@@ -93,7 +128,9 @@ class PaperLRN(nn.LocalResponseNorm):
     ``columns`` > 1 normalises each column's maps on their own: in the two-GPU net each GPU normalised the maps
     it held (cuda-convnet's two-GPU layer files have rnorm1a/rnorm1b over 48 maps each), and no window spans
     the two columns. torch.nn.LocalResponseNorm averages the squares (alpha / n * sum), so it is given
-    alpha * n; the forward pass is ``_LRN``, the same function with a hand-written gradient.
+    alpha * n; the forward pass is ``_LRN``. Under autocast the convolutions hand over bf16 (or fp16) maps: in
+    8 bits of mantissa the window's sum of squares and its power lose most of the normalisation, so ``_LRN``
+    computes in fp32 and rounds its result once to the maps' type (tests/test_model.py).
     """
 
     def __init__(self, size: int = LRN_SIZE, alpha: float = LRN_ALPHA, beta: float = LRN_BETA, k: float = LRN_K,
@@ -107,18 +144,9 @@ class PaperLRN(nn.LocalResponseNorm):
         return cls(LRN_SIZE, LRN_ALPHA / LRN_SIZE, LRN_BETA, CAFFE_LRN_K, columns=1)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        # Under autocast the convolutions hand over bf16 (or fp16) maps. In 8 bits of mantissa the window's sum
-        # of squares and its power lose most of the normalisation, so it is computed in fp32 and its result
-        # rounded once to the maps' type (tests/test_model.py; bench/lrn.py times both).
-        low = a.dtype in (torch.bfloat16, torch.float16)
-        x = a.float() if low else a
-        if self.columns == 1:
-            out = _LRN.apply(x, self.size, self.paper_alpha, self.beta, self.k)
-        else:
-            b, c, h, w = x.shape  # each column's maps as an image of its own: (b * columns, c / columns, h, w)
-            per_column = x.reshape(b * self.columns, c // self.columns, h, w)
-            out = _LRN.apply(per_column, self.size, self.paper_alpha, self.beta, self.k).reshape(b, c, h, w)
-        return out.to(a.dtype)
+        b, c, h, w = a.shape  # each column's maps apart, (b, columns, c / columns, h, w): a view in either layout
+        per_column = a.view(b, self.columns, c // self.columns, h, w)
+        return _LRN.apply(per_column, self.size, self.paper_alpha, self.beta, self.k).reshape(b, c, h, w)
 
     def extra_repr(self) -> str:
         return f"n={self.size}, alpha={self.paper_alpha}, beta={self.beta}, k={self.k}, columns={self.columns}"
