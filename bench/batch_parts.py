@@ -4,7 +4,7 @@
 
 Prepares generated ImageNet-like images (bench/loader.py's), then times for batches of 128 training crops:
 reading each image's bytes from the memory-mapped shard, the JPEG decode into the reused buffer (fast IDCT,
-as data.fast_dct=true), the crop-and-flip copies into a reused private batch, the same copies into a freshly
+as data.fast_dct=true), the crop copies into a reused private batch, the same copies into a freshly
 allocated shared-memory batch (what a loader worker hands over), and the whole of
 PreparedDataset.__getitems__; the rest (index, geometry, Python) is the whole minus decode and copies.
 Best of --rounds.
@@ -13,7 +13,6 @@ Best of --rounds.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,12 +21,10 @@ import numpy as np
 import simplejpeg
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from alexnet_lab.data import prepared as prep  # noqa: E402
-from alexnet_lab.data.transforms import IMAGE_SIZE, Crops  # noqa: E402
-from loader import generate  # noqa: E402
+from alexnet_lab import compat
+from alexnet_lab.data import prepared as prep
+from alexnet_lab.data.transforms import IMAGE_SIZE, Crops
+from loader import generate
 
 
 def best_us(work, images: int, rounds: int) -> float:  # type: ignore[no-untyped-def]
@@ -55,7 +52,6 @@ def main() -> None:
         blobs = [reader.jpeg(i)[0] for i in range(args.batch)]
         geometry = [crops.geometry(IMAGE_SIZE, seed) for _, seed in items]
         buffer = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-        pixels = torch.from_numpy(buffer)
         size = crops.size
         shape = (args.batch, 1, size, size, 3)
         private = torch.empty(shape, dtype=torch.uint8)
@@ -66,24 +62,21 @@ def main() -> None:
 
         def copies(batch: torch.Tensor) -> None:
             out = batch.numpy()
-            for j, ((top, left, flip),) in enumerate(geometry):
-                if flip:
-                    batch[j, 0].copy_(pixels[top : top + size, left : left + size].flip(1))
-                else:
-                    np.copyto(out[j, 0], buffer[top : top + size, left : left + size])
+            for j, ((top, left, _),) in enumerate(geometry):
+                np.copyto(out[j, 0], buffer[top : top + size, left : left + size])
 
         dataset = prep.PreparedDataset(reader, crops, fast_dct=True)
         n, rounds = args.batch, args.rounds
         decode_us = best_us(decode, n, rounds)
         private_us = best_us(lambda: copies(private), n, rounds)
-        shared_us = best_us(lambda: copies(prep.shared_uint8(shape)), n, rounds)
+        shared_us = best_us(lambda: copies(compat.shared_uint8(shape)), n, rounds)
         whole_us = best_us(lambda: dataset.__getitems__(items), n, rounds)
         read_us = best_us(lambda: [reader.jpeg(i) for i in range(n)], n, rounds)
     print(f"per image, one core, batch {n} of {size}x{size} training crops, best of {rounds}:")
     print(f"  read the JPEG bytes from the memory map          {read_us:7.1f} us")
     print(f"  decode (fast IDCT, into a reused buffer)         {decode_us:7.1f} us")
-    print(f"  crop and flip into a reused private batch        {private_us:7.1f} us")
-    print(f"  crop and flip into a fresh shared-memory batch   {shared_us:7.1f} us")
+    print(f"  crop into a reused private batch                 {private_us:7.1f} us")
+    print(f"  crop into a fresh shared-memory batch            {shared_us:7.1f} us")
     print(f"  PreparedDataset.__getitems__, in-process         {whole_us:7.1f} us")
     print(f"  the rest (index, geometry, Python)               {whole_us - decode_us - private_us:7.1f} us")
 

@@ -13,7 +13,6 @@ Then, at quality 95 4:4:4 and 90 4:2:0: PIL, torchvision.io.decode_jpeg (CPU) an
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,13 +21,10 @@ import numpy as np
 import simplejpeg
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from alexnet_lab.data.layouts import load_rgb, read_split  # noqa: E402
-from alexnet_lab.data.prepared import encode_jpeg  # noqa: E402
-from alexnet_lab.data.transforms import preprocess  # noqa: E402
-from loader import generate  # noqa: E402
+from alexnet_lab.data.layouts import load_rgb, read_split
+from alexnet_lab.data.prepared import encode_jpeg
+from alexnet_lab.data.transforms import preprocess
+from loader import generate
 
 SETTINGS = [(95, 444), (95, 420), (90, 444), (90, 420), (85, 420)]
 

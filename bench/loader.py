@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,32 +26,31 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 from torchvision.transforms import v2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from alexnet_lab.data.imagenet import ImageDataset, collate  # noqa: E402
-from alexnet_lab.data.layouts import read_split  # noqa: E402
-from alexnet_lab.data.prepared import (  # noqa: E402
+from alexnet_lab.data.imagenet import ImageDataset, collate
+from alexnet_lab.data.layouts import read_split
+from alexnet_lab.data.prepared import (
     CHROMA_DEFAULT,
     QUALITY,
     PreparedDataset,
     ShardReader,
     prepare,
 )
-from alexnet_lab.data.sampling import ResumableSampler  # noqa: E402
-from alexnet_lab.data.transforms import IMAGE_SIZE, Crops  # noqa: E402
-from alexnet_lab.models.alexnet import PAPER_INPUT_SIZE  # noqa: E402
+from alexnet_lab.data.sampling import ResumableSampler
+from alexnet_lab.data.transforms import IMAGE_SIZE, Crops
+from alexnet_lab.models.alexnet import PAPER_INPUT_SIZE
 
 
 def generate(root: Path, images: int, classes: int = 10, seed: int = 0) -> Path:
     """JPEGs of ImageNet-like sizes and content (smooth shapes plus sensor-like noise), quality 90."""
     rng = np.random.default_rng(seed)
-    for i in range(images + images // 10):  # and a tenth as many for val, which preparation needs too
+    for i in range(images + max(images // 10, 1)):  # and a tenth as many for val, which preparation needs too
         w, h = int(rng.integers(300, 500)), int(rng.integers(250, 450))
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         base = rng.uniform(0, 255, 3) * (0.5 + 0.5 * np.sin(xx[..., None] / rng.uniform(8, 40) + yy[..., None] /
                                                              rng.uniform(8, 40) + rng.uniform(0, 6, 3)))  # fmt: skip
         pixels = np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
-        folder = root / ("train" if i < images else "val") / f"n{i % classes:08d}"
+        label = i % classes if i < images else (i - images) % min(classes, images)  # val: classes that train has
+        folder = root / ("train" if i < images else "val") / f"n{label:08d}"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).save(folder / f"img_{i:06d}.JPEG", quality=90)
     return root
@@ -143,6 +141,9 @@ def main() -> None:
 
 class ResumableIndices(ResumableSampler):
     """The same shuffled order as ours, as plain indices for ImageFolder."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size, num_replicas=1, rank=0, seed=0)
 
     def __iter__(self):  # type: ignore[no-untyped-def, override]
         return (i for i, _ in super().__iter__())

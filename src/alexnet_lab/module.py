@@ -123,7 +123,9 @@ class ClassifierModule(L.LightningModule):
         schedule: ``plateau`` (section 5), ``step`` (every ``step_epochs`` epochs), ``step_iters`` (every
             ``step_iters`` steps, Caffe's ``lr_policy: step``); ``lr_drops`` divisions by ``1 / lr_factor``.
         optimizer: ``paper`` (section 5's rule, alexnet_lab.optim.PaperSGD) or ``torch`` (torch.optim.SGD).
-        channels_last, compile: speed only (docs/benchmarks.md).
+        channels_last, compile: speed only (docs/benchmarks.md). ``compile``: the forward, the backward and the
+            optimizer's update run as compiled code, the net's in ``compile_mode`` (``reduce-overhead``: with CUDA
+            graphs on a GPU).
     """
 
     @checked
@@ -144,6 +146,7 @@ class ClassifierModule(L.LightningModule):
         bias_decay_mult: Multiplier = 1.0,
         channels_last: bool = False,
         compile: bool = False,
+        compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "reduce-overhead",
         weights: str | None = None,
     ) -> None:
         super().__init__()
@@ -170,7 +173,7 @@ class ClassifierModule(L.LightningModule):
         if hp.get("channels_last"):
             self.net.to(memory_format=torch.channels_last)
         if hp.get("compile"):
-            self.net.compile()  # compiles in place: parameter names and checkpoints stay the same
+            self.net.compile(mode=hp.compile_mode)  # in place: parameter names and checkpoints stay the same
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.hparams.get("channels_last"):
