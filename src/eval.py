@@ -13,8 +13,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
-from alexnet_lab import config, launch, records, resume, settings
-from alexnet_lab.errors import UserError, cli, user_errors
+from alexnet_lab import launch, records, resume, settings
+from alexnet_lab.cli import run
+from alexnet_lab.errors import UserError, user_errors
 from alexnet_lab.module import ClassifierModule, Ensemble
 
 
@@ -67,11 +68,9 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    config.register()  # also where submitit starts a job
     with user_errors(), launch.job_scope(__file__):  # each job of a sweep starts clean
         evaluate(cfg)
 
 
 if __name__ == "__main__":
-    config.register()
-    cli(main)
+    run(main)

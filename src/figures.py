@@ -11,8 +11,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from alexnet_lab import config, figures, launch, resume, settings
-from alexnet_lab.errors import UserError, cli, user_errors
+from alexnet_lab import figures, launch, resume, settings
+from alexnet_lab.cli import run
+from alexnet_lab.errors import UserError, user_errors
 from alexnet_lab.module import ClassifierModule
 
 
@@ -50,11 +51,9 @@ def draw(cfg: DictConfig) -> dict[str, Path]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="figures")
 def main(cfg: DictConfig) -> None:
-    config.register()  # also where submitit starts a job
     with user_errors(), launch.job_scope(__file__):
         draw(cfg)
 
 
 if __name__ == "__main__":
-    config.register()
-    cli(main)
+    run(main)

@@ -2,15 +2,17 @@
 
 Resumable: run it again after an interruption and it skips the finished shards."""
 
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from alexnet_lab import config, settings
+from alexnet_lab import settings
+from alexnet_lab.cli import run
 from alexnet_lab.data.layouts import DataRootError, detect_layout
 from alexnet_lab.data.prepared import prepare
-from alexnet_lab.errors import cli, user_errors
+from alexnet_lab.errors import user_errors
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")
@@ -27,12 +29,11 @@ def main(cfg: DictConfig) -> None:
             cfg.shard_size,
             cfg.quality,
             cfg.workers,
-            progress=config.isatty(),
+            progress=sys.stderr.isatty(),
             chroma=cfg.chroma,
         )
         print(f"prepared {cfg.source} into {out}: train with data=imagenet_prepared data.root={out}")
 
 
 if __name__ == "__main__":
-    config.register()
-    cli(main)
+    run(main)

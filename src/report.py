@@ -1,13 +1,14 @@
-"""Rebuild a sweep's report: python src/report.py outputs/train/multiruns/<date_time>"""
+"""Rebuild a sweep's report (report.md, report.png): python src/report.py outputs/train/multiruns/<date_time>"""
 
-import sys
+import argparse
 
-from alexnet_lab.errors import UserError, user_errors
+from alexnet_lab.errors import user_errors
 from alexnet_lab.report import check_sweep_dir, write_report
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("sweep_dir", help="the folder of a -m run, e.g. outputs/train/multiruns/<date_time>")
+    args = parser.parse_args()
     with user_errors():
-        if len(sys.argv) != 2:
-            raise UserError("give one folder: python src/report.py outputs/train/multiruns/<date_time>")
-        for path in write_report(check_sweep_dir(sys.argv[1])):
+        for path in write_report(check_sweep_dir(args.sweep_dir)):
             print(path)

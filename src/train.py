@@ -1,17 +1,24 @@
 """Train AlexNet: python src/train.py [group=choice ...] [key=value ...]   (-m for a sweep)"""
 
+import logging
+
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
-from alexnet_lab import config, launch, records, resume, settings
-from alexnet_lab.errors import cli, user_errors
+from alexnet_lab import launch, records, resume, settings
+from alexnet_lab.cli import run
+from alexnet_lab.errors import user_errors
 from alexnet_lab.module import count_parameters
+
+log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     settings.check_config(cfg, "train")
+    log.info("choices: %s", records.choices_line())
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
@@ -19,15 +26,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     ckpt_path = resume.shared_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir, cfg.paths.output_dir)
     resumed = resume.checkpoint_facts(ckpt_path) if ckpt_path else None
-    loggers = [instantiate(cfg.logger.csv, resume_step=resumed.global_step if resumed else None)]
-    if cfg.logger.get("wandb"):
-        identity = records.wandb_identity(cfg)
-        if resumed and resumed.wandb_run_id:
-            identity.update(id=resumed.wandb_run_id, resume="allow")  # the same W&B run, offline too
-        loggers.append(instantiate(cfg.logger.wandb, _partial_=True)(**identity))
+    loggers = resume.make_loggers(cfg.logger, resumed, records.wandb_identity(cfg))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    wandb_runs = [logger for logger in loggers if isinstance(logger, WandbLogger)]
     if trainer.is_global_zero:
-        for logger in loggers[1:]:
+        for logger in wandb_runs:
             logger.experiment.define_metric("val/top1_err", summary="min")
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -41,22 +44,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
             best_ckpt=best,
             last=last,
             crops=records.crop_protocol(cfg.data.get("test_crops")),
-            best=records.best_epoch_errors(best, metrics),
+            best=records.best_epoch_errors(resume.checkpoint_facts(best).epoch if best else None, metrics),
+            tags=list(cfg.tags),
             **metrics,
         )
     finally:
-        for logger in loggers[1:]:
+        for logger in wandb_runs:
             logger.experiment.finish()  # each job of a sweep is its own W&B run
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    config.register()  # also where submitit starts a job
     with user_errors(), launch.job_scope(__file__):  # each job of a sweep starts clean
         return train(cfg)["val/top1_err"]
 
 
 if __name__ == "__main__":
-    config.register()
-    cli(main)
+    run(main)

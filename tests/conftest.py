@@ -17,9 +17,6 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from alexnet_lab import config
-
-config.register()  # what the entry points register where they start
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import csv
 import functools
-import gzip
 import json
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -150,38 +150,37 @@ def test_figures_script_draws_from_a_checkpoint_to_png_and_wandb(tmp_path: Path)
 
 
 # -- the small datasets --------------------------------------------------------------------------------------------
-def test_cifar10_batches_are_read_from_either_root(tmp_path: Path) -> None:
+def test_cifar10_batches_of_a_generated_sample_are_read_by_torchvisions_class(tmp_path: Path) -> None:
     root = small.write_cifar10(tmp_path / "c", train_per_class=4, val_per_class=2)
-    for given in (root, root / small.CIFAR_DIR):
-        train, test = small.read_cifar10(given, "train"), small.read_cifar10(given, "val")
-        assert train.images.shape == (40, 3, 32, 32) and test.images.shape == (20, 3, 32, 32)
-        assert train.class_names[:3] == ["airplane", "automobile", "bird"]
-    # the format, read here without our reader: a Python 2 style pickle, 3072 bytes a row, R, G and B planes
-    import pickle
-
+    train, test = small.read_split("cifar10", root, "train"), small.read_split("cifar10", root, "val")
+    assert train.images.shape == (40, 3, 32, 32) and test.images.shape == (20, 3, 32, 32)
+    assert train.class_names[:3] == ["airplane", "automobile", "bird"]
+    assert sorted(train.labels.tolist()) == sorted(list(range(10)) * 4)
+    # the format, read here by hand: a Python 2 style pickle, 3072 bytes a row, R, G and B planes
     with open(root / small.CIFAR_DIR / "data_batch_1", "rb") as f:
         raw = pickle.load(f, encoding="latin1")
     assert raw["data"].shape[1] == 3072 and raw["data"].dtype == np.uint8
-    first = small.read_cifar10(root, "train").images[0]
+    first = train.images[0]
     assert torch.equal(first[1].flatten(), torch.from_numpy(raw["data"][0, 1024:2048].copy()))  # the G plane
-    with pytest.raises(DataRootError, match=r"download=True"):
-        small.read_cifar10(tmp_path, "train")
+    with pytest.raises(DataRootError, match=r"torchvision.datasets.CIFAR10\(.*download=True\) writes into"):
+        small.read_split("cifar10", tmp_path, "train")
 
 
-@pytest.mark.parametrize("gzipped", [False, True])
-def test_mnist_idx_files_are_read_gzipped_or_not_from_either_root(tmp_path: Path, gzipped: bool) -> None:
-    root = small.write_mnist(tmp_path / "m", train_per_class=3, val_per_class=2, gzipped=gzipped)
-    for given in (root, root / "MNIST" / "raw"):
-        train = small.read_mnist(given, "train")
-        assert train.images.shape == (30, 1, 32, 32), "28x28 digits padded by 2 to LeNet-5's 32x32"
-        assert train.images[:, :, :2].max() == 0 and train.images[:, :, :, -2:].max() == 0
-    # an IDX file built here by hand: magic 0x00000803 (ubyte, 3 dims), sizes 2, 2, 3, then the bytes
-    raw = b"\x00\x00\x08\x03" + (2).to_bytes(4, "big") + (2).to_bytes(4, "big") + (3).to_bytes(4, "big")
-    hand = tmp_path / "hand-idx3-ubyte.gz"
-    hand.write_bytes(gzip.compress(raw + bytes(range(12))))
-    assert small.read_idx(hand).tolist() == [[[0, 1, 2], [3, 4, 5]], [[6, 7, 8], [9, 10, 11]]]
+def test_mnist_idx_files_of_a_generated_sample_are_read_by_torchvisions_class(tmp_path: Path) -> None:
+    root = small.write_mnist(tmp_path / "m", train_per_class=3, val_per_class=2)
+    train = small.read_split("mnist", root, "train")
+    assert train.images.shape == (30, 1, 32, 32), "28x28 digits padded by 2 to LeNet-5's 32x32"
+    assert train.images[:, :, :2].max() == 0 and train.images[:, :, :, -2:].max() == 0
+    # the files, read here by hand: magic 0x00000803 (unsigned bytes, 3 dims), sizes as 4 big-endian bytes
+    raw = (root / "MNIST" / "raw" / "train-images-idx3-ubyte").read_bytes()
+    assert raw[:4] == b"\x00\x00\x08\x03" and [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(3)] == [
+        30, 28, 28]  # fmt: skip
+    assert torch.equal(train.images[0, 0, 2:30, 2:30].flatten(), torch.frombuffer(bytearray(raw[16 : 16 + 784]),
+                                                                                    dtype=torch.uint8))  # fmt: skip
+    labels = (root / "MNIST" / "raw" / "train-labels-idx1-ubyte").read_bytes()
+    assert train.labels.tolist() == list(labels[8:])
     with pytest.raises(DataRootError, match="MNIST"):
-        small.read_mnist(tmp_path, "train")
+        small.read_split("mnist", tmp_path, "train")
 
 
 # -- the nets --------------------------------------------------------------------------------------------------------

@@ -157,9 +157,10 @@ def test_a_ddp_sweep_with_the_submitit_launcher(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two seeds of the smoke preset in one sweep, logged to W&B (offline) and CSV."""
+    """Two seeds of the smoke preset in one sweep, logged to W&B (offline) and CSV, with tags."""
     tmp = tmp_path_factory.mktemp("smoke")
-    ok(run_script("train.py", "-m", "experiment=smoke", "seed=0,1", f"hydra.sweep.dir={tmp / 'sweep'}", cwd=tmp))
+    ok(run_script("train.py", "-m", "experiment=smoke", "seed=0,1", "tags=[baseline,v2]",
+                  f"hydra.sweep.dir={tmp / 'sweep'}", cwd=tmp))  # fmt: skip
     return tmp / "sweep"
 
 
@@ -184,9 +185,10 @@ def test_wandb_one_run_per_job_grouped_by_sweep_and_by_seedless_variant(smoke_sw
     runs = [wandb_run(smoke_sweep / job) for job in ("0", "1")]
     for seed, (record, metrics) in enumerate(runs):
         assert record.project == "alexnet-lab" and record.run_group == smoke_sweep.name  # group = the sweep
-        assert record.display_name == f"experiment=smoke,seed={seed}"
-        assert record.job_type == "experiment=smoke", "jobs that differ only by seed share a job type"
-        assert set(record.tags) == {"norm=lrn", "pooling=overlap", "activation=relu", "init=paper", "gpus=None"}
+        assert record.display_name == f"experiment=smoke,seed={seed},tags=[baseline,v2]"
+        assert record.job_type == "experiment=smoke,tags=[baseline,v2]", "jobs that differ only by seed share one"
+        assert set(record.tags) == {"norm=lrn", "pooling=overlap", "activation=relu", "init=paper", "gpus=None",
+                                    "baseline", "v2"}  # the choices, and tags=[...]  # fmt: skip
         config = {item.key: json.loads(item.value_json) for item in record.config.update}
         assert config["choices"]["pooling"] == "overlap" and config["model"]["net"]["columns"] == 2
         assert config["seed"] == seed
@@ -195,9 +197,11 @@ def test_wandb_one_run_per_job_grouped_by_sweep_and_by_seedless_variant(smoke_sw
     assert runs[0][0].run_id != runs[1][0].run_id
 
 
-def test_summary_states_the_last_and_the_best_epoch_and_the_crops(smoke_sweep: Path) -> None:
+def test_summary_states_the_last_and_the_best_epoch_the_crops_and_the_tags(smoke_sweep: Path) -> None:
     job = smoke_sweep / "0"
     result = summary(job)
+    assert result["tags"] == ["baseline", "v2"]
+    assert "Tags: baseline, v2" in (smoke_sweep / "report.md").read_text().splitlines()
     with open(job / "csv" / "metrics.csv", newline="") as f:
         epochs = [r for r in csv.DictReader(f) if r.get("val/top1_err") and r["epoch"] in ("0", "1")]
     last, best = epochs[-1], min(epochs, key=lambda r: float(r["val/top1_err"]))
@@ -218,8 +222,8 @@ def test_ckpt_path_last_continues_the_newest_run_with_the_same_overrides(smoke_s
         past = time.time() - age
         os.utime(outputs / name / "checkpoints" / "last.ckpt", (past, past))
     resumed = tmp_path / "resumed"
-    result = run_script("train.py", "experiment=smoke", "seed=0", "ckpt_path=last", "trainer.max_epochs=3",
-                        f"hydra.run.dir={resumed}", cwd=tmp_path,
+    result = run_script("train.py", "experiment=smoke", "seed=0", "tags=[baseline,v2]", "ckpt_path=last",
+                        "trainer.max_epochs=3", f"hydra.run.dir={resumed}", cwd=tmp_path,
                         env={"ALEXNET_LAB_OUTPUTS": str(outputs)})  # fmt: skip
     ok(result)
     newest = outputs / "newer" / "checkpoints" / "last.ckpt"

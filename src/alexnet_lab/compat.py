@@ -10,10 +10,15 @@ from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
+import hydra._internal.utils as hydra_utils
 import lightning as L
 import torch
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers import subprocess_script
+
+from alexnet_lab.errors import user_errors
 
 # -- Lightning: where the training loop stands ----------------------------------------------------------------
 
@@ -34,6 +39,12 @@ def show_in_progress_bar(trainer: L.Trainer, values: dict[str, float]) -> None:
     the bar reads; Lightning only adds to it. (Logged with ``prog_bar=True``, a value is read on the host at every
     batch end, which makes the CPU wait for the GPU.)"""
     trainer.progress_bar_metrics.update(values)
+
+
+def without_wandb_anonymous(logger: Any) -> None:
+    """Lightning's WandbLogger hands wandb.init ``anonymous=None`` when not asked for it, which wandb 0.31 warns
+    about at every run ("The anonymous setting has no effect"): the argument is dropped before the run starts."""
+    logger._wandb_init.pop("anonymous", None)
 
 
 # -- Lightning: the ranks that DDP starts on this node --------------------------------------------------------
@@ -94,9 +105,6 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 def basic_sweeper_jobs(overrides: list[str], config_loader: Any) -> list[list[str]]:
     """The overrides of each job Hydra's basic sweeper makes of ``overrides`` (a sweep's, as typed), in its order."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(overrides)
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
@@ -106,10 +114,6 @@ def hydra_errors_explained(explain: Callable[[BaseException], str | None]) -> It
     """While an entry point runs: an error Hydra meets while composing the config or launching the jobs (it
     reports them in ``hydra._internal.utils.run_and_report``, over several lines) that ``explain`` puts in one
     line ends with ``error: <line>`` and exit status 2 (alexnet_lab.errors.user_errors)."""
-    import hydra._internal.utils as hydra_utils
-
-    from alexnet_lab.errors import user_errors
-
     report = hydra_utils.run_and_report
 
     def explained(func: Callable[[], Any]) -> Any:

@@ -1,14 +1,12 @@
 """A user's mistake ends a run with one line that names the cause and the fix, and exit status 2, not a
-traceback: :class:`UserError` says it, :func:`user_errors` and :func:`cli` print it."""
+traceback: :class:`UserError` says it, :func:`user_errors` prints it (alexnet_lab.cli, for Hydra's errors)."""
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 
 class UserError(ValueError):
@@ -60,19 +58,3 @@ def user_errors(explain: Callable[[BaseException], str | None] = _message) -> It
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-
-
-def cli(main: Callable[[], Any]) -> None:
-    """Runs an entry point's ``@hydra.main`` function. A mistake Hydra meets while it composes the config (an
-    unknown key, a choice that does not exist) or launches the jobs (SLURM refusing them) ends, like a
-    :class:`UserError`, with one line and exit status 2; ``HYDRA_FULL_ERROR=1`` shows Hydra's report."""
-    from alexnet_lab import compat, settings
-    from alexnet_lab.sweeps import scheduler_refused
-
-    def explain(error: BaseException) -> str | None:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            return None
-        return settings.explain(error) or scheduler_refused(error)
-
-    with compat.hydra_errors_explained(explain):
-        main()

@@ -203,4 +203,6 @@ class SweepSafeDDPStrategy(compat.HookedDDPStrategy):
         super().on_exception(exception)
 
 
-STRATEGY_NAME = "ddp_sweep_safe"  # registered with Lightning by alexnet_lab.config.register
+def strategy_for(devices: int, num_nodes: int) -> str | SweepSafeDDPStrategy:
+    """conf/trainer/default.yaml's strategy: Lightning's choice for one process, ours for several."""
+    return SweepSafeDDPStrategy() if devices * num_nodes > 1 else "auto"

@@ -3,6 +3,7 @@ multi-crop testing (section 4.1) and ensembles (section 6)."""
 
 from __future__ import annotations
 
+import time
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,10 +74,12 @@ class TrainingTotals:
         self.sums = torch.zeros(4, device=device)  # the interval's loss, the epoch's loss, top-1 and top-5 wrong
         self.top_ks = top_ks(num_classes)
         self.interval_steps = self.steps = self.images = 0
+        self.started = self.ended = time.perf_counter()
 
     def start_epoch(self) -> None:
         self.sums[1:].zero_()
         self.steps = self.images = 0
+        self.started = self.ended = time.perf_counter()
 
     def add(self, loss: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> None:
         self.sums[:2].add_(loss.detach())
@@ -95,11 +98,14 @@ class TrainingTotals:
         return mean
 
     def epoch(self, reduce: Any) -> dict[str, torch.Tensor]:
-        """The epoch's mean loss and errors over every rank (``reduce``: a sum over the ranks)."""
-        loss, top1, top5, steps, images = reduce(
-            torch.cat([self.sums[1:], self.sums.new_tensor([self.steps, self.images])])
-        )
-        return {"train/loss_epoch": loss / steps, "train/top1_err": top1 / images, "train/top5_err": top5 / images}
+        """The epoch's mean loss and errors over every rank (``reduce``: a sum over the ranks), and its training
+        images per second over every rank, from the epoch's start to its last step's end (``ended``; its
+        validation apart). Lightning's ThroughputMonitor would wait for the GPU at every step to time it."""
+        counts = self.sums.new_tensor([self.steps, self.images])
+        loss, top1, top5, steps, images = reduce(torch.cat([self.sums[1:], counts]))
+        seconds = (self.ended if self.ended > self.started else time.perf_counter()) - self.started
+        return {"train/loss_epoch": loss / steps, "train/top1_err": top1 / images, "train/top5_err": top5 / images,
+                "train/images_per_sec": images / seconds}  # fmt: skip
 
 
 def error_metrics(num_classes: int) -> MetricCollection:
@@ -196,6 +202,10 @@ class ClassifierModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         trainer, every = self.trainer, self.trainer.log_every_n_steps  # type: ignore[attr-defined]
+        if compat.at_last_batch(trainer):  # the epoch's training ends: its time, once the device has done it
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.totals.ended = time.perf_counter()
         if every and trainer.global_step % every == 0 and self.totals.interval_steps:
             loss = self.totals.interval_loss()
             self.log("train/loss_step", loss, on_step=True, on_epoch=False)

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:
@@ -28,13 +30,16 @@ def choices(cfg: DictConfig) -> dict[str, str]:
     return {**picked, "gpus": str(cfg.gpus)}
 
 
+def choices_line() -> str:
+    """This job's choice in each config group (model=alexnet norm=lrn ...), Hydra's own groups apart."""
+    picked = reversed(HydraConfig.get().runtime.choices.items())  # Hydra keeps them last first
+    return " ".join(f"{group}={choice}" for group, choice in picked if choice and not group.startswith("hydra"))
+
+
 def wandb_identity(cfg: DictConfig) -> dict[str, Any]:
     """group = the sweep (one per ``-m`` invocation), name = the job's overrides, job_type = the overrides but
-    the seed (so W&B's grouping by job type draws one band per variant over its seeds), tags = the choices,
-    config = the resolved config plus the choices."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
+    the seed (so W&B's grouping by job type draws one band per variant over its seeds), tags = the choices and
+    ``tags``, config = the resolved config plus the choices."""
     hydra = HydraConfig.get()
     group = Path(hydra.sweep.dir if hydra.mode == RunMode.MULTIRUN else hydra.runtime.output_dir).name
     picked = choices(cfg)
@@ -48,7 +53,7 @@ def wandb_identity(cfg: DictConfig) -> dict[str, Any]:
         "group": group,
         "name": ",".join(o for o in overrides if not o.startswith("ckpt_path=")) or "default",
         "job_type": job_type,
-        "tags": [f"{k}={v}" for k, v in picked.items()],
+        "tags": [f"{k}={v}" for k, v in picked.items()] + list(cfg.get("tags") or []),
         "config": {**config, "choices": picked},
     }
 
@@ -69,12 +74,10 @@ def last_epoch_errors(trainer: L.Trainer) -> dict[str, Any]:
     return {"epoch": trainer.current_epoch - 1, **errors(trainer.callback_metrics)}
 
 
-def best_epoch_errors(best_ckpt: str, metrics: dict[str, float]) -> dict[str, Any]:
+def best_epoch_errors(epoch: int | None, metrics: dict[str, float]) -> dict[str, Any]:
     """The best epoch's errors: the epoch with the lowest val top-1 error, chosen on the validation set itself,
     so the number is optimistic (the paper's test-set numbers come from a model chosen without them)."""
-    from alexnet_lab.resume import checkpoint_facts
-
-    return {"epoch": checkpoint_facts(best_ckpt).epoch if best_ckpt else None, **errors(metrics), "selected_on": "val"}
+    return {"epoch": epoch, **errors(metrics), "selected_on": "val"}
 
 
 def write_summary(trainer: L.Trainer, out_dir: str | Path, **fields: Any) -> None:

@@ -117,6 +117,7 @@ def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
                 "overrides": overrides,
                 "variant": variant(overrides),
                 "params": summary.get("params"),
+                "tags": summary.get("tags") or [],
                 "crops": summary.get("crops", "centre crop"),
                 "best_epoch": best[0],
                 "val_top1_err": best[1],
@@ -204,9 +205,11 @@ def write_report(sweep_dir: str | Path) -> tuple[Path, Path]:
     rows = summarise(sweep_dir)
     labels = _differing(rows)
     crops = sorted({row["crops"] for row in rows})  # each job's, "centre crop" where it did not say
+    tags = sorted({tag for row in rows for tag in row["tags"]})
     lines = [
         f"# Sweep report: {sweep_dir.name}",
         "",
+        *([f"Tags: {', '.join(tags)}", ""] if tags else []),
         f"Val error in %, {' / '.join(crops)}. *best*: the epoch with the lowest top-1 error, selected on the "
         "validation set itself (optimistic); *last*: the final epoch.",
         "",
@@ -368,8 +371,11 @@ def _draw(sweep_dir: Path, rows: list[dict[str, Any]], labels: list[str]) -> Pat
 
 
 class SweepReport(Callback):
-    """Hydra callback: writes report.md and report.png into the sweep dir when a multirun ends."""
+    """Hydra callback: writes report.md and report.png into the sweep dir when a multirun ends (not for a sweep of
+    Lightning's fast_dev_run, which logs nothing to report)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if (config.get("trainer") or {}).get("fast_dev_run"):
+            return
         markdown, _ = write_report(config.hydra.sweep.dir)
         print(f"sweep report: {markdown}")

@@ -1,28 +1,38 @@
-"""What makes a run survive a kill: atomic checkpoint files, the facts a resumed run needs from its checkpoint,
-a metrics CSV that a resumed run continues instead of overwriting, and the choice of the checkpoint to resume
-from (the same in every rank)."""
+"""What makes a run survive a kill, and a signal to stop: atomic checkpoint files, a checkpoint every N steps
+(:class:`StepCheckpoint`) and at a signal (:class:`Preemption`), the facts a resumed run needs from its
+checkpoint, loggers that a resumed run continues instead of overwriting, and the choice of the checkpoint to
+resume from (the same in every rank)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import os
+import signal
+import subprocess
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import get_class, instantiate
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
-from omegaconf import OmegaConf
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from omegaconf import DictConfig, OmegaConf
 
-from alexnet_lab import cluster
+from alexnet_lab import cluster, compat
 from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_write
 
@@ -104,6 +114,31 @@ class ResumableCSVLogger(CSVLogger):
             log.info("continuing %s from step %d", path, self.resume_step)
         self.continued = True
         return writer
+
+
+def make_loggers(nodes: DictConfig, resumed: CheckpointFacts | None, wandb_identity: dict[str, Any]) -> list[Logger]:
+    """Every logger of the config's ``logger`` node, whatever its class: the CSV logger continues a resumed run's
+    metrics.csv, and W&B the same run (offline too), under this job's identity (alexnet_lab.records). A node that
+    cannot be made stops the run with one line."""
+    loggers = []
+    for name, node in nodes.items():
+        if node is None:
+            continue
+        extra: dict[str, Any] = {}
+        target = get_class(node._target_)
+        if issubclass(target, ResumableCSVLogger):
+            extra["resume_step"] = resumed.global_step if resumed else None
+        if issubclass(target, WandbLogger):
+            resumes = {"id": resumed.wandb_run_id, "resume": "allow"} if resumed and resumed.wandb_run_id else {}
+            extra.update(wandb_identity, **resumes)
+        try:
+            loggers.append(instantiate(node, _partial_=True)(**extra))  # (W&B takes a `config`, as instantiate)
+            if isinstance(loggers[-1], WandbLogger):
+                compat.without_wandb_anonymous(loggers[-1])
+        except Exception as error:
+            cause = error.__cause__ or error
+            raise UserError(f"logger.{name!s} could not be made: {' '.join(str(cause).split())}") from error
+    return loggers
 
 
 # -- which checkpoint a run resumes from ---------------------------------------------------------------------
@@ -202,3 +237,115 @@ def _wait_for_rank0(choice: Path) -> str | None:
     resolved = json.loads(choice.read_text())
     log.info("ckpt_path: %s, as rank 0 chose", resolved)
     return resolved
+
+
+# -- checkpoints during training -----------------------------------------------------------------------------
+class StepCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint(every_n_train_steps=N)`` that skips a save that falls on an epoch's last step: the
+    epoch-end checkpoint, after the validation, follows at once. (Lightning resumes from a checkpoint of an
+    epoch's last step by skipping that epoch's validation and its epoch-end hooks, the lr schedule's step
+    among them, so a resumed run would not equal an uninterrupted one.)"""
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not compat.at_last_batch(trainer):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+class Preemption(Checkpoint):
+    """Saves ``last.ckpt`` at the end of the step when a signal asks the run to stop, and exits 0 before the
+    next step (a run whose last step it was simply finishes). A signal that arrives in an epoch's last step or
+    its validation is acted on after the validation (see :class:`StepCheckpoint`).
+
+    - ``stop_signals`` (SIGTERM: ``scancel``, a preemption, the time limit itself): save and exit. The job
+      ends; if SLURM preempts with ``PreemptMode=REQUEUE``, SLURM requeues it itself.
+    - ``requeue_signals`` (SIGUSR1: SLURM's time-limit warning ``--signal=USR1@90``; SIGUSR2: submitit's):
+      save, exit, and under SLURM put the job back in the queue with ``scontrol requeue``. The requeued job
+      continues in the same run dir from that checkpoint (:func:`alexnet_lab.config.claim_dir`,
+      :func:`resolve_ckpt_path`).
+
+    The first signal decides: SLURM follows ``scontrol requeue``, and the time limit, with a SIGTERM. The
+    handlers are installed when the callback is made, before the data are set up, and replace Lightning's
+    (which broadcast from inside the handler). A signal sent to rank 0 alone is forwarded to the ranks it
+    started, and all ranks agree at each step end, so they stop at the same step.
+
+    It is a ``Checkpoint`` so that Lightning calls its epoch-end hook after the LightningModule's, which steps
+    the lr schedule: the saved schedule is then the one the next epoch uses.
+    """
+
+    def __init__(
+        self,
+        dirpath: str,
+        stop_signals: Sequence[str] = ("SIGTERM",),
+        requeue_signals: Sequence[str] = ("SIGUSR1", "SIGUSR2"),
+    ) -> None:
+        unknown = [
+            str(name)
+            for name in (*stop_signals, *requeue_signals)
+            if not isinstance(getattr(signal, str(name), None), signal.Signals)
+        ]
+        if unknown:
+            raise UserError(f"callbacks.preemption: unknown signal(s) {unknown}: use names like SIGTERM")
+        self.dirpath = Path(dirpath)
+        self.requeue_signals = {signal.Signals[s] for s in requeue_signals}
+        self.first: signal.Signals | None = None  # the first signal received
+        self.saved = False
+        self._trainer: L.Trainer | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in {signal.Signals[s] for s in (*stop_signals, *requeue_signals)}:
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._trainer = trainer
+        for sig in self._previous:  # Lightning installs its own handlers in fit(): ours again
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.first is not None:
+            return
+        self.first = signal.Signals(signum)
+        for proc in compat.started_ranks(self._trainer):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not compat.at_last_batch(trainer):  # every rank knows it: they all skip this agreement alike
+            self._save_if_signalled(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save_if_signalled(trainer)
+
+    def _save_if_signalled(self, trainer: L.Trainer) -> None:
+        if self.saved or not trainer.strategy.reduce_boolean_decision(self.first is not None, all=False):
+            return
+        trainer.save_checkpoint(self.path)
+        self.saved = True
+        name = self.first.name if self.first is not None else "a signal (on another rank)"
+        rank_zero_info(f"{name} received: saved {self.path} at step {trainer.global_step}; resume with ckpt_path=last")
+        if self.first in self.requeue_signals and trainer.is_global_zero and (job := cluster.slurm_job_id()):
+            status = subprocess.call(["scontrol", "requeue", job])
+            rank_zero_info(f"scontrol requeue {job}: " + ("done" if status == 0 else f"failed with status {status}"))
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # Exit here rather than right after the save: Lightning logs a step's metrics after its batch-end hooks.
+        if self.saved:
+            raise SystemExit(0)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for sig, handler in self._previous.items():
+            # A time-limit warning after training (during the final validation or the figures) must not kill
+            # the job with the signal's default action: what is left is short, and the limit itself still
+            # ends it with SIGTERM.
+            requeue_kills = sig in self.requeue_signals and handler == signal.SIG_DFL
+            signal.signal(sig, signal.SIG_IGN if requeue_kills else handler)
+        self._previous, self._trainer = {}, None

@@ -83,13 +83,12 @@ class ResumableSampler(Sampler[tuple[int, int]]):
 class ResumableLoader(DataLoader):
     """A DataLoader that Lightning saves and restores (it has ``state_dict``/``load_state_dict``).
 
-    ``position`` tells, when a checkpoint is written, the epoch and how many of its batches are trained on.
+    ``position`` tells, when a checkpoint is written, the epoch and how many of its batches are trained on. (With
+    another sampler, which Lightning puts in for ``overfit_batches``, it is a plain DataLoader that cannot resume.)
     """
 
     def __init__(self, *args: Any, position: Callable[[], tuple[int, int]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not isinstance(self.sampler, ResumableSampler):
-            raise TypeError("ResumableLoader needs a ResumableSampler")
         self.position = position
 
     def __iter__(self) -> Any:  # DataLoader promises a _BaseDataLoaderIter; Lightning needs an iterator only

@@ -1,23 +1,16 @@
-"""The small datasets of the paper's Figure 1 (CIFAR-10) and of LeNet-5 (MNIST), held in memory.
+"""The small datasets of the paper's Figure 1 (CIFAR-10) and of LeNet-5 (MNIST), held in memory, read by
+torchvision's dataset classes from the files that ``torchvision.datasets.CIFAR10(root, download=True)`` and
+``MNIST(root, download=True)`` leave under ``root`` (``data.root``): ``cifar-10-batches-py/`` (python pickles of
+10000 x 3072 uint8 rows, R, G and B planes) and ``MNIST/raw/`` (IDX files). The generated samples (the tests',
+and ``data=cifar10_sample``, ``mnist_sample``) are files of the same formats with images of their own, so
+CIFAR-10 is read without torchvision's check of the official files' md5 sums (:class:`CIFAR10Files`).
 
-- CIFAR-10, the official python version that torchvision.datasets.CIFAR10(root, download=True) leaves:
-  ``cifar-10-batches-py/`` with ``data_batch_1`` .. ``data_batch_5``, ``test_batch`` (pickled dicts: ``data``,
-  10000 x 3072 uint8 rows of R, G, B planes; ``labels``) and ``batches.meta`` (``label_names``). ``data.root``
-  may be the folder holding ``cifar-10-batches-py/`` or that folder itself.
-- MNIST, the official IDX files that torchvision.datasets.MNIST(root, download=True) leaves in ``MNIST/raw/``:
-  ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
-  ``t10k-labels-idx1-ubyte``, gzipped (``.gz``) or not. ``data.root`` may be the folder holding ``MNIST/raw/``
-  or the folder of the files.
-
-Both are read here, not through torchvision's classes, which check the real files' md5 sums: the tests and
-the generated samples write files of exactly these formats. The test split is the validation split. Pixels
-are 0..255 minus the training set's mean image, as cuda-convnet's CIFAR data provider does; MNIST's 28x28
-digits are padded by 2 zeros to LeNet-5's 32x32.
+The test split is the validation split. Pixels are 0..255 minus the training set's mean image, as cuda-convnet's
+CIFAR data provider does; MNIST's 28x28 digits are padded by 2 zeros to LeNet-5's 32x32.
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 import pickle
 from collections.abc import Callable
@@ -28,24 +21,32 @@ import numpy as np
 import torch
 from annotated_types import Ge
 from torch.utils.data import Dataset
+from torchvision.datasets import CIFAR10, MNIST
 
 from alexnet_lab.data.base import ClassificationData, Use
 from alexnet_lab.data.layouts import DataRootError
 from alexnet_lab.declare import PositiveInt, Seed, checked
-from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_dir, create_once
 
 log = logging.getLogger(__name__)
 
 CIFAR_DIR = "cifar-10-batches-py"
-CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
-CIFAR_FILES = (*CIFAR_TRAIN, "test_batch", "batches.meta")
+CIFAR_TRAIN = [name for name, _ in CIFAR10.train_list]
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-MNIST_FILES = {
+MNIST_FILES = {  # MNIST/raw/ under the root
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 MNIST_PAD = 2  # LeNet-5's 32x32 input from MNIST's 28x28 digits
+
+
+class CIFAR10Files(CIFAR10):
+    """torchvision's CIFAR10 for any files of its format: their md5 sums are not checked against the official
+    files'."""
+
+    train_list = [[name, None] for name, _ in CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in CIFAR10.test_list]
+    meta = {**CIFAR10.meta, "md5": None}
 
 
 class Split:
@@ -58,32 +59,23 @@ class Split:
         return len(self.labels)
 
 
-# -- CIFAR-10 ----------------------------------------------------------------------------------------------------
-def cifar_dir(root: str | Path) -> Path:
-    root = Path(root)
-    for folder in (root / CIFAR_DIR, root):
-        if all((folder / name).is_file() for name in CIFAR_FILES):
-            return folder
-    raise DataRootError(
-        f"data root {root} holds no CIFAR-10 python batches: expected {root / CIFAR_DIR}/ (or "
-        f"{root}/) with {', '.join(CIFAR_FILES)}; torchvision.datasets.CIFAR10('{root}', "
-        "download=True) writes them"
-    )
-
-
-def _unpickle(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        loaded = pickle.load(f, encoding="latin1")  # the files were written by Python 2
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in loaded.items()}
-
-
-def read_cifar10(root: str | Path, split: str) -> Split:
-    folder = cifar_dir(root)
-    names = [str(n) for n in _unpickle(folder / "batches.meta")["label_names"]]
-    batches = [_unpickle(folder / name) for name in (CIFAR_TRAIN if split == "train" else ["test_batch"])]
-    data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
-    labels = np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
-    return Split(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels), names)
+def read_split(dataset: str, root: str | Path, split: str) -> Split:
+    """``split`` ("train" or "val") of CIFAR-10 or MNIST under ``root``, through torchvision's class."""
+    train = split == "train"
+    try:
+        if dataset == "cifar10":
+            found = CIFAR10Files(str(root), train=train)
+            return Split(torch.from_numpy(found.data).permute(0, 3, 1, 2).contiguous(),
+                         torch.tensor(found.targets), list(found.classes))  # fmt: skip
+        digits = MNIST(str(root), train=train)
+    except RuntimeError as error:
+        writes = "CIFAR10" if dataset == "cifar10" else "MNIST"
+        raise DataRootError(
+            f"data.root={root} holds no {dataset} files ({error}): give the folder that "
+            f"torchvision.datasets.{writes}('{root}', download=True) writes into"
+        ) from None
+    images = torch.nn.functional.pad(digits.data, (MNIST_PAD,) * 4)[:, None]
+    return Split(images, digits.targets, [str(d) for d in range(10)])
 
 
 def write_cifar10(
@@ -141,52 +133,11 @@ def _pickle(path: Path, obj: dict[str, Any]) -> None:
 
 
 # -- MNIST -------------------------------------------------------------------------------------------------------
-def mnist_dir(root: str | Path) -> Path:
-    root = Path(root)
-    for folder in (root / "MNIST" / "raw", root):
-        if all(_idx_file(folder, name) is not None for pair in MNIST_FILES.values() for name in pair):
-            return folder
-    names = ", ".join(name for pair in MNIST_FILES.values() for name in pair)
-    raise DataRootError(
-        f"data root {root} holds no MNIST IDX files: expected {root}/MNIST/raw/ (or {root}/) "
-        f"with {names} (or .gz); torchvision.datasets.MNIST('{root}', download=True) writes "
-        "them"
-    )
-
-
-def _idx_file(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file: a big-endian header (two zero bytes, type 0x08 = uint8, the number of dimensions, each size
-    as 4 bytes), then the data."""
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    if data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise UserError(f"{path} is not an IDX file of unsigned bytes: download MNIST again")
-    dims = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
-def write_idx(path: Path, array: np.ndarray, gzipped: bool = False) -> None:
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file: two zero bytes, 0x08 (unsigned bytes), the number of dimensions, each size as 4 big-endian
+    bytes, then the bytes."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-    path.write_bytes(gzip.compress(data) if gzipped else data)
-
-
-def read_mnist(root: str | Path, split: str) -> Split:
-    folder = mnist_dir(root)
-    image_name, label_name = MNIST_FILES[split]
-    images = read_idx(_idx_file(folder, image_name))  # type: ignore[arg-type]
-    labels = read_idx(_idx_file(folder, label_name))  # type: ignore[arg-type]
-    padded = np.pad(images, ((0, 0), (MNIST_PAD, MNIST_PAD), (MNIST_PAD, MNIST_PAD)))
-    return Split(
-        torch.from_numpy(padded[:, None].copy()), torch.from_numpy(labels.astype(np.int64)), [str(d) for d in range(10)]
-    )
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
 def write_mnist(
@@ -194,7 +145,6 @@ def write_mnist(
     train_per_class: PositiveInt = 50,
     val_per_class: PositiveInt = 10,
     seed: Seed = 0,
-    gzipped: bool = False,
 ) -> Path:
     """A small MNIST in the official IDX format under ``root/MNIST/raw``: each digit a bar at its own angle and
     place, with noise."""
@@ -211,12 +161,11 @@ def write_mnist(
             stroke = np.exp(-(distance**2) / 4) * (np.hypot(xx - 14, yy - 14) < 6 + d)
             digits.append(np.clip(stroke * 255 + rng.normal(0, 20, (28, 28)), 0, 255).astype(np.uint8))
         image_name, label_name = MNIST_FILES[split]
-        write_idx(folder / (image_name + (".gz" if gzipped else "")), np.stack(digits), gzipped)
-        write_idx(folder / (label_name + (".gz" if gzipped else "")), labels.astype(np.uint8), gzipped)
+        write_idx(folder / image_name, np.stack(digits))
+        write_idx(folder / label_name, labels.astype(np.uint8))
     return Path(root)
 
 
-READERS = {"cifar10": read_cifar10, "mnist": read_mnist}
 IMAGE_SHAPES = {"cifar10": (3, 32), "mnist": (1, 32)}  # (channels, size) of the net's input
 
 
@@ -268,7 +217,7 @@ class SmallImageDataModule(ClassificationData):
         atomic_dir(root, self.sample)  # type: ignore[arg-type]
 
     def read_split(self, name: str) -> Split:
-        return READERS[self.dataset_name](self.root, name)
+        return read_split(self.dataset_name, self.root, name)
 
     def setup(self, stage: str | None = None) -> None:
         if self.mean_image is not None:

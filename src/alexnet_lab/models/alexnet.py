@@ -8,6 +8,7 @@ config groups with one option per choice of their ``Literal`` (alexnet_lab.confi
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import torch
@@ -201,7 +202,7 @@ class AlexNet(nn.Module):
         self,
         num_classes: PositiveInt = 1000,
         columns: Literal[1, 2] = 2,
-        widths: Annotated[list[PositiveInt], Len(5, 5)] | None = None,
+        widths: Annotated[Sequence[PositiveInt], Len(5, 5)] | None = None,
         norm: Norm = "lrn",
         pooling: Pooling = "overlap",
         activation: Activation = "relu",

@@ -1,0 +1,126 @@
+"""A Hydra user's habits, as typed: debug modes, another backbone without a preset, any logger, an Optuna
+search, --help on every entry point, and a console free of library notices."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from alexnet_lab.cli import NOTICES
+from conftest import run_script
+from test_train import ok, report_rows, wandb_run
+
+SMOKE = ["experiment=smoke", "logger=csv"]
+
+
+def metric_rows(run_dir: Path, name: str = "csv") -> list[dict[str, str]]:
+    with open(run_dir / name / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow(30)
+@pytest.mark.parametrize("mode", ["fdr", "overfit", "limit", "profiler"])
+def test_each_debug_mode_as_typed(tmp_path: Path, mode: str) -> None:
+    run_dir = tmp_path / "run"
+    result = run_script("train.py", f"debug={mode}", *SMOKE, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    ok(result)
+    checkpoints = (
+        {p.name for p in (run_dir / "checkpoints").glob("*.ckpt")} if (run_dir / "checkpoints").is_dir() else set()
+    )
+    figures = (run_dir / "figures" / "fig3.png").is_file()
+    if mode == "fdr":  # one batch each way; Lightning then writes no checkpoint and logs nothing
+        assert "Running in `fast_dev_run` mode" in result.stdout + result.stderr
+        assert not checkpoints and not figures and not (run_dir / "csv" / "metrics.csv").is_file()
+    elif mode == "overfit":  # the same 3 batches of 8 each epoch, 20 epochs: learnt by heart
+        errors = [float(r["train/top1_err"]) for r in metric_rows(run_dir) if r.get("train/top1_err")]
+        assert len(errors) == 20 and errors[-1] == 0.0 and errors[0] > 0
+        assert not figures and "last.ckpt" in checkpoints
+    elif mode == "limit":  # 3 epochs of 3 training batches, each validated, checkpointed and drawn
+        rows = metric_rows(run_dir)
+        assert sorted({int(r["epoch"]) for r in rows if r.get("train/loss_epoch")}) == [0, 1, 2]
+        assert max(int(r["step"]) for r in rows if r.get("train/loss_epoch")) == 3 * 3 - 1
+        assert "last.ckpt" in checkpoints and figures
+    else:
+        profile = (run_dir / "fit-profile.txt").read_text()
+        assert "run_training_batch" in profile and not figures
+
+
+@pytest.mark.slow(40)
+def test_another_backbone_without_a_preset(tmp_path: Path) -> None:
+    """model=lenet5 data=mnist_sample and model=torchvision_alexnet as typed: the default run's settings for
+    AlexNet on the sample (conf/data_model/sample_alexnet.yaml) do not apply to them."""
+    lenet = tmp_path / "lenet"
+    ok(run_script("train.py", "model=lenet5", "data=mnist_sample", "logger=csv", "trainer.max_epochs=1",
+                  f"hydra.run.dir={lenet}", cwd=tmp_path))  # fmt: skip
+    assert json.loads((lenet / "summary.json").read_text())["params"] == 61_706
+    torchvision_net = tmp_path / "torchvision"
+    ok(run_script("train.py", "model=torchvision_alexnet", "logger=csv", "trainer.max_epochs=1",
+                  "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1",
+                  "callbacks.figures.neighbours=false", f"hydra.run.dir={torchvision_net}", cwd=tmp_path))  # fmt: skip
+    assert json.loads((torchvision_net / "summary.json").read_text())["params"] == 61_100_840 - 4097 * 990
+
+
+@pytest.mark.slow(20)
+def test_every_logger_node_is_made_and_one_that_cannot_be_stops_the_run_at_start_up(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    extra = "+logger.extra={_target_: lightning.pytorch.loggers.CSVLogger, save_dir: ${paths.output_dir}, name: extra}"
+    ok(run_script("train.py", *SMOKE, extra, f"hydra.run.dir={run_dir}", cwd=tmp_path))
+    assert metric_rows(run_dir) and list((run_dir / "extra").glob("version_*/metrics.csv")), "both loggers wrote"
+    bad = tmp_path / "bad"
+    tensorboard = "+logger.tb={_target_: lightning.pytorch.loggers.TensorBoardLogger, save_dir: ${paths.output_dir}}"
+    result = run_script("train.py", *SMOKE, tensorboard, f"hydra.run.dir={bad}", cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: logger.tb could not be made: ")
+    assert "Traceback" not in result.stderr and not (bad / "checkpoints").exists()
+
+
+@pytest.mark.slow(60)
+def test_an_optuna_search_of_three_trials_on_the_smoke_preset(tmp_path: Path) -> None:
+    """Each trial as a grid's job: its own run dir and W&B run in the sweep's group, a row of report.md; Optuna
+    minimises the val top-1 error src/train.py returns."""
+    sweep = tmp_path / "sweep"
+    ok(run_script("train.py", "-m", "hparams_search=alexnet_optuna", "experiment=smoke", "hydra.sweeper.n_trials=3",
+                  f"hydra.sweep.dir={sweep}", cwd=tmp_path))  # fmt: skip
+    jobs = sorted(p.name for p in sweep.iterdir() if (p / ".hydra").is_dir())
+    assert jobs == ["0", "1", "2"] and len(report_rows(sweep)) == 3
+    results = yaml_load(sweep / "optimization_results.yaml")
+    trials = [json.loads((sweep / job / "summary.json").read_text())["val/top1_err"] for job in jobs]
+    assert results["best_value"] == pytest.approx(min(trials))
+    assert {"model.lr", "model.weight_decay"} == set(results["best_params"])
+    assert {wandb_run(sweep / job)[0].run_group for job in jobs} == {sweep.name}
+
+
+def yaml_load(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py", "figures.py", "prepare.py", "report.py"])
+def test_every_entry_script_answers_help(tmp_path: Path, script: str) -> None:
+    result = run_script(script, "--help", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert ("== Configuration groups ==" in result.stdout) == (script != "report.py")
+    assert not (tmp_path / "outputs").exists(), "--help runs nothing"
+
+
+@pytest.mark.slow(20)
+def test_a_run_prints_no_library_notices(tmp_path: Path) -> None:
+    """Not Lightning's litlogger tip nor its srun hint (an srun on the PATH, as on a cluster's login node), not
+    W&B's note on the anonymous setting, not the _pytree deprecation; the run's choices, yes."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    env = {"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", "WANDB_MODE": "offline"}
+    result = run_script("train.py", "experiment=smoke", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=env)
+    ok(result)
+    printed = result.stdout + result.stderr
+    for notice in [*NOTICES, "anonymous setting", "litlogger", "LeafSpec"]:
+        assert notice.replace("\\", "") not in printed, notice
+    assert "choices: model=alexnet norm=lrn pooling=overlap activation=relu init=paper data=sample_smoke" in printed
+    assert sys.executable
