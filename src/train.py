@@ -1,17 +1,22 @@
 """Train AlexNet: python src/train.py [group=choice ...] [key=value ...]   (-m for a sweep)"""
 
 import logging
+import math
+import sys
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
 from alexnet_lab import launch, records, resume, settings
 from alexnet_lab.cli import run
+from alexnet_lab.cluster import process_rank
 from alexnet_lab.errors import user_errors
-from alexnet_lab.module import count_parameters
+from alexnet_lab.module import Diverged, count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
             logger.experiment.define_metric("val/top1_err", summary="min")
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        if model.diverged_at is not None:  # a loss that was not finite: the run stopped, its checkpoints before it
+            before = resume.last_checkpoint(cfg.paths.output_dir)
+            records.write_summary(
+                trainer,
+                cfg.paths.output_dir,
+                params=count_parameters(model.net),
+                diverged_at_step=model.diverged_at,
+                last_finite_ckpt=before,
+                tags=list(cfg.tags),
+            )
+            raise Diverged(model.diverged_at, before)
         last = records.last_epoch_errors(trainer)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         metrics = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)[0]
@@ -57,7 +73,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     with user_errors(), launch.job_scope(__file__):  # each job of a sweep starts clean
-        return train(cfg)["val/top1_err"]
+        try:
+            return train(cfg)["val/top1_err"]
+        except Diverged as diverged:  # ends a run; in a sweep, the job (the others go on); rank 0 says so
+            if HydraConfig.get().mode == RunMode.RUN and process_rank() == 0:
+                raise
+            if process_rank() == 0:
+                print(f"error: {diverged}", file=sys.stderr)
+            return math.nan
 
 
 if __name__ == "__main__":

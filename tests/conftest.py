@@ -21,6 +21,12 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
 
+def ablation_groups() -> list[str]:
+    """conf/'s ablation groups: the folders whose options set ``ablation.<group>`` (``# @package ablation``)."""
+    return sorted(d.name for d in CONF.iterdir() if any(f.read_text().startswith("# @package ablation")
+                                                        for f in d.glob("*.yaml")))  # fmt: skip
+
+
 # Under pytest-xdist each worker, and each training process it starts, gets its share of the cores: torch's
 # default (all cores in every process) oversubscribes them, and the default-run test then took 1.8x as long.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

@@ -14,11 +14,12 @@ import lightning as L
 
 class SignalAtStep(L.Callback):
     """Sends ``signal`` to this very process once, when rank ``rank`` has finished training step ``step``
-    (``during="train"``), or in the first validation batch after that step (``during="validation"``)."""
+    (``during="train"``), or in the first validation batch after that step (``during="validation"``), or in the
+    first batch of the validation after fit (``during="final"``, whatever the step)."""
 
-    def __init__(self, step: int, signal: str = "SIGKILL", rank: int = 0, during: str = "train") -> None:
-        if during not in ("train", "validation"):
-            raise ValueError(f"during={during!r}: use train or validation")
+    def __init__(self, step: int = 0, signal: str = "SIGKILL", rank: int = 0, during: str = "train") -> None:
+        if during not in ("train", "validation", "final"):
+            raise ValueError(f"during={during!r}: use train, validation or final")
         self.step, self.signal, self.rank, self.during, self.sent = step, signal, rank, during, False
 
     def _maybe_send(self, trainer: L.Trainer, during: str) -> None:
@@ -33,7 +34,10 @@ class SignalAtStep(L.Callback):
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
-        if not trainer.sanity_checking:
+        if trainer.state.fn == "validate" and self.during == "final" and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.Signals[self.signal])
+        elif not trainer.sanity_checking:
             self._maybe_send(trainer, "validation")
 
 

@@ -344,7 +344,9 @@ def test_without_lighting_the_normalizer_draws_no_random_numbers() -> None:
 
 
 def test_an_unknown_pca_lighting_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="pca_lighting='stdev' is not allowed: Input should be 'eigenvalues' or 'stdevs'"):
+    with pytest.raises(
+        ValueError, match="pca_lighting='stdev' is not allowed: Input should be 'eigenvalues' or 'stdevs'"
+    ):
         DeviceNormalizer(torch.zeros(3, 256, 256), torch.ones(3), torch.eye(3), pca_lighting="stdev")  # type: ignore[arg-type]
 
 
@@ -490,3 +492,48 @@ def test_step_seeds_fix_the_global_rngs_per_step_and_rank() -> None:
     np.random.seed(mix(3, 7, 0) & 0xFFFFFFFF)
     assert torch.equal(ours[0], torch.rand(3)) and torch.equal(ours[1], torch.randn(2))
     assert ours[2] == random.random() and ours[3] == np.random.rand()
+
+
+def test_the_channel_mean_subtracts_each_channels_mean_of_the_mean_image(tmp_path: Path) -> None:
+    """data.mean=channel: one value per RGB channel, the mean over the training set's mean image (so over all
+    training pixels), read here from the statistics file; data.mean=image subtracts the image itself."""
+    modules = {}
+    for mean in ("image", "channel"):
+        dm = ImageNetDataModule(root=str(tmp_path / "sample"), num_classes=4, batch_size=4, num_workers=0,
+                                sample=functools.partial(write_layout, **SMALL), mean=mean,
+                                lighting_std=0.0)  # fmt: skip
+        dm.prepare_data()
+        dm.setup("fit")
+        modules[mean] = dm
+    mean_image = torch.load(modules["image"].stats_file, weights_only=True)["mean_image"]
+    images = torch.full((1, 3, CROP, CROP), 100, dtype=torch.uint8)
+    geometry = torch.tensor([[3, 5, 0]])
+    per_channel = modules["channel"].net_input({"image": images, "geometry": geometry}, training=False)
+    expected = 100.0 - mean_image.double().mean(dim=(1, 2))
+    assert torch.allclose(per_channel[0].double(), expected[:, None, None].expand(3, CROP, CROP), atol=1e-3)
+    whole = modules["image"].net_input({"image": images, "geometry": geometry}, training=False)
+    assert torch.allclose(whole[0], 100.0 - mean_image[:, 3 : 3 + CROP, 5 : 5 + CROP], atol=1e-3)
+
+
+def test_within_a_fit_only_the_training_batches_get_the_pca_lighting(compose_cfg, monkeypatch) -> None:
+    """Section 4.1's lighting is a training augmentation: in a fit, the training batches get it, and never the
+    validation passes inside the fit (the sanity check's and each epoch's)."""
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg("experiment=smoke", "logger=csv", "trainer.max_epochs=1", "data.num_workers=0")
+    datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
+    datamodule.fit_to(model.net)
+    seen: list[tuple[str, bool]] = []
+    forward = DeviceNormalizer.forward
+
+    def recorded(self, images, geometry, lighting=False, alpha=None):  # type: ignore[no-untyped-def]
+        trainer = datamodule.trainer
+        seen.append(("train" if trainer.training else "validation", lighting))
+        return forward(self, images, geometry, lighting, alpha)
+
+    monkeypatch.setattr(DeviceNormalizer, "forward", recorded)
+    trainer = instantiate(cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule=datamodule)
+    assert datamodule.lighting_std == 0.1 and trainer.num_sanity_val_steps > 0
+    assert set(seen) == {("train", True), ("validation", False)}
+    assert seen.count(("train", True)) == 4, "the 4 training batches of the epoch"

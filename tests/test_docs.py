@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, ablation_groups
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SUFFIXES = (".py", ".yaml", ".md", ".sh", ".sbatch", ".toml", ".png")
@@ -93,10 +93,10 @@ def test_the_readmes_table_of_groups_lists_each_groups_choices() -> None:
     import typing
 
     from alexnet_lab.declare import hints
-    from alexnet_lab.models.alexnet import ABLATION_GROUPS, AlexNet
+    from alexnet_lab.models.alexnet import AlexNet
 
     rows = {m[1]: m[2] for m in re.finditer(r"^\| `(\w+)` \| ([^|]+) \|", (REPO / "README.md").read_text(), re.M)}
-    for group in ABLATION_GROUPS:
+    for group in ablation_groups():
         assert group in rows, f"the README's table has no row for the group {group}"
         listed = re.findall(r"`(\w+)`", rows[group])
         assert listed == list(typing.get_args(hints(AlexNet)[group])), (group, listed)

@@ -29,6 +29,7 @@ def follow(recipe: str, root: Path) -> list[str]:
     for kind, name, text in blocks:
         path = root / name
         if kind == "file":
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             continue
         old, new = text.split("# becomes\n")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import json
+import math
 import os
 import re
 import shutil
@@ -20,7 +22,7 @@ import pytest
 import torch
 
 from alexnet_lab.resume import checkpoint_facts
-from conftest import REPO, run_in_process, run_script
+from conftest import run_in_process, run_script
 
 TESTS = Path(__file__).resolve().parent
 # Four training steps per epoch (32 images, batch 8), last.ckpt every two steps, deterministic kernels.
@@ -61,7 +63,7 @@ def csv_rows(run_dir: Path) -> list[dict[str, str]]:
 
 
 # Three epochs of four steps; step checkpoints every two steps (never at an epoch's last step: see
-# alexnet_lab.callbacks.at_last_batch). With patience 0 the plateau schedule divides the lr as soon as the
+# alexnet_lab.compat.at_last_batch). With patience 0 the plateau schedule divides the lr as soon as the
 # val error does not improve, so a schedule step lost on resume shows in the weights.
 RESUME_RUN = ["trainer.max_epochs=3", "model.plateau_patience=0"]
 STEPS_PER_EPOCH, EPOCHS = 4, 3
@@ -185,16 +187,14 @@ def test_kill_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path) -> Non
     path = tmp_path / "last.ckpt"
     script = textwrap.dedent(f"""
         import os, signal, sys, torch
-        sys.path.insert(0, {str(REPO / "src")!r})
         from alexnet_lab import resume
         io = resume.AtomicCheckpointIO()
         io.save_checkpoint({{"step": 1, "w": torch.arange(1000.0)}}, {str(path)!r})
 
-        def killed_while_writing(obj, path, *args, **kwargs):
-            with open(path, "wb") as f:
-                f.write(b"PK" + bytes(4096))  # the start of a zip archive, then nothing
-                f.flush()
-                os.kill(os.getpid(), signal.SIGKILL)
+        def killed_while_writing(obj, f, *args, **kwargs):  # the file AtomicCheckpointIO opened
+            f.write(b"PK" + bytes(4096))  # the start of a zip archive, then nothing
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
 
         torch.save = killed_while_writing
         io.save_checkpoint({{"step": 2, "w": torch.zeros(1000)}}, {str(path)!r})
@@ -228,7 +228,7 @@ def test_the_configured_trainer_saves_every_checkpoint_through_a_temp_file(
     real_save = torch.save
 
     def spy(obj, f, *args, **kwargs):
-        written.append(Path(f).name if isinstance(f, str | Path) else type(f).__name__)
+        written.append(Path(getattr(f, "name", f)).name)  # a path, or the file it opened
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", spy)
@@ -271,7 +271,7 @@ def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_s
     action (terminate) and failed the job; after fit it is ignored, and SIGTERM keeps the handler it had."""
     import signal
 
-    from alexnet_lab.callbacks import Preemption
+    from alexnet_lab.resume import Preemption
 
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
     try:
@@ -285,3 +285,100 @@ def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_s
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+# -- a loss that is not finite, a full disk ------------------------------------------------------------------------
+# model.lr=1000 sends the smoke net's loss to nan in its second epoch (step 7 of 8, on this data and seed); the
+# first epoch's checkpoints, at step 4, are finite. Logging every 2 steps: the run stops at the interval after.
+DIVERGES = ["model.lr=1000", "trainer.log_every_n_steps=2", "callbacks.step_checkpoint.every_n_train_steps=100"]
+
+
+def nonfinite_steps(run_dir: Path) -> list[int]:
+    """The steps whose logged interval loss is not finite (from metrics.csv)."""
+    return [int(r["step"]) for r in csv_rows(run_dir) if r.get("train/loss_step") and not math.isfinite(float(
+        r["train/loss_step"]))]  # fmt: skip
+
+
+@pytest.mark.slow(30)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_loss_that_is_not_finite_stops_the_run_naming_the_step_and_the_last_finite_checkpoint(
+    tmp_path: Path, processes: int
+) -> None:
+    """Alone and with DDP, where every rank stops at the same step: one error line, exit status 2, the step in
+    summary.json, and no checkpoint written after that step (the last one loads, with finite weights)."""
+    run_dir = tmp_path / "run"
+    result = train(run_dir, *DIVERGES, "logger=csv", "trainer.max_epochs=4", *(["gpus=2"] if processes == 2 else []))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    step = summary["diverged_at_step"]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert result.returncode == 2 and errors == [
+        f"error: training diverged: the loss was not finite at step {step}; the last checkpoint before it is "
+        f"{last}: resume from it with a lower model.lr, or start again"], result.stderr[-3000:]  # fmt: skip
+    assert summary["last_finite_ckpt"] == str(last) and 4 < step <= 8, summary
+    saved = load(last)
+    assert saved["global_step"] < step and all(torch.isfinite(t).all() for t in saved["state_dict"].values())
+    trained = [int(r["step"]) for r in csv_rows(run_dir) if r.get("train/loss_step")]
+    assert max(trained) < step + 2, "the run stopped at the logging interval after the step"
+    if processes == 2:
+        assert "rank 1" not in result.stderr and "killed" not in result.stderr, "the ranks stopped together"
+
+
+@pytest.mark.slow(40)
+def test_in_a_sweep_a_job_that_diverges_is_marked_and_the_others_go_on(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_script("train.py", "-m", *RUN, *DIVERGES[1:], "logger=csv", "model.lr=0.01,1000",
+                        f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and len(errors) == 2, result.stderr[-3000:]
+    assert errors[0].startswith("error: training diverged: the loss was not finite at step ")
+    assert errors[1] == f"error: job(s) 1 of the sweep diverged (see {sweep / 'report.md'})"
+    report = (sweep / "report.md").read_text()
+    rows = [line for line in report.splitlines() if re.match(r"\| \d \|", line)]
+    assert len(rows) == 2 and "diverged at step" not in rows[0] and rows[1].count("diverged at step") == 4
+    assert json.loads((sweep / "0" / "summary.json").read_text())["val/top1_err"] <= 1
+
+
+@pytest.mark.slow(40)
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs, which needs root (CI runs as root)")
+def test_a_full_disk_ends_the_run_with_one_line_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    """On a real 24 MiB tmpfs: an epoch trains and saves, then the disk is filled but 300 KB (a checkpoint is
+    about 900 KB) and the run resumed: its next save fails with one line naming the file and the cause, exit
+    status 2, the previous last.ckpt whole and loadable, and no temp file left."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(disk)], check=True)
+    try:
+        run_dir = disk / "run"
+        ok(train(run_dir, "logger=csv", "trainer.max_epochs=1"))
+        last = run_dir / "checkpoints" / "last.ckpt"
+        before = last.read_bytes()
+        stats = os.statvfs(disk)
+        (disk / "filler").write_bytes(bytes(stats.f_bavail * stats.f_frsize - 300_000))
+        result = train(run_dir, "logger=csv", "trainer.max_epochs=2", "ckpt_path=last")
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2 and len(errors) == 1, result.stderr[-3000:]
+        assert re.fullmatch(rf"error: cannot write {run_dir}/checkpoints/\S+\.ckpt: No space left on device: free "
+                            r"space there \(or raise the quota\), or set paths.log_dir", errors[0]), errors  # fmt: skip
+        assert "Traceback" not in result.stderr
+        assert last.read_bytes() == before and load(last)["global_step"] == 4
+        assert not list((run_dir / "checkpoints").glob(".*.tmp-*")), "no temp file left"
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_under_slurm_lightnings_requeue_handler_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trainer's plugins: atomic checkpoint files; in a SLURM job, Lightning's SLURM environment (which it
+    would pick by itself) with auto_requeue off, so that its handler never acts on SIGUSR1 (in validate() too)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    from alexnet_lab.resume import AtomicCheckpointIO, trainer_plugins
+
+    for name in [k for k in os.environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(name)
+    assert [type(p) for p in trainer_plugins()] == [AtomicCheckpointIO]
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train.sbatch")
+    io, environment = trainer_plugins()
+    assert isinstance(io, AtomicCheckpointIO) and isinstance(environment, SLURMEnvironment)
+    assert environment.auto_requeue is False

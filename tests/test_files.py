@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -124,3 +127,29 @@ def test_the_ranks_of_an_srun_job_resume_from_the_checkpoint_rank_0_chose(
         resume.shared_ckpt_path(None, tmp_path, run_dir)
     (run_dir / ".ckpt_path-slurm-77.0-restart2").write_text(json.dumps(None))
     assert resume.shared_ckpt_path(None, tmp_path, run_dir) is None
+
+
+def test_only_this_hosts_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    """On a file system that several hosts share: a temp file is removed only if its name says this host and
+    its writer's pid is not alive here; another host's (whose processes this one cannot see) stays, and so does
+    a live writer's."""
+    path = tmp_path / "stats.pt"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    files = {
+        "dead writer here": tmp_path / f".stats.pt.tmp-{socket.gethostname()}.{dead}",
+        "live writer here": tmp_path / f".stats.pt.tmp-{socket.gethostname()}.{live.pid}",
+        "dead pid, other host": tmp_path / f".stats.pt.tmp-another-node.{dead}",
+        "another file's": tmp_path / f".other.pt.tmp-{socket.gethostname()}.{dead}",
+    }
+    for file in files.values():
+        file.write_text("half")
+    try:
+        atomic_write(path, lambda tmp: tmp.write_text("whole"))
+    finally:
+        live.kill()
+        live.wait()
+    assert path.read_text() == "whole"
+    assert {name for name, file in files.items() if file.exists()} == {"live writer here", "dead pid, other host",
+                                                                       "another file's"}  # fmt: skip

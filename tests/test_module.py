@@ -596,3 +596,14 @@ def test_ten_compiled_steps_equal_eager_ones_across_an_lr_drop_and_a_resume(tmp_
             for key in state_e:
                 if isinstance(state_e[key], torch.Tensor) and state_e[key].numel() > 1:
                     torch.testing.assert_close(state_r[key], state_e[key], atol=1e-6, rtol=1e-5)
+
+
+def test_the_plateau_schedule_stops_each_groups_lr_at_its_own_floor() -> None:
+    """lr_drops divisions of each group's own lr: with biases at twice the lr (cuda-convnet's epsB = 2 epsW), the
+    biases' lr stops at twice the weights' floor, 2 x 0.01 x 0.1^3, not at the weights' 0.01 x 0.1^3."""
+    module = ClassifierModule(net=TINY_NET, **RECIPE, plateau_patience=0, bias_lr_mult=2.0, bias_decay_mult=0.0)
+    scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    for _ in range(10):  # the first epoch sets the best error; none improves on it
+        scheduler.step(0.9)
+    lrs = {group["name"]: group["lr"] for group in scheduler.optimizer.param_groups}
+    assert lrs == pytest.approx({"weights": 0.01 * 0.1**3, "biases": 2 * 0.01 * 0.1**3})

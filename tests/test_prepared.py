@@ -180,11 +180,17 @@ def test_two_prepares_at_once_share_the_work_and_write_what_one_would(raw: Path,
     fork = multiprocessing.get_context("fork")
     settings = {"shard_size": 4, "workers": 1, "progress": False}
     runs = [fork.Process(target=prep.prepare, args=(raw, out), kwargs=settings) for _ in range(2)]
-    for proc in runs:
-        proc.start()
-    for proc in runs:
-        proc.join(300)
-        assert proc.exitcode == 0
+    try:
+        for proc in runs:
+            proc.start()
+        for proc in runs:
+            proc.join(120)
+        assert [proc.exitcode for proc in runs] == [0, 0], "both finish, within the test's own time"
+    finally:  # a run that failed or hangs on the lock must not outlive the test
+        for proc in runs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
     written = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert written == sorted(p.name for p in shards.iterdir() if not p.name.startswith("."))
     for name in written:

@@ -191,6 +191,23 @@ def test_the_time_limit_warning_requeues_and_the_job_finishes(tmp_path: Path) ->
     assert_same_training(run, straight(tmp_path, *args))
 
 
+@pytest.mark.slow(50)
+@pytest.mark.parametrize("signal", ["SIGUSR1", "SIGUSR2"])
+def test_a_requeue_signal_during_the_final_validation_leaves_the_job_to_finish(tmp_path: Path, signal: str) -> None:
+    """Lightning's own SLURM handler would requeue the job on SIGUSR1 in validate(): it is off
+    (alexnet_lab.resume.trainer_plugins), and after fit Preemption ignores a requeue signal. The job completes
+    once, with its summary."""
+    fault = ["+callbacks.fault._target_=faults.SignalAtStep", f"+callbacks.fault.signal={signal}",
+             "+callbacks.fault.during=final"]  # fmt: skip
+    job = sbatch(tmp_path, *RUN, *fault)
+    assert wait_for_end(job, 300) == "COMPLETED", (tmp_path / "job.out").read_text()[-3000:]
+    time.sleep(12)  # longer than a requeued job's wait (tools/slurm-local.sh: cred_expire=10)
+    log = (tmp_path / "job.out").read_text()
+    assert job_field(job, "JobState") == "COMPLETED" and job_field(job, "Restarts") == "0", log[-3000:]
+    assert "auto-requeue" not in log and "scontrol requeue" not in log
+    assert (run_dir(tmp_path) / "summary.json").is_file()
+
+
 def test_sbatch_refusing_the_jobs_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
     result = run_script("train.py", "-m", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=nowhere", *RUN,
                         "seed=0,1", cwd=tmp_path)  # fmt: skip

@@ -34,6 +34,11 @@ def at_last_batch(trainer: L.Trainer) -> bool:
     return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
 
 
+def every_n_train_steps(callback: Any) -> int:
+    """A ModelCheckpoint's every_n_train_steps (0: it saves on no step), which it keeps as given."""
+    return int(callback._every_n_train_steps or 0)
+
+
 def show_in_progress_bar(trainer: L.Trainer, values: dict[str, float]) -> None:
     """Shows ``values`` in the progress bar until they are shown again. ``trainer.progress_bar_metrics`` is the dict
     the bar reads; Lightning only adds to it. (Logged with ``prog_bar=True``, a value is read on the host at every

@@ -3,6 +3,7 @@ traceback: :class:`UserError` says it, :func:`user_errors` prints it (alexnet_la
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -28,6 +29,17 @@ def _lightning_refused(error: BaseException) -> str | None:
     return f"Lightning refused the settings: {text}{hint}"
 
 
+def disk_full(error: BaseException, path: object = None) -> str | None:
+    """One line for a write that failed because the disk is full or the quota exceeded, or None."""
+    cause: BaseException | None = error
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)):
+        cause = cause.__cause__ or cause.__context__
+    if not isinstance(cause, OSError):
+        return None
+    where = path or cause.filename or "a file of the run"
+    return f"cannot write {where}: {cause.strerror}: free space there (or raise the quota), or set paths.log_dir"
+
+
 def _message(error: BaseException) -> str | None:
     """The one line for ``error`` or one of its causes (Hydra's instantiate wraps errors ``from e``); OmegaConf
     drops the cause of a resolver's error, so its text is used instead."""
@@ -42,6 +54,8 @@ def _message(error: BaseException) -> str | None:
             return text.partition("while resolving interpolation: ")[2] or text
         if (refused := _lightning_refused(cause)) is not None:
             return refused
+        if (full := disk_full(cause)) is not None:
+            return full
         cause = cause.__cause__
     return None
 

@@ -232,7 +232,7 @@ class DrawFigures(L.Callback):
             log_figures(trainer.loggers, {"fig3": path}, draw_figure3(pl_module.net, path), trainer.global_step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or getattr(pl_module, "diverged_at", None) is not None:  # nothing to draw
             return
         paths = {"fig3": self.dirpath / "fig3.png"}
         metrics = draw_figure3(pl_module.net, paths["fig3"])

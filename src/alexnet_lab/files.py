@@ -18,6 +18,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from alexnet_lab.errors import UserError, disk_full
+
 HOST = socket.gethostname()
 
 
@@ -43,7 +45,8 @@ def _remove_abandoned(path: Path) -> None:
 
 def atomic_write(path: str | Path, write: Callable[[Path], object], fsync: bool = False) -> None:
     """``write(tmp)`` fills a temp file beside ``path``, which is then renamed over ``path`` (atomic on POSIX
-    within a directory). Temp files that killed writers on this host left behind are removed first."""
+    within a directory). Temp files that killed writers on this host left behind are removed first; a write that
+    fails removes its own, and a full disk or quota is one UserError naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(path)
@@ -54,8 +57,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], fsync: bool 
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        if (full := disk_full(error, path)) is not None:
+            raise UserError(full) from error
         raise
     if fsync:
         fd = os.open(path.parent, os.O_RDONLY)

@@ -70,11 +70,14 @@ class TrainingTotals:
     makes the CPU wait for the GPU at every step, as Lightning does with a value logged with ``prog_bar=True``, at
     every batch end."""
 
-    def __init__(self, device: torch.device, num_classes: int) -> None:
+    def __init__(self, device: torch.device, num_classes: int, first_step: int) -> None:
         self.sums = torch.zeros(4, device=device)  # the interval's loss, the epoch's loss, top-1 and top-5 wrong
         self.top_ks = top_ks(num_classes)
         self.interval_steps = self.steps = self.images = 0
         self.started = self.ended = time.perf_counter()
+        # the step (counted from first_step) of the first loss that was not finite, or -1: on the device too
+        self.first_step, self.counted = first_step, torch.zeros((), dtype=torch.long, device=device)
+        self.nonfinite = torch.full((), -1, dtype=torch.long, device=device)
 
     def start_epoch(self) -> None:
         self.sums[1:].zero_()
@@ -82,6 +85,9 @@ class TrainingTotals:
         self.started = self.ended = time.perf_counter()
 
     def add(self, loss: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> None:
+        self.counted += 1
+        first = (self.nonfinite < 0) & ~torch.isfinite(loss.detach())
+        self.nonfinite = torch.where(first, self.counted, self.nonfinite)
         self.sums[:2].add_(loss.detach())
         self.sums[2:].add_(wrong_counts(scores.detach(), labels, self.top_ks))
         self.interval_steps, self.steps, self.images = (
@@ -96,6 +102,13 @@ class TrainingTotals:
         self.sums[0].zero_()
         self.interval_steps = 0
         return mean
+
+    def first_nonfinite(self, reduce_min: Any) -> int | None:
+        """The global step of the first loss that was not finite, on any rank (``reduce_min``: the minimum over
+        the ranks), or None. Reads the device."""
+        never = torch.iinfo(torch.long).max
+        found = int(reduce_min(torch.where(self.nonfinite < 0, never, self.nonfinite)))
+        return None if found == never else self.first_step + found
 
     def epoch(self, reduce: Any) -> dict[str, torch.Tensor]:
         """The epoch's mean loss and errors over every rank (``reduce``: a sum over the ranks), and its training
@@ -134,6 +147,8 @@ class ClassifierModule(L.LightningModule):
             graphs on a GPU).
     """
 
+    totals: TrainingTotals  # while it trains (from on_train_start)
+
     @checked
     def __init__(
         self,
@@ -168,6 +183,7 @@ class ClassifierModule(L.LightningModule):
             load_weights(self.net, weights)
         num_classes = int(net.get("num_classes", 1000))
         self.num_classes = num_classes
+        self.diverged_at: int | None = None  # the step of the first training loss that was not finite
         self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
         self.val_loss = MeanMetric()
         self.val_images = SumMetric()  # how many images the epoch's error counts, over all ranks
@@ -195,7 +211,16 @@ class ClassifierModule(L.LightningModule):
         return loss
 
     def on_train_start(self) -> None:
-        self.totals = TrainingTotals(self.device, self.num_classes)
+        self.totals = TrainingTotals(self.device, self.num_classes, self.trainer.global_step)
+
+    def finite(self) -> bool:
+        """Whether every training loss so far, on every rank, was finite (one read of the device, and a collective
+        under DDP: every rank calls it at the same steps). The first time it is not, the run stops after this step:
+        the step is kept in ``diverged_at``, and no checkpoint is written from then on (alexnet_lab.resume)."""
+        if self.diverged_at is None and "totals" in vars(self):  # (before training: nothing to read)
+            self.diverged_at = self.totals.first_nonfinite(lambda t: self.trainer.strategy.reduce(t, reduce_op="min"))
+            self.trainer.should_stop = self.trainer.should_stop or self.diverged_at is not None
+        return self.diverged_at is None
 
     def on_train_epoch_start(self) -> None:
         self.totals.start_epoch()
@@ -206,11 +231,15 @@ class ClassifierModule(L.LightningModule):
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.totals.ended = time.perf_counter()
-        if every and trainer.global_step % every == 0 and self.totals.interval_steps:
+        if every and trainer.global_step % every == 0 and self.totals.interval_steps and self.finite():
             loss = self.totals.interval_loss()
             self.log("train/loss_step", loss, on_step=True, on_epoch=False)
             if trainer.progress_bar_callback is not None:
                 compat.show_in_progress_bar(trainer, {"train/loss": loss.item()})
+
+    def on_validation_start(self) -> None:
+        if self.trainer.training:  # the epoch's validation in fit: its best checkpoint must be finite
+            self.finite()
 
     def predict_probs(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities; for (B, crops, 3, H, W) input the mean softmax over the crops."""
@@ -273,6 +302,8 @@ class ClassifierModule(L.LightningModule):
         validation, rather than where Lightning would, after the epoch-end checkpoints: there a checkpoint held the
         schedule one step behind, and a run resumed from it dropped the lr an epoch late (Lightning does not redo
         the step of an epoch that has ended)."""
+        if not self.finite():
+            return
         if self.totals.steps:
             self.log_dict(self.totals.epoch(lambda sums: self.trainer.strategy.reduce(sums, reduce_op="sum")))
         scheduler = self.lr_schedulers()
@@ -308,6 +339,16 @@ class ClassifierModule(L.LightningModule):
 
 class CheckpointMismatchError(UserError):
     pass
+
+
+class Diverged(UserError):
+    """The training loss was not finite at ``step``: the run stopped there (ClassifierModule.finite)."""
+
+    def __init__(self, step: int, last_ckpt: str | None) -> None:
+        self.step, self.last_ckpt = step, last_ckpt
+        before = f"the last checkpoint before it is {last_ckpt}" if last_ckpt else "no checkpoint was written before it"
+        super().__init__(f"training diverged: the loss was not finite at step {step}; {before}: resume from it "
+                         "with a lower model.lr, or start again")  # fmt: skip
 
 
 class Ensemble(L.LightningModule):

@@ -12,6 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet_lab.files import atomic_write
+
 if TYPE_CHECKING:
     import lightning as L
 
@@ -82,7 +84,8 @@ def best_epoch_errors(epoch: int | None, metrics: dict[str, float]) -> dict[str,
 
 def write_summary(trainer: L.Trainer, out_dir: str | Path, **fields: Any) -> None:
     if trainer.is_global_zero:
-        Path(out_dir, SUMMARY_FILE).write_text(json.dumps(fields, indent=2, default=float) + "\n")
+        text = json.dumps(fields, indent=2, default=float) + "\n"
+        atomic_write(Path(out_dir, SUMMARY_FILE), lambda tmp: tmp.write_text(text))
 
 
 def reference_check(measured: dict[str, float], published: dict[str, float]) -> str:

@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lab.errors import UserError
+from alexnet_lab.files import atomic_write
 from alexnet_lab.records import METRICS_FILE, SUMMARY_FILE, variant
 
 
@@ -118,6 +120,7 @@ def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
                 "variant": variant(overrides),
                 "params": summary.get("params"),
                 "tags": summary.get("tags") or [],
+                "diverged_at_step": summary.get("diverged_at_step"),
                 "crops": summary.get("crops", "centre crop"),
                 "best_epoch": best[0],
                 "val_top1_err": best[1],
@@ -147,8 +150,8 @@ def variants(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def finished(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The jobs that validated at least one epoch: the ones a mean over seeds counts."""
-    return [r for r in jobs if r["best_epoch"] is not None]
+    """The jobs that validated at least one epoch and did not diverge: the ones a mean over seeds counts."""
+    return [r for r in jobs if r["best_epoch"] is not None and r["diverged_at_step"] is None]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -220,11 +223,11 @@ def write_report(sweep_dir: str | Path) -> tuple[Path, Path]:
     for row, label in zip(rows, labels, strict=True):
         params = f"{row['params']:,}" if row["params"] is not None else "-"
         epoch = row["best_epoch"] if row["best_epoch"] is not None else "-"
-        lines.append(
-            f"| {row['job']} | {label} | {params} | {100 * row['val_top1_err']:.2f} | {100 * row['val_top5_err']:.2f}"
-            f" | {epoch} | {100 * row['last_top1_err']:.2f} | {100 * row['last_top5_err']:.2f}"
-            f" | {row['images_per_sec']:.1f} |"
-        )
+        errors = [f"{100 * row[key]:.2f}" for key in ("val_top1_err", "val_top5_err", "last_top1_err", "last_top5_err")]
+        if row["diverged_at_step"] is not None:  # not a result: the loss was not finite
+            errors = [f"diverged at step {row['diverged_at_step']}"] * 4
+        lines.append(f"| {row['job']} | {label} | {params} | {errors[0]} | {errors[1]} | {epoch} | {errors[2]} | "
+                     f"{errors[3]} | {row['images_per_sec']:.1f} |")  # fmt: skip
     groups = variants(rows)
     if any(len(jobs) > 1 for jobs in groups.values()):
         lines += [
@@ -258,7 +261,7 @@ def write_report(sweep_dir: str | Path) -> tuple[Path, Path]:
             )
     lines += figure1(sweep_dir, [{**row, "label": label} for row, label in zip(rows, labels, strict=True)])
     markdown = sweep_dir / "report.md"
-    markdown.write_text("\n".join(lines) + "\n")
+    atomic_write(markdown, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     return markdown, _draw(sweep_dir, rows, labels)
 
 
@@ -325,7 +328,7 @@ def _draw_figure1(path: Path, fastest: dict[str, dict[str, Any]]) -> None:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
 
 
@@ -365,7 +368,7 @@ def _draw(sweep_dir: Path, rows: list[dict[str, Any]], labels: list[str]) -> Pat
         ax.legend()
     picture = sweep_dir / "report.png"
     fig.tight_layout()
-    fig.savefig(picture, dpi=120)
+    atomic_write(picture, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     return picture
 
@@ -379,3 +382,7 @@ class SweepReport(Callback):
             return
         markdown, _ = write_report(config.hydra.sweep.dir)
         print(f"sweep report: {markdown}")
+        diverged = [row["job"] for row in summarise(config.hydra.sweep.dir) if row["diverged_at_step"] is not None]
+        if diverged:  # the sweep ran to its end, and its status says that some of it did not converge
+            print(f"error: job(s) {', '.join(diverged)} of the sweep diverged (see {markdown})", file=sys.stderr)
+            sys.exit(1)

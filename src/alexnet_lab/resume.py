@@ -1,5 +1,5 @@
 """What makes a run survive a kill, and a signal to stop: atomic checkpoint files, a checkpoint every N steps
-(:class:`StepCheckpoint`) and at a signal (:class:`Preemption`), the facts a resumed run needs from its
+(:class:`SafeCheckpoint`) and at a signal (:class:`Preemption`), the facts a resumed run needs from its
 checkpoint, loggers that a resumed run continues instead of overwriting, and the choice of the checkpoint to
 resume from (the same in every rank)."""
 
@@ -24,6 +24,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
@@ -52,7 +53,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
-        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), fsync=True)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a Python file: a full disk raises its OSError, not torch's RuntimeError
+                torch.save(checkpoint, f)
+
+        atomic_write(path, write, fsync=True)
+
+
+def trainer_plugins() -> list[Any]:
+    """conf/trainer/default.yaml's plugins: atomic checkpoint files, and under SLURM (where Lightning would take
+    its SLURM environment anyway) that environment without its requeue handler, which would act on SIGUSR1 in
+    validate() and test(): :class:`Preemption` alone decides what SIGUSR1, SIGUSR2 and SIGTERM do."""
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
 
 
 @dataclass(frozen=True)
@@ -199,6 +215,12 @@ def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | 
     return str(max(candidates, key=lambda p: p.stat().st_mtime))
 
 
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The run dir's last.ckpt, if it has one."""
+    path = Path(output_dir, "checkpoints", "last.ckpt")
+    return str(path) if path.is_file() else None
+
+
 RANK0_CKPT_ENV = "ALEXNET_LAB_RANK0_CKPT"
 RANK0_WAIT_S = 600.0
 
@@ -240,8 +262,14 @@ def _wait_for_rank0(choice: Path) -> str | None:
 
 
 # -- checkpoints during training -----------------------------------------------------------------------------
-class StepCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint(every_n_train_steps=N)`` that skips a save that falls on an epoch's last step: the
+def finite(pl_module: L.LightningModule) -> bool:
+    """Whether the module's training loss has been finite so far (a module that does not say: yes)."""
+    return bool(getattr(pl_module, "finite", lambda: True)())
+
+
+class SafeCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that writes nothing once a training loss was not finite (the file before stays, the
+    last finite one), and, saving every N training steps, skips a save that falls on an epoch's last step: the
     epoch-end checkpoint, after the validation, follows at once. (Lightning resumes from a checkpoint of an
     epoch's last step by skipping that epoch's validation and its epoch-end hooks, the lr schedule's step
     among them, so a resumed run would not equal an uninterrupted one.)"""
@@ -249,14 +277,25 @@ class StepCheckpoint(ModelCheckpoint):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not compat.at_last_batch(trainer):
+        every = compat.every_n_train_steps(self)
+        due = every and trainer.global_step % every == 0  # the module's read of the device, only then
+        if due and not compat.at_last_batch(trainer) and finite(pl_module):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if finite(pl_module):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if finite(pl_module):
+            super().on_validation_end(trainer, pl_module)
 
 
 class Preemption(Checkpoint):
     """Saves ``last.ckpt`` at the end of the step when a signal asks the run to stop, and exits 0 before the
     next step (a run whose last step it was simply finishes). A signal that arrives in an epoch's last step or
-    its validation is acted on after the validation (see :class:`StepCheckpoint`).
+    its validation is acted on after the validation (see :class:`SafeCheckpoint`); after a loss that was not
+    finite, nothing is saved.
 
     - ``stop_signals`` (SIGTERM: ``scancel``, a preemption, the time limit itself): save and exit. The job
       ends; if SLURM preempts with ``PreemptMode=REQUEUE``, SLURM requeues it itself.
@@ -326,7 +365,8 @@ class Preemption(Checkpoint):
     def _save_if_signalled(self, trainer: L.Trainer) -> None:
         if self.saved or not trainer.strategy.reduce_boolean_decision(self.first is not None, all=False):
             return
-        trainer.save_checkpoint(self.path)
+        if finite(trainer.lightning_module):
+            trainer.save_checkpoint(self.path)
         self.saved = True
         name = self.first.name if self.first is not None else "a signal (on another rank)"
         rank_zero_info(f"{name} received: saved {self.path} at step {trainer.global_step}; resume with ckpt_path=last")

@@ -1,8 +1,8 @@
 """The AlexNet backbone of Krizhevsky, Sutskever & Hinton (NIPS 2012), section 3.
 
-Every ablation the paper discusses is a constructor argument. Those in :data:`ABLATION_GROUPS` are Hydra
-config groups with one option per choice of their ``Literal`` (alexnet_lab.config), so that
-``python src/train.py -m pooling=overlap,nonoverlap`` runs both: a new choice is a new value here.
+Every ablation the paper discusses is a constructor argument. ``norm``, ``pooling``, ``activation`` and ``init``
+are Hydra config groups with one file per choice of their ``Literal`` (conf/<group>/<choice>.yaml), so that
+``python src/train.py -m pooling=overlap,nonoverlap`` runs both: a new choice is a new value here, and its file.
 """
 
 from __future__ import annotations
@@ -46,8 +46,6 @@ Norm = Literal["lrn", "bn", "none"]  # section 3.3's LRN after conv1 and conv2, 
 Pooling = Literal["overlap", "nonoverlap"]  # section 3.4: 3x3 windows with stride 2, or 2x2 with stride 2
 Activation = Literal["relu", "tanh"]  # section 3.1: wherever the paper has a ReLU
 Init = Literal["paper", "caffe", "kaiming"]  # section 5; BVLC's reference values; Kaiming normal
-# The arguments that are ablation groups: `python src/train.py norm=bn`, `-m pooling=overlap,nonoverlap`.
-ABLATION_GROUPS = ("norm", "pooling", "activation", "init")
 
 
 def _window_sum(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
