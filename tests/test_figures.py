@@ -24,6 +24,8 @@ from alexnet_lab.figures import (
     _scaled,
     column_saturation,
     draw_figure4,
+    figure_batches,
+    figure_images,
     first_conv,
     kernel_mosaic,
     nearest_neighbours,
@@ -119,8 +121,8 @@ def test_figure4_from_a_checkpoint_on_the_sample(tmp_path: Path) -> None:
     assert panels == 8 + 5 * (1 + 6)  # eight predictions; five queries with six neighbours each
     assert Image.open(tmp_path / "fig4.png").size == (16 * 80, int(8.5 * 80))  # figsize x dpi
     with torch.no_grad():
-        images, inputs, _ = datamodule.figure_images("train", [3, 150])
-        features = torch.cat([model.net.hidden(batch) for batch, _ in datamodule.figure_batches("train", 200, 64)])
+        images, inputs, _ = figure_images(datamodule, "train", [3, 150])
+        features = torch.cat([model.net.hidden(batch) for batch, _ in figure_batches(datamodule, "train", 200, 64)])
         assert nearest_neighbours(features, model.net.hidden(inputs), k=6)[:, 0].tolist() == [3, 150]
     # training drew both figures at its end (LeNet-5: six 5x5 grey kernels)
     assert Image.open(run / "figures" / "fig3.png").size == (6 * (5 * TILE_SCALE + GAP) - GAP, 5 * TILE_SCALE)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import lightning as L
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from annotated_types import Ge, Interval
 from lightning.pytorch.loggers import WandbLogger
+from torch.utils.data import DataLoader, Subset
 
 from alexnet_lab.declare import PositiveInt
 from alexnet_lab.report import FIG1_TARGET, epochs_to
@@ -98,6 +100,26 @@ def draw_figure3(net: Any, path: Path) -> dict[str, float]:
     return {f"fig3/saturation_column{i + 1}": s for i, s in enumerate(column_saturation(kernels, columns))}
 
 
+# -- a dataset's images, as shown and as the net's input (any alexnet_lab.data.base.ClassificationData) --------
+def figure_images(datamodule: Any, split: Literal["train", "val"], indices: list[int]) -> tuple[torch.Tensor, ...]:
+    """(uint8 images to show, the net's inputs, labels) of these images of ``split``, as a figure shows them."""
+    dataset = datamodule.dataset(split, "figure")
+    batch = datamodule.collate([dataset[i] for i in indices])
+    return batch["image"], datamodule.net_input(batch, training=False), torch.as_tensor(batch["label"])
+
+
+def figure_batches(datamodule: Any, split: Literal["train", "val"], count: int, batch_size: int) -> Iterator[Any]:
+    """The net's inputs for the first ``count`` images of ``split``, with their indices, in batches."""
+    dataset = datamodule.dataset(split, "figure")
+    loader = DataLoader(Subset(dataset, range(min(count, len(dataset)))), batch_size=batch_size,
+                        num_workers=datamodule.num_workers, collate_fn=datamodule.collate)  # fmt: skip
+    start = 0
+    for batch in loader:
+        size = len(batch["label"])
+        yield datamodule.net_input(batch, training=False), torch.arange(start, start + size)
+        start += size
+
+
 # -- Figure 4 ----------------------------------------------------------------------------------------------------
 def nearest_neighbours(features: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 65536) -> torch.Tensor:
     """Indices into ``features`` (N, d) of each query's ``k`` nearest rows in Euclidean distance, nearest
@@ -120,11 +142,11 @@ def nearest_neighbours(features: torch.Tensor, queries: torch.Tensor, k: int, ch
 
 @torch.no_grad()
 def hidden_features(
-    net: Any, datamodule: Any, split: str, count: int, device: torch.device, batch_size: int = 128
+    net: Any, datamodule: Any, split: Literal["train", "val"], count: int, device: torch.device, batch_size: int = 128
 ) -> torch.Tensor:
     """The last hidden layer's features of the first ``count`` images of ``split``, centre crops."""
     out = []
-    for inputs, _ in datamodule.figure_batches(split, count, batch_size):
+    for inputs, _ in figure_batches(datamodule, split, count, batch_size):
         out.append(net.hidden(inputs.to(device)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
@@ -134,6 +156,29 @@ def _show(ax: Any, image: torch.Tensor) -> None:
     ax.imshow(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray" if pixels.shape[-1] == 1 else None)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _draw_predictions(figure: Any, shown: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor,
+                      names: list[str]) -> int:  # fmt: skip
+    """Figure 4's left half: each image with its class, and the net's top 5 classes as bars (the true one red)."""
+    figure.suptitle("predictions (top 5)")
+    grid = figure.subplots(4, 4, gridspec_kw={"height_ratios": [1.4, 1, 1.4, 1]})
+    for n in range(8):
+        ax_image, ax_bars = grid[2 * (n // 4), n % 4], grid[2 * (n // 4) + 1, n % 4]
+        if n >= len(shown):
+            ax_image.axis("off")
+            ax_bars.axis("off")
+            continue
+        label, top = int(labels[n]), probs[n].topk(min(5, len(probs[n])))
+        _show(ax_image, shown[n])
+        ax_image.set_title(names[label][:24], fontsize=8)
+        colours = ["tab:red" if int(i) == label else "tab:blue" for i in top.indices]
+        ax_bars.barh(range(len(top.values)), top.values.numpy(), color=colours)
+        ax_bars.set_yticks(range(len(top.values)), [names[int(i)][:18] for i in top.indices], fontsize=6)
+        ax_bars.invert_yaxis()
+        ax_bars.set_xlim(0, 1)
+        ax_bars.tick_params(axis="x", labelsize=6)
+    return len(shown)
 
 
 @torch.no_grad()
@@ -146,9 +191,9 @@ def draw_figure4(model: Any, datamodule: Any, path: Path, max_train_images: int,
 
     net, device = model.net.eval(), next(model.parameters()).device
     names = datamodule.class_names
-    val_count = datamodule.split_size("val")
+    val_count = len(datamodule.dataset("val", "figure"))
     picks = np.linspace(0, val_count - 1, min(PREDICTION_IMAGES, val_count)).round().astype(int).tolist()
-    shown, inputs, labels = datamodule.figure_images("val", picks)
+    shown, inputs, labels = figure_images(datamodule, "val", picks)
     probs = F.softmax(net(inputs.to(device)).float(), dim=1).cpu()
     train_features = hidden_features(net, datamodule, "train", max_train_images, device, batch_size)
     queries = picks[:QUERY_IMAGES]
@@ -158,24 +203,7 @@ def draw_figure4(model: Any, datamodule: Any, path: Path, max_train_images: int,
 
     fig = plt.figure(figsize=(16, 8.5))
     left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])  # type: ignore[misc]
-    left.suptitle("predictions (top 5)")
-    grid = left.subplots(4, 4, gridspec_kw={"height_ratios": [1.4, 1, 1.4, 1]})
-    panels = 0
-    for n, (image, p, label) in enumerate(zip(shown, probs, labels, strict=True)):
-        ax_image, ax_bars = grid[2 * (n // 4), n % 4], grid[2 * (n // 4) + 1, n % 4]
-        _show(ax_image, image)
-        ax_image.set_title(names[int(label)][:24], fontsize=8)
-        panels += 1
-        top = p.topk(min(5, len(p)))
-        colours = ["tab:red" if int(i) == int(label) else "tab:blue" for i in top.indices]
-        ax_bars.barh(range(len(top.values)), top.values.numpy(), color=colours)
-        ax_bars.set_yticks(range(len(top.values)), [names[int(i)][:18] for i in top.indices], fontsize=6)
-        ax_bars.invert_yaxis()
-        ax_bars.set_xlim(0, 1)
-        ax_bars.tick_params(axis="x", labelsize=6)
-    for n in range(len(shown), 8):
-        grid[2 * (n // 4), n % 4].axis("off")
-        grid[2 * (n // 4) + 1, n % 4].axis("off")
+    panels = _draw_predictions(left, shown, probs, labels, names)
     right.suptitle("nearest training images by last-hidden-layer features")
     cells = right.subplots(QUERY_IMAGES, 1 + NEIGHBOURS)
     for row in range(QUERY_IMAGES):
@@ -185,7 +213,7 @@ def draw_figure4(model: Any, datamodule: Any, path: Path, max_train_images: int,
         _show(cells[row, 0], shown[row])
         cells[row, 0].axis("on")
         panels += 1
-        train_images, _, _ = datamodule.figure_images("train", found)
+        train_images, _, _ = figure_images(datamodule, "train", found)
         for col, image in enumerate(train_images, start=1):
             _show(cells[row, col], image)
             cells[row, col].axis("on")

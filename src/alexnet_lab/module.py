@@ -23,7 +23,7 @@ from alexnet_lab import compat
 from alexnet_lab.declare import PositiveInt, checked
 from alexnet_lab.errors import UserError
 from alexnet_lab.models import Backbone
-from alexnet_lab.optim import PaperSGD, compile_update, parameter_groups
+from alexnet_lab.optim import PaperSGD, compile_update, lr_schedule, parameter_groups
 from alexnet_lab.resume import WANDB_ID_KEY
 
 Multiplier = Annotated[float, Ge(0)]
@@ -129,23 +129,10 @@ def error_metrics(num_classes: int) -> MetricCollection:
 
 
 class ClassifierModule(L.LightningModule):
-    """The training and evaluation of any backbone (:class:`alexnet_lab.models.Backbone`). ``net`` names its class
-    in ``_target_`` with its arguments, so a checkpoint alone rebuilds the same net. The defaults are the paper's
-    recipe (section 5): SGD with momentum 0.9 and weight decay 0.0005 (``optimizer="paper"``: its update rule),
-    lr 0.01 divided by 10 when the validation error stops improving, three times. The paper is silent on
-    biases and on how long a plateau is: one rule for biases and weights (Caffe uses 2 and 0), and 5 epochs.
-
-    A batch is ``{"image": float tensor, "label": int tensor}``. An image tensor of shape (B, crops, 3, H, W)
-    is evaluated as the paper's multi-crop test: the softmax is averaged over the crops (section 4.1).
-
-    Args:
-        schedule: ``plateau`` (section 5), ``step`` (every ``step_epochs`` epochs), ``step_iters`` (every
-            ``step_iters`` steps, Caffe's ``lr_policy: step``); ``lr_drops`` divisions by ``1 / lr_factor``.
-        optimizer: ``paper`` (section 5's rule, alexnet_lab.optim.PaperSGD) or ``torch`` (torch.optim.SGD).
-        channels_last, compile: speed only (docs/benchmarks.md). ``compile``: the forward, the backward and the
-            optimizer's update run as compiled code, the net's in ``compile_mode`` (``reduce-overhead``: with CUDA
-            graphs on a GPU).
-    """
+    """Trains and evaluates any backbone (:class:`alexnet_lab.models.Backbone`), named with its arguments in
+    ``net`` so that a checkpoint alone rebuilds it. The defaults are the paper's recipe (section 5), explained in
+    conf/recipe.yaml. A batch is ``{"image": floats, "label": ints}``; images of shape (B, crops, 3, H, W) are
+    tested as the paper's multi-crop test, the softmax averaged over the crops (section 4.1)."""
 
     totals: TrainingTotals  # while it trains (from on_train_start)
 
@@ -173,22 +160,13 @@ class ClassifierModule(L.LightningModule):
         super().__init__()
         net = typing.cast(dict, OmegaConf.to_container(net)) if OmegaConf.is_config(net) else dict(net)  # plain
         self.save_hyperparameters(ignore="weights")  # a checkpoint holds the weights it was given
-        self.net: Any = instantiate(net)
-        if not isinstance(self.net, Backbone):
-            raise UserError(
-                f"model.net._target_={net.get('_target_')} is not a backbone: it lacks what "
-                "alexnet_lab.models.Backbone asks (in_channels, input_size, columns, hidden)"
-            )
-        if weights is not None:
-            load_weights(self.net, weights)
-        num_classes = int(net.get("num_classes", 1000))
-        self.num_classes = num_classes
+        self.net: Any = build_net(net, weights)
+        self.num_classes = num_classes = int(net.get("num_classes", 1000))
         self.diverged_at: int | None = None  # the step of the first training loss that was not finite
         self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
         self.val_loss = MeanMetric()
         self.val_images = SumMetric()  # how many images the epoch's error counts, over all ranks
-        size = int(self.net.input_size)
-        self.example_input_array = torch.zeros(2, int(self.net.in_channels), size, size)
+        self.example_input_array = torch.zeros(2, int(self.net.in_channels), *[int(self.net.input_size)] * 2)
 
     def configure_model(self) -> None:
         hp: Any = self.hparams
@@ -255,7 +233,7 @@ class ClassifierModule(L.LightningModule):
         probs = self.predict_probs(batch["image"])
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), batch["label"], reduction="none")
         # Metric objects, logged per epoch (Lightning's default in validation), sum their states over ranks:
-        # each image counts once as long as the sampler hands it to exactly one rank (alexnet_lab.data.ShardSampler).
+        # each image counts once, as the sampler hands it to exactly one rank (data.base.EachOnceSampler).
         self.val_loss.update(loss)
         self.val_images.update(float(loss.numel()))
         self.val_metrics.update(probs, batch["label"])
@@ -266,42 +244,18 @@ class ClassifierModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         hp: Any = self.hparams
         groups = parameter_groups(self.net, hp.lr, hp.weight_decay, hp.bias_lr_mult, hp.bias_decay_mult)
-        if hp.optimizer == "paper":
-            optimizer: torch.optim.Optimizer = PaperSGD(
-                groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-            )
-        else:
-            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        sgd = PaperSGD if hp.optimizer == "paper" else torch.optim.SGD
+        optimizer = sgd(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         if hp.compile:
             compile_update(optimizer)
-        # "name": the lr is logged as lr (lr/weights and lr/biases with bias multipliers), whatever the optimizer
-        if hp.schedule == "step":
-            milestones = [hp.step_epochs * (i + 1) for i in range(hp.lr_drops)]
-            step = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=hp.lr_factor)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": step, "interval": "epoch", "name": "lr"}}
-        if hp.schedule == "step_iters":  # Caffe's lr_policy "step": divided every stepsize iterations
-            milestones = [hp.step_iters * (i + 1) for i in range(hp.lr_drops)]
-            step = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=hp.lr_factor)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": step, "interval": "step", "name": "lr"}}
-        # Section 5: "divide the learning rate by 10 when the validation error rate stopped improving".
-        # min_lr stops it after lr_drops divisions.
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="min",
-            factor=hp.lr_factor,
-            patience=hp.plateau_patience,
-            min_lr=[float(group["lr"]) * hp.lr_factor**hp.lr_drops for group in optimizer.param_groups],
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": plateau, "monitor": "val/top1_err", "interval": "epoch", "name": "lr"},
-        }
+        schedule = lr_schedule(optimizer, hp.schedule, hp.lr_factor, hp.lr_drops, hp.plateau_patience,
+                               hp.step_epochs, hp.step_iters)  # fmt: skip
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def on_train_epoch_end(self) -> None:
-        """Logs the epoch's training loss and errors, and steps an epoch schedule here, after the epoch's
-        validation, rather than where Lightning would, after the epoch-end checkpoints: there a checkpoint held the
-        schedule one step behind, and a run resumed from it dropped the lr an epoch late (Lightning does not redo
-        the step of an epoch that has ended)."""
+        """Logs the epoch's training figures and steps an epoch schedule after the epoch's validation, not after
+        the epoch-end checkpoints as Lightning would: those held the schedule a step behind, and a run resumed
+        from one dropped the lr an epoch late (Lightning does not redo the step of an ended epoch)."""
         if not self.finite():
             return
         if self.totals.steps:
@@ -313,8 +267,7 @@ class ClassifierModule(L.LightningModule):
             scheduler.step()  # type: ignore[union-attr]
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
-        """Lightning's own stepping of epoch schedules, after the epoch-end checkpoints, is replaced by
-        :meth:`on_train_epoch_end`; an iteration schedule (``step_iters``) steps here, after each update."""
+        """Epoch schedules step in :meth:`on_train_epoch_end`; ``step_iters`` steps here, after each update."""
         if self.hparams.get("schedule") == "step_iters":
             scheduler.step()
 
@@ -324,17 +277,28 @@ class ClassifierModule(L.LightningModule):
                 checkpoint[WANDB_ID_KEY] = logger.version
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("hyper_parameters", {}).get("net") or {}
-        current = dict(self.hparams.get("net") or {})
-        differs = {
-            k: (saved.get(k), current.get(k)) for k in set(saved) | set(current) if saved.get(k) != current.get(k)
-        }
-        if differs:
-            what = ", ".join(f"{k}: checkpoint {a!r} vs this run {b!r}" for k, (a, b) in sorted(differs.items()))
-            raise CheckpointMismatchError(
-                f"checkpoint was trained with a different architecture ({what}); "
-                "resume with the checkpoint's settings or start a new run"
-            )
+        check_same_net(checkpoint.get("hyper_parameters", {}).get("net") or {}, dict(self.hparams.get("net") or {}))
+
+
+def build_net(net: dict[str, Any], weights: str | None) -> Backbone:
+    built = instantiate(net)
+    if not isinstance(built, Backbone):
+        raise UserError(
+            f"model.net._target_={net.get('_target_')} is not a backbone: it lacks what "
+            "alexnet_lab.models.Backbone asks (in_channels, input_size, columns, hidden)"
+        )
+    if weights is not None:
+        load_weights(built, weights)
+    return built
+
+
+def check_same_net(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
+    if differs := [f"{k}: checkpoint {saved.get(k)!r} vs this run {current.get(k)!r}"
+                   for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]:  # fmt: skip
+        raise CheckpointMismatchError(
+            f"checkpoint was trained with a different architecture ({', '.join(differs)}); "
+            "resume with the checkpoint's settings or start a new run"
+        )
 
 
 class CheckpointMismatchError(UserError):

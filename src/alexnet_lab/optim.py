@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import MultiStepLR, ReduceLROnPlateau
 
 
 class PaperSGD(torch.optim.SGD):
@@ -47,6 +48,28 @@ class PaperSGD(torch.optim.SGD):
                 else:
                     group["velocity_lr"] = lr
         return super().step(closure)
+
+
+def lr_schedule(
+    optimizer: torch.optim.Optimizer,
+    schedule: str,
+    lr_factor: float,
+    lr_drops: int,
+    plateau_patience: int,
+    step_epochs: int,
+    step_iters: int,
+) -> dict[str, Any]:
+    """Lightning's lr_scheduler entry (the lr logged as lr, or lr/weights and lr/biases with bias multipliers):
+    ``plateau``, section 5's "divide the learning rate by 10 when the validation error rate stopped improving",
+    lr_drops times (each group down to its own floor); ``step``, every step_epochs epochs; ``step_iters``, every
+    step_iters steps (Caffe's lr_policy "step")."""
+    if schedule == "plateau":
+        floors = [float(group["lr"]) * lr_factor**lr_drops for group in optimizer.param_groups]
+        plateau = ReduceLROnPlateau(optimizer, mode="min", factor=lr_factor, patience=plateau_patience, min_lr=floors)
+        return {"scheduler": plateau, "monitor": "val/top1_err", "interval": "epoch", "name": "lr"}
+    every = step_epochs if schedule == "step" else step_iters
+    step = MultiStepLR(optimizer, [every * (i + 1) for i in range(lr_drops)], gamma=lr_factor)
+    return {"scheduler": step, "interval": "epoch" if schedule == "step" else "step", "name": "lr"}
 
 
 def compile_update(optimizer: torch.optim.Optimizer) -> None:

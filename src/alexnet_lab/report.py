@@ -203,6 +203,35 @@ def ablation_effects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return effects
 
 
+def _over_seeds(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """report.md's rows of variants run with several seeds: n and mean ± std of each error."""
+    if not any(len(jobs) > 1 for jobs in groups.values()):
+        return []
+    lines = ["", "## Over seeds (mean ± std)", "",
+             "| variant | n | best top-1 % | best top-5 % | last top-1 % | last top-5 % |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, jobs in groups.items():
+        done = finished(jobs)
+        keys = ("val_top1_err", "val_top5_err", "last_top1_err", "last_top5_err")
+        cells = [_pm(*mean_std([100 * r[key] for r in done])) for key in keys]
+        n = f"{len(done)}" if len(done) == len(jobs) else f"{len(done)} of {len(jobs)}"
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ablation_lines(effects: list[dict[str, Any]]) -> list[str]:
+    """report.md's comparisons with the paper's numbers, when the sweep has them."""
+    if not effects:
+        return []
+    lines = ["", "## The paper's ablations (best error, paper's choice minus the other, in points)", "",
+             "| ablation | paper's choice | other | n | Δ top-1 | Δ top-5 | the paper |",
+             "|---|---|---|---|---:|---:|---|"]  # fmt: skip
+    for e in effects:
+        lines.append(f"| {e['ablation'].name} | {e['paper']} | {e['other']} | {e['n'][0]} vs {e['n'][1]} | "
+                     f"{_pm(*e['top1'])} | {_pm(*e['top5'])} | {e['ablation'].claim} |")  # fmt: skip
+    return lines
+
+
 def write_report(sweep_dir: str | Path) -> tuple[Path, Path]:
     sweep_dir = Path(sweep_dir)
     rows = summarise(sweep_dir)
@@ -228,37 +257,7 @@ def write_report(sweep_dir: str | Path) -> tuple[Path, Path]:
             errors = [f"diverged at step {row['diverged_at_step']}"] * 4
         lines.append(f"| {row['job']} | {label} | {params} | {errors[0]} | {errors[1]} | {epoch} | {errors[2]} | "
                      f"{errors[3]} | {row['images_per_sec']:.1f} |")  # fmt: skip
-    groups = variants(rows)
-    if any(len(jobs) > 1 for jobs in groups.values()):
-        lines += [
-            "",
-            "## Over seeds (mean ± std)",
-            "",
-            "| variant | n | best top-1 % | best top-5 % | last top-1 % | last top-5 % |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for name, jobs in groups.items():
-            done = finished(jobs)
-            cells = [
-                _pm(*mean_std([100 * r[key] for r in done]))
-                for key in ("val_top1_err", "val_top5_err", "last_top1_err", "last_top5_err")
-            ]
-            n = f"{len(done)}" if len(done) == len(jobs) else f"{len(done)} of {len(jobs)}"
-            lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
-    effects = ablation_effects(rows)
-    if effects:
-        lines += [
-            "",
-            "## The paper's ablations (best error, paper's choice minus the other, in points)",
-            "",
-            "| ablation | paper's choice | other | n | Δ top-1 | Δ top-5 | the paper |",
-            "|---|---|---|---|---:|---:|---|",
-        ]
-        for e in effects:
-            lines.append(
-                f"| {e['ablation'].name} | {e['paper']} | {e['other']} | {e['n'][0]} vs {e['n'][1]} | "
-                f"{_pm(*e['top1'])} | {_pm(*e['top5'])} | {e['ablation'].claim} |"
-            )
+    lines += _over_seeds(variants(rows)) + _ablation_lines(ablation_effects(rows))
     lines += figure1(sweep_dir, [{**row, "label": label} for row, label in zip(rows, labels, strict=True)])
     markdown = sweep_dir / "report.md"
     atomic_write(markdown, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))

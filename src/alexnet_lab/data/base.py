@@ -7,7 +7,6 @@
   where ``DistributedSampler`` would pad with repeats.
 - The global batch (section 5's 128) is split evenly over the processes.
 - A batch that lost every image (unreadable files, skipped) is an empty batch the module passes over.
-- The figures ask for a split's images by index, as shown and as the net's input.
 
 A dataset subclasses it and gives :meth:`dataset` (items taken by ``(index, augmentation seed)``) and
 :meth:`net_input` (on the device: the float tensor the net takes); docs/extending.md has the recipe.
@@ -186,33 +185,3 @@ class ClassificationData(L.LightningDataModule):
 
     def skipped(self, paths: list[str]) -> None:
         """Images of the batch that could not be read (a dataset that skips them says so here)."""
-
-    # -- for the figures (alexnet_lab.figures) ---------------------------------------------------------------------
-    def split_size(self, split: Literal["train", "val"]) -> int:
-        return len(self.dataset(split, "figure"))  # type: ignore[arg-type]
-
-    def figure_images(
-        self, split: Literal["train", "val"], indices: list[int]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(uint8 images to show, the net's inputs, labels) of these images of ``split``."""
-        dataset = self.dataset(split, "figure")
-        batch = self.collate([dataset[i] for i in indices])
-        return batch["image"], self.net_input(batch, training=False), torch.as_tensor(batch["label"])
-
-    def figure_batches(
-        self, split: Literal["train", "val"], count: int, batch_size: int
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The net's inputs for the first ``count`` images of ``split``, with their indices, in batches."""
-        dataset = self.dataset(split, "figure")
-        indices = list(range(min(count, len(dataset))))  # type: ignore[arg-type]
-        loader = DataLoader(
-            torch.utils.data.Subset(dataset, indices),
-            batch_size=batch_size,
-            num_workers=self.num_workers,
-            collate_fn=self.collate,
-        )
-        start = 0
-        for batch in loader:
-            size = len(batch["label"])
-            yield self.net_input(batch, training=False), torch.arange(start, start + size)
-            start += size
