@@ -3,8 +3,11 @@ code cannot leave the docs pointing at nothing."""
 
 from __future__ import annotations
 
+import ast
 import importlib
+import io
 import re
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -59,6 +62,25 @@ def references(doc: Path) -> tuple[set[str], set[tuple[str, str]], set[str]]:
     return files, in_files, symbols
 
 
+def missing_symbol(name: str) -> bool:
+    """Whether the dotted ``name`` (a module, then attributes) names nothing."""
+    module, rest = name, []
+    while module:
+        try:
+            found = importlib.import_module(module)
+            break
+        except ModuleNotFoundError:
+            module, _, last = module.rpartition(".")
+            rest.insert(0, last)
+    else:
+        return True
+    for attribute in rest:
+        if not hasattr(found, attribute):
+            return True
+        found = getattr(found, attribute)
+    return False
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
 def test_every_file_and_symbol_the_docs_name_exists(doc: Path) -> None:
     files, in_files, symbols = references(doc)
@@ -68,24 +90,37 @@ def test_every_file_and_symbol_the_docs_name_exists(doc: Path) -> None:
         path = path_of(name) or path_of(f"alexnet_lab/{name}")
         if path is None or not re.search(rf"\b{symbol}\b", path.read_text()):
             missing.append(f"{name}: {symbol}")
-    for name in sorted(symbols):
-        module, rest = name, []
-        while module:
-            try:
-                found = importlib.import_module(module)
-                break
-            except ModuleNotFoundError:
-                module, _, last = module.rpartition(".")
-                rest.insert(0, last)
-        else:
-            missing.append(name)
-            continue
-        for attribute in rest:
-            if not hasattr(found, attribute):
-                missing.append(name)
-                break
-            found = getattr(found, attribute)
+    missing += [name for name in sorted(symbols) if missing_symbol(name)]
     assert not missing, f"{doc.name} names what does not exist: {missing}"
+
+
+CODE = sorted(p for folder in ("src", "bench", "tests", "tools") for p in (REPO / folder).rglob("*.py"))
+
+
+def prose(source: str) -> str:
+    """The docstrings and comments of a Python ``source``."""
+    tree = ast.parse(source)
+    nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef))]
+    docstrings = [ast.get_docstring(node) or "" for node in nodes]
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    return "\n".join(docstrings + [token.string for token in tokens if token.type == tokenize.COMMENT])
+
+
+@pytest.mark.parametrize("path", CODE, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_file_and_symbol_named_in_docstrings_and_comments_exists(path: Path) -> None:
+    text = prose(path.read_text())
+    files = re.findall(
+        r"(?<![\w/.])((?:src|conf|tests|bench|docs|tools|alexnet_lab)/[\w/.-]*\w\.(?:py|yaml|md|sh))", text
+    )
+    symbols = [m[0] for m in re.finditer(r"(?<![\w.])alexnet_lab(\.\w+)+", text)]
+    missing = [name for name in files if path_of(name) is None] + [s for s in symbols if missing_symbol(s)]
+    assert not missing, f"{path.relative_to(REPO)} names what does not exist: {missing}"
+
+
+def test_the_docstring_reader_finds_names_in_docstrings_and_comments() -> None:
+    source = 'def f():\n    """See alexnet_lab.nothing_here."""\n    return 1  # conf/none.yaml\n'
+    assert "alexnet_lab.nothing_here" in prose(source) and "conf/none.yaml" in prose(source)
+    assert missing_symbol("alexnet_lab.nothing_here") and not missing_symbol("alexnet_lab.errors.UserError")
 
 
 def test_the_readmes_table_of_groups_lists_each_groups_choices() -> None:

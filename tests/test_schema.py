@@ -82,7 +82,7 @@ def test_a_value_of_the_wrong_type(start, cache_dir: Path, override: str, expect
          "Input should be greater than or equal to 1"),
         ("model.net.widths=[16,32]",
          "error: model.net.widths=[16, 32] is not allowed: "
-         "List should have at least 5 items after validation, not 2"),
+         "Value should have at least 5 items after validation, not 2"),
         ("data.sample.num_classes=11",
          "error: data.sample.num_classes=11 is not allowed: Input should be less than or equal to 10"),
         # lightning.seed_everything and numpy take seeds from 0 to 2**32 - 1 = 4294967295

@@ -1,7 +1,7 @@
 """The resolvers conf/ names (:data:`RESOLVERS`), which Hydra's plugin discovery registers in any process that
 composes conf/ (hydra_plugins/alexnet_lab).
 
-Hydra rejects numeric option names for config groups (``gpus=1`` with conf/gpus/1.yaml fails with
+Hydra rejects numeric option names for config groups (``gpus=1`` with a file ``1.yaml`` in a gpus/ group fails with
 "Config group override must be a string or a list. Got int"), so ``gpus`` is a plain key and the settings
 that follow from it are derived by resolvers:
 

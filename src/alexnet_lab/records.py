@@ -33,9 +33,11 @@ def choices(cfg: DictConfig) -> dict[str, str]:
 
 
 def choices_line() -> str:
-    """This job's choice in each config group (model=alexnet norm=lrn ...), Hydra's own groups apart."""
+    """This job's choice in each config group (model=alexnet norm=lrn ...), Hydra's own groups apart, and
+    data_model, which train.yaml derives from data and model."""
     picked = reversed(HydraConfig.get().runtime.choices.items())  # Hydra keeps them last first
-    return " ".join(f"{group}={choice}" for group, choice in picked if choice and not group.startswith("hydra"))
+    shown = [(g, c) for g, c in picked if c and not g.startswith("hydra") and g != "data_model"]
+    return " ".join(f"{group}={choice}" for group, choice in shown)
 
 
 def wandb_identity(cfg: DictConfig) -> dict[str, Any]:

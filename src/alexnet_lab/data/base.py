@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler, Subset
 from torch.utils.data.dataloader import default_collate
 
 from alexnet_lab import compat
@@ -154,6 +154,12 @@ class ClassificationData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.dataset("train", "train")
+        if self.trainer is not None and self.trainer.overfit_batches:
+            # Lightning's overfit_batches takes the first batches in order, each of one class where the dataset is
+            # sorted by class (ImageNet's, the samples): the same batches every epoch, drawn across the classes
+            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed))  # type: ignore[arg-type]
+            dataset = Subset(dataset, order.tolist())
+            return self._loader(dataset, SequentialSampler(dataset), drop_last=True)
         world_size, rank = self.world
         sampler = ResumableSampler(len(dataset), num_replicas=world_size, rank=rank, seed=self.seed)  # type: ignore[arg-type]
         return self._loader(dataset, sampler, loader=ResumableLoader, drop_last=True, position=self._position)
