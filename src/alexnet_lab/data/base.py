@@ -154,7 +154,8 @@ class ClassificationData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.dataset("train", "train")
-        if self.trainer is not None and self.trainer.overfit_batches:
+        overfit: float = getattr(self.trainer, "overfit_batches", 0)  # the Trainer sets it in its __init__
+        if overfit:
             # Lightning's overfit_batches takes the first batches in order, each of one class where the dataset is
             # sorted by class (ImageNet's, the samples): the same batches every epoch, drawn across the classes
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed))  # type: ignore[arg-type]
