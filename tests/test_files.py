@@ -16,7 +16,7 @@ import pytest
 
 from alexnet_lab import resume
 from alexnet_lab.config import claim_dir
-from alexnet_lab.files import atomic_write, create_once
+from alexnet_lab.files import atomic_dir, atomic_write, create_once
 
 fork = multiprocessing.get_context("fork")  # each child starts with this process's (empty) claims and imports
 
@@ -153,3 +153,35 @@ def test_only_this_hosts_temp_files_of_dead_writers_are_removed(tmp_path: Path) 
     assert path.read_text() == "whole"
     assert {name for name, file in files.items() if file.exists()} == {"live writer here", "dead pid, other host",
                                                                        "another file's"}  # fmt: skip
+
+
+def test_a_folder_appears_whole_under_missing_parents_or_not_at_all(tmp_path: Path) -> None:
+    """atomic_dir: the folder is filled under a hidden temp name (a reader listing the parent sees nothing
+    half-made), its missing parents are made, and a fill that fails leaves nothing behind and raises."""
+    target = tmp_path / "a" / "b" / "sample"
+
+    def fill(folder: Path) -> None:
+        assert [p.name for p in target.parent.iterdir() if not p.name.startswith(".")] == []
+        assert folder.parent == target.parent and folder.name.startswith(".sample.tmp-")
+        (folder / "x.txt").write_text("whole")
+
+    assert atomic_dir(target, fill) == target
+    assert (target / "x.txt").read_text() == "whole"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["sample"]
+
+    def fail(folder: Path) -> None:
+        (folder / "half.txt").write_text("half")
+        raise OSError("the disk is full")
+
+    with pytest.raises(OSError, match="the disk is full"):
+        atomic_dir(tmp_path / "c" / "other", fail)
+    assert list((tmp_path / "c").iterdir()) == []
+    # a fill that fails after its folder is gone (removed by hand, a full disk's cleanup): its own error still
+    # reaches the user, not the cleanup's
+
+    def vanish(folder: Path) -> None:
+        folder.rmdir()
+        raise OSError("the disk is full")
+
+    with pytest.raises(OSError, match="the disk is full"):
+        atomic_dir(tmp_path / "c" / "third", vanish)
