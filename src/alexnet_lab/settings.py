@@ -29,22 +29,6 @@ from alexnet_lab.models.alexnet import InputSize
 # Every spelling Lightning accepts for Trainer(precision=...), from its own annotation, as strings.
 PRECISION: Any = Literal[tuple(dict.fromkeys(str(c) for literal in typing.get_args(
     typing.get_type_hints(lightning.Trainer.__init__)["precision"]) for c in typing.get_args(literal)))]  # fmt: skip
-# Lightning's arguments that the configs set, with the bounds its annotations do not state.
-LIGHTNING_BOUNDS: dict[type, dict[str, Any]] = {
-    lightning.Trainer: {
-        "devices": PositiveInt,
-        "num_nodes": PositiveInt,
-        "max_epochs": PositiveInt,
-        "max_steps": Annotated[int, Ge(-1)],
-        "log_every_n_steps": PositiveInt,
-    },  # fmt: skip
-    lightning.pytorch.callbacks.ModelCheckpoint: {
-        "save_top_k": Annotated[int, Ge(-1)],
-        "every_n_epochs": PositiveInt,
-        "every_n_train_steps": PositiveInt,
-    },  # fmt: skip
-    lightning.pytorch.callbacks.ModelSummary: {"max_depth": Annotated[int, Ge(-1)]},
-}
 
 
 def parameters(target: Any) -> tuple[dict[str, Any], bool]:
@@ -96,6 +80,15 @@ def unknown_argument(key: str, target: Any) -> str:
 # The primary configs' own keys (their groups' nodes are checked against their targets).
 COMMON = {"task_name": str, "seed": Seed, "data": Any, "paths": Any}
 # fmt: off
+# Lightning's arguments that the configs set, with the bounds its annotations do not state (-1: none, or all).
+FromMinusOne = Annotated[int, Ge(-1)]
+LIGHTNING_BOUNDS: dict[type, dict[str, Any]] = {
+    lightning.Trainer: {**dict.fromkeys(["devices", "num_nodes", "max_epochs", "log_every_n_steps"], PositiveInt),
+                        "max_steps": FromMinusOne},
+    lightning.pytorch.callbacks.ModelCheckpoint: {
+        **dict.fromkeys(["every_n_epochs", "every_n_train_steps"], PositiveInt), "save_top_k": FromMinusOne},
+    lightning.pytorch.callbacks.ModelSummary: {"max_depth": FromMinusOne},
+}
 KEYS: dict[str, dict[str, Any]] = {
     "train": {**COMMON, "tags": list[str], "gpus": Gpus, "input_size": InputSize, "ckpt_path": str | None,
               "ablation": Any, "model": Any, "trainer": Any, "callbacks": Any, "logger": Any},
