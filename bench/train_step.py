@@ -4,11 +4,11 @@
     python bench/train_step.py --device cuda    # GPU: images/s of the paper's net, step by step variant
 
 CPU: a net so narrow that compute is small (every width 2, batch 1, one thread), so that what differs between
-the loops is host work. Four loops over the same batches, in alternating rounds, each one's best round:
+the loops is host work. Five loops over the same batches, in alternating rounds, each one's best round:
 the plain loop; Lightning's Trainer with a LightningModule that only computes the loss (Lightning's own
-loop); our ClassifierModule in that Trainer; and our module with the callbacks and CSV logger of
-``python src/train.py experiment=smoke`` (what a user runs). Prints microseconds per step and each loop's
-cost over the plain loop.
+loop), under automatic and under manual optimisation; our ClassifierModule in that Trainer; and our module
+with the callbacks and CSV logger of ``python src/train.py experiment=smoke`` (what a user runs). Prints
+microseconds per step and each loop's cost over the plain loop.
 
 GPU: synthetic batches made once on the device, the paper's net (two columns, LRN) at ``--batch``: fp32,
 bf16-mixed, + channels_last, + model.compile (CUDA graphs), and the plain loop on the last.
@@ -87,6 +87,23 @@ class LossOnly(L.LightningModule):
         return self.inner.configure_optimizers()["optimizer"]
 
 
+class ManualLossOnly(LossOnly):
+    """The same under manual optimisation: Lightning's loop calls training_step alone, without the closure and the
+    optimiser hooks around it (and then refuses gradient clipping and gradient accumulation)."""
+
+    def __init__(self, module: ClassifierModule) -> None:
+        super().__init__(module)
+        self.automatic_optimization = False
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        optimizer = self.optimizers()
+        optimizer.zero_grad()  # type: ignore[union-attr]
+        loss = super().training_step(batch, batch_idx)
+        self.manual_backward(loss)
+        optimizer.step()  # type: ignore[union-attr]
+        return loss
+
+
 def smoke_callbacks(out: Path) -> tuple[list[L.Callback], list[Any]]:
     """The callbacks (but the figures, drawn once at the end) and the CSV logger of experiment=smoke."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
@@ -150,6 +167,9 @@ def cpu_overhead(steps: int, warmup: int, rounds: int) -> dict[str, float]:
             "plain PyTorch loop": lambda: plain_run(ours(), batches, steps, warmup, "cpu"),
             "Lightning, a module that only computes the loss": lambda: lightning_run(
                 LossOnly(ours()), batches, steps, warmup, "cpu"
+            ),
+            "... under manual optimisation": lambda: lightning_run(
+                ManualLossOnly(ours()), batches, steps, warmup, "cpu"
             ),
             "Lightning, our ClassifierModule": lambda: lightning_run(ours(), batches, steps, warmup, "cpu"),
             "... with experiment=smoke's callbacks and CSV logger": lambda: lightning_run(

@@ -70,7 +70,7 @@ def test_the_step_and_lrn_benchmarks_run(tmp_path: Path) -> None:
     step = bench("train_step.py", "--steps", "3", "--warmup", "1", "--rounds", "1", cwd=tmp_path)
     loops = re.findall(r"^(.*?)\s+(\d+) us", step, flags=re.MULTILINE)
     assert [name for name, _ in loops] == ["plain PyTorch loop", "Lightning, a module that only computes the loss",
-                                           "Lightning, our ClassifierModule",
+                                           "... under manual optimisation", "Lightning, our ClassifierModule",
                                            "... with experiment=smoke's callbacks and CSV logger"]  # fmt: skip
     lrn = bench("lrn.py", "--batch", "1", "--rounds", "1", cwd=tmp_path)
     assert re.search(r"conv2 \(256, 27, 27\): torch forward [\d.]+, .*ours compiled forward\+backward [\d.]+", lrn)

@@ -19,7 +19,14 @@ from torch.utils.data import DataLoader
 from alexnet_lab.data import sampling
 from alexnet_lab.data.base import per_device_batch
 from alexnet_lab.errors import UserError
-from alexnet_lab.module import CheckpointMismatchError, ClassifierModule, Ensemble, error_metrics, load_weights
+from alexnet_lab.module import (
+    CheckpointMismatchError,
+    ClassifierModule,
+    Ensemble,
+    TrainingTotals,
+    error_metrics,
+    load_weights,
+)
 from alexnet_lab.optim import PaperSGD
 
 TINY_NET = {"_target_": "alexnet_lab.models.AlexNet", "num_classes": 6}
@@ -543,6 +550,34 @@ def test_the_loss_is_logged_and_shown_per_interval_and_the_errors_per_epoch(tmp_
         assert float(row["train/top1_err"]) == pytest.approx(sum(c[0] for c in counts) / 28)
         assert float(row["train/top5_err"]) == pytest.approx(sum(c[1] for c in counts) / 28)
     assert trainer.progress_bar_metrics["train/loss"] == pytest.approx(sum(losses[9:12]) / 3, rel=1e-6)
+
+
+@pytest.mark.parametrize("buffer", [1, 3, 64])
+def test_training_totals_find_the_first_loss_that_is_not_finite_across_folds_and_epochs(buffer: int) -> None:
+    """Steps 1-9 over two epochs (4 + 5 steps), step 6 nan, step 8 inf, read every 2 steps and at each epoch's end,
+    with a buffer that folds every step, across reads, or never but when read: the intervals' means (nan from step
+    6 on), the epochs' losses, the first non-finite step (6, from a first step of 100: 106) once it has happened,
+    and errors counted by hand."""
+    losses = [2.0, 1.0, 3.0, 0.5, 1.5, math.nan, 2.5, math.inf, 1.0]
+    scores = torch.tensor([[0.5, 0.9, 0.4, 0.3, 0.2, 0.1]])  # ranks the classes 1, 0, 2, 3, 4, 5
+    labels = [1, 0, 5, 1, 0, 1, 5, 1, 1]  # top-1: right at steps 1, 4, 6, 8, 9; top-5 misses only class 5
+    totals = TrainingTotals(torch.device("cpu"), 6, first_step=100, buffer=buffer)
+    seen: list[Any] = []
+    for step, (loss, label) in enumerate(zip(losses, labels, strict=True), start=1):
+        if step == 5:
+            seen.append(totals.epoch(lambda t: t))
+            totals.start_epoch()
+        totals.add(torch.tensor(loss), scores, torch.tensor([label]))
+        if step % 2 == 0:
+            seen.append((totals.interval_loss().item(), totals.first_nonfinite(lambda t: t)))
+    seen.append(totals.epoch(lambda t: t))
+    intervals = [s for s in seen if isinstance(s, tuple)]
+    assert intervals[:2] == [(1.5, None), (1.75, None)]
+    assert math.isnan(intervals[2][0]) and intervals[3][0] == math.inf and [i[1] for i in intervals[2:]] == [106, 106]
+    first, second = (s for s in seen if isinstance(s, dict))
+    assert first["train/loss_epoch"].item() == pytest.approx(6.5 / 4) and math.isnan(second["train/loss_epoch"])
+    errors = [[e[f"train/top{k}_err"].item() for k in (1, 5)] for e in (first, second)]
+    assert errors == [pytest.approx([2 / 4, 1 / 4]), pytest.approx([2 / 5, 1 / 5])]
 
 
 def fit_steps(module: ClassifierModule, batches: list[dict], steps: int, ckpt_path: Path | None = None) -> list[float]:

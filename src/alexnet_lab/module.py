@@ -47,17 +47,17 @@ class TopKError(Metric):
         self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
-        self.wrong += wrong_counts(scores, labels, (self.top_k,))[0]
+        self.wrong += labels.numel() - hits_within(scores, labels, self.top_k)[-1]
         self.total += labels.numel()
 
     def compute(self) -> torch.Tensor:
         return self.wrong.float() / self.total
 
 
-def wrong_counts(scores: torch.Tensor, labels: torch.Tensor, top_ks: tuple[int, ...]) -> torch.Tensor:
-    """For each k of ``top_ks``, how many images' labels are not among their k highest scores (one topk)."""
-    hits = scores.topk(max(top_ks), dim=1).indices == labels[:, None]  # sorted: the highest score first
-    return torch.stack([hits[:, :k].logical_not().all(dim=1).sum() for k in top_ks])
+def hits_within(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """For j = 1..k, how many images have their label among their j highest scores (one topk: a label occurs at
+    most once among an image's k, so the running count along the k is 0 then 1)."""
+    return (scores.topk(k, dim=1).indices == labels[:, None]).cumsum(dim=1).sum(dim=0)
 
 
 def top_ks(num_classes: int) -> tuple[int, int]:
@@ -65,39 +65,50 @@ def top_ks(num_classes: int) -> tuple[int, int]:
 
 
 class TrainingTotals:
-    """The training loss and top-1/top-5 errors, summed on the device; read on the host once per logging interval
+    """The training loss and top-1/top-5 errors, kept on the device; read on the host once per logging interval
     (the loss since the last interval) and once per epoch (the epoch's loss and errors). A value read every step
     makes the CPU wait for the GPU at every step, as Lightning does with a value logged with ``prog_bar=True``, at
-    every batch end."""
+    every batch end. A step costs two small writes: its loss into a buffer, its top-k hits into a sum; the buffer
+    is folded into the sums, and searched for a loss that was not finite, when it is full or read."""
 
-    def __init__(self, device: torch.device, num_classes: int, first_step: int) -> None:
-        self.sums = torch.zeros(4, device=device)  # the interval's loss, the epoch's loss, top-1 and top-5 wrong
-        self.top_ks = top_ks(num_classes)
-        self.interval_steps = self.steps = self.images = 0
+    def __init__(self, device: torch.device, num_classes: int, first_step: int, buffer: int = 64) -> None:
+        self.losses = torch.zeros(buffer, device=device)  # the losses since the last fold, one per step
+        self.sums = torch.zeros(2, device=device)  # the loss since the last interval, and over the epoch
+        self.hits = torch.zeros(top_ks(num_classes)[1], dtype=torch.long, device=device)  # this epoch's, top 1..k
+        self.pending = self.folded = self.interval_steps = self.steps = self.images = 0
         self.started = self.ended = time.perf_counter()
         # the step (counted from first_step) of the first loss that was not finite, or -1: on the device too
-        self.first_step, self.counted = first_step, torch.zeros((), dtype=torch.long, device=device)
-        self.nonfinite = torch.full((), -1, dtype=torch.long, device=device)
+        self.first_step, self.nonfinite = first_step, torch.full((), -1, dtype=torch.long, device=device)
 
     def start_epoch(self) -> None:
-        self.sums[1:].zero_()
+        self.fold()
+        self.sums[1].zero_()
+        self.hits.zero_()
         self.steps = self.images = 0
         self.started = self.ended = time.perf_counter()
 
     def add(self, loss: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> None:
-        self.counted += 1
-        first = (self.nonfinite < 0) & ~torch.isfinite(loss.detach())
-        self.nonfinite = torch.where(first, self.counted, self.nonfinite)
-        self.sums[:2].add_(loss.detach())
-        self.sums[2:].add_(wrong_counts(scores.detach(), labels, self.top_ks))
-        self.interval_steps, self.steps, self.images = (
-            self.interval_steps + 1,
-            self.steps + 1,
-            self.images + len(labels),
-        )
+        if self.pending == len(self.losses):
+            self.fold()
+        self.losses[self.pending] = loss.detach()
+        self.hits += hits_within(scores.detach(), labels, len(self.hits))
+        self.pending, self.interval_steps, self.steps = self.pending + 1, self.interval_steps + 1, self.steps + 1
+        self.images += len(labels)
+
+    def fold(self) -> None:
+        """Adds the buffered losses to the sums and notes the first that was not finite, on the device."""
+        if not self.pending:
+            return
+        losses, self.pending = self.losses[: self.pending], 0
+        bad = ~torch.isfinite(losses)
+        first = self.folded + 1 + bad.int().argmax()  # argmax: the first of the largest
+        self.nonfinite = torch.where((self.nonfinite < 0) & bad.any(), first, self.nonfinite)
+        self.sums += losses.sum()
+        self.folded += len(losses)
 
     def interval_loss(self) -> torch.Tensor:
         """The mean loss since the last call, on the device."""
+        self.fold()
         mean = self.sums[0] / self.interval_steps
         self.sums[0].zero_()
         self.interval_steps = 0
@@ -106,6 +117,7 @@ class TrainingTotals:
     def first_nonfinite(self, reduce_min: Any) -> int | None:
         """The global step of the first loss that was not finite, on any rank (``reduce_min``: the minimum over
         the ranks), or None. Reads the device."""
+        self.fold()
         never = torch.iinfo(torch.long).max
         found = int(reduce_min(torch.where(self.nonfinite < 0, never, self.nonfinite)))
         return None if found == never else self.first_step + found
@@ -114,11 +126,12 @@ class TrainingTotals:
         """The epoch's mean loss and errors over every rank (``reduce``: a sum over the ranks), and its training
         images per second over every rank, from the epoch's start to its last step's end (``ended``; its
         validation apart). Lightning's ThroughputMonitor would wait for the GPU at every step to time it."""
+        self.fold()
         counts = self.sums.new_tensor([self.steps, self.images])
-        loss, top1, top5, steps, images = reduce(torch.cat([self.sums[1:], counts]))
+        loss, top1, top5, steps, images = reduce(torch.cat([self.sums[1:], self.hits[[0, -1]].float(), counts]))
         seconds = (self.ended if self.ended > self.started else time.perf_counter()) - self.started
-        return {"train/loss_epoch": loss / steps, "train/top1_err": top1 / images, "train/top5_err": top5 / images,
-                "train/images_per_sec": images / seconds}  # fmt: skip
+        return {"train/loss_epoch": loss / steps, "train/top1_err": (images - top1) / images,
+                "train/top5_err": (images - top5) / images, "train/images_per_sec": images / seconds}  # fmt: skip
 
 
 def error_metrics(num_classes: int) -> MetricCollection:
