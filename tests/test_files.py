@@ -4,15 +4,19 @@ checkpoint of a job's ranks. Each test runs real concurrent processes on a fresh
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 from alexnet_lab import resume
 from alexnet_lab.config import claim_dir
@@ -127,6 +131,68 @@ def test_the_ranks_of_an_srun_job_resume_from_the_checkpoint_rank_0_chose(
         resume.shared_ckpt_path(None, tmp_path, run_dir)
     (run_dir / ".ckpt_path-slurm-77.0-restart2").write_text(json.dumps(None))
     assert resume.shared_ckpt_path(None, tmp_path, run_dir) is None
+
+
+def test_a_rank_waits_for_a_choice_that_comes_later_and_says_whose_it_is(
+    tmp_path: Path, as_rank, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    as_rank(1, restart=1)
+    monkeypatch.setattr(resume, "RANK0_WAIT_S", 60.0)
+    choice = tmp_path / ".ckpt_path-slurm-77.0-restart1"
+    late = threading.Timer(0.5, atomic_write, (choice, lambda tmp: tmp.write_text(json.dumps("/ckpts/late.ckpt"))))
+    late.start()
+    with caplog.at_level(logging.INFO, logger=resume.__name__):
+        assert resume.shared_ckpt_path(None, tmp_path / "outputs", tmp_path) == "/ckpts/late.ckpt"
+    late.join()
+    assert "ckpt_path: /ckpts/late.ckpt, as rank 0 chose" in caplog.messages
+
+
+def test_ckpt_path_last_is_the_run_dirs_own_or_the_newest_of_a_run_with_the_same_overrides(
+    tmp_path: Path, compose_cfg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ckpt_path=last``: the run dir's own last.ckpt; else, under the outputs root, the newest last.ckpt of a
+    run whose overrides are the same in any order, ckpt_path and trainer.max_epochs apart; else one error in a
+    single run and a start from scratch in a sweep. A job that SLURM requeued looks for ``last`` by itself."""
+    root = tmp_path / "outputs"
+
+    def earlier_run(name: str, overrides: list[str], mtime: int) -> str:
+        (root / name / ".hydra").mkdir(parents=True)
+        (root / name / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+        ckpt = root / name / "checkpoints" / "last.ckpt"
+        ckpt.parent.mkdir()
+        ckpt.write_bytes(b"")
+        os.utime(ckpt, (mtime, mtime))
+        return str(ckpt)
+
+    earlier_run("older", ["experiment=smoke", "norm=bn", "trainer.max_epochs=2"], 1_000)
+    newest = earlier_run("newer", ["norm=bn", "experiment=smoke", "ckpt_path=/x.ckpt"], 2_000)
+    earlier_run("other", ["experiment=smoke", "norm=none"], 3_000)  # the newest of all, but another job
+    (root / "no-overrides" / "checkpoints").mkdir(parents=True)
+    (root / "no-overrides" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    compose_cfg("experiment=smoke", "norm=bn", "ckpt_path=last", "trainer.max_epochs=5")
+    run_dir = tmp_path / "run"  # compose_cfg's run dir
+    assert resume.last_checkpoint(run_dir) is None and resume.resolve_ckpt_path("last", root) == newest
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert resume.resolve_ckpt_path(None, root) is None, "no ckpt_path, not requeued: a fresh start"
+    for restarts in ("", "0"):
+        monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
+        assert resume.resolve_ckpt_path(None, root) is None
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert resume.resolve_ckpt_path(None, root) == newest
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    own = str(run_dir / "checkpoints" / "last.ckpt")
+    assert resume.last_checkpoint(run_dir) == own and resume.resolve_ckpt_path("last", root) == own
+    os.remove(own)
+    cfg = compose_cfg("experiment=smoke", "norm=lrn", "ckpt_path=last")  # no run of these overrides saved
+    with pytest.raises(resume.UserError, match=r"ckpt_path=last: no earlier run under .* with the overrides "
+                       r"\['experiment=smoke', 'norm=lrn'\] has a last.ckpt"):  # fmt: skip
+        resume.resolve_ckpt_path("last", root)
+    assert resume.resolve_ckpt_path(None, root) is None, "a requeued job without a checkpoint starts afresh"
+    OmegaConf.set_readonly(cfg.hydra, False)
+    cfg.hydra.mode = RunMode.MULTIRUN
+    resume.HydraConfig.instance().set_config(cfg)
+    assert resume.resolve_ckpt_path("last", root) is None, "a job of a resumed sweep that had not saved yet"
 
 
 def test_only_this_hosts_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
