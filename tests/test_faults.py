@@ -289,7 +289,8 @@ def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_s
 
 def test_the_first_signal_decides_and_reaches_the_ranks_this_process_started(tmp_path: Path) -> None:
     """Preemption's handler: the first signal is the one acted on, and it is passed on to the rank processes this
-    one started (Lightning's launcher's); a later signal changes nothing and is not passed on."""
+    one started (Lightning's launcher's), those that have ended skipped; a later signal changes nothing and is
+    not passed on."""
     import signal
     import time
     from types import SimpleNamespace
@@ -301,13 +302,15 @@ def test_the_first_signal_decides_and_reaches_the_ranks_this_process_started(tmp
 
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
     launcher = SubprocessScriptLauncher(LightningEnvironment(), num_processes=2, num_nodes=1)
-    launcher.procs = [subprocess.Popen(sleeper)]
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()
+    launcher.procs = [ended, subprocess.Popen(sleeper)]
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
     try:
         preemption = Preemption(str(tmp_path))
         preemption._trainer = SimpleNamespace(strategy=SimpleNamespace(launcher=launcher))  # type: ignore[assignment]
         preemption._handle(signal.SIGUSR1, None)
-        assert preemption.first == signal.SIGUSR1 and launcher.procs[0].wait(30) == -signal.SIGUSR1
+        assert preemption.first == signal.SIGUSR1 and launcher.procs[1].wait(10) == -signal.SIGUSR1
         launcher.procs = [subprocess.Popen(sleeper)]
         preemption._handle(signal.SIGTERM, None)
         time.sleep(1)  # a signal passed on would have ended it by now

@@ -5,7 +5,6 @@ resume from (the same in every rank)."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import logging
@@ -350,8 +349,7 @@ class Preemption(Checkpoint):
             return
         self.first = signal.Signals(signum)
         for proc in compat.started_ranks(self._trainer):
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signum)
+            proc.send_signal(signum)  # (a rank that has ended is skipped: Popen's own check)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
