@@ -24,7 +24,6 @@ from alexnet_lab.data.transforms import (
     DeviceNormalizer,
     lighting_offset,
     preprocess,
-    reference_normalize,
     train_geometry,
 )
 
@@ -180,6 +179,16 @@ def test_preprocess_rescales_the_short_side_then_takes_the_centre() -> None:
     out = preprocess(wide)
     assert out.shape == (3, 256, 256)
     assert out[0, :, 5].float().mean() < 50  # scaled width 437: the first 90 columns are cropped
+
+
+def reference_normalize(image: torch.Tensor, mean_image: torch.Tensor, geometry: tuple[int, int, bool],
+                        offset: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """The paper's order on one 256x256 image, in float: subtract the mean image, add the lighting ``offset`` (RGB,
+    0..255 units) to every pixel, then cut the crop at (top, left) and mirror it if asked."""
+    centred = image.float() - mean_image + (0 if offset is None else offset[:, None, None])
+    top, left, flip = geometry
+    crop = centred[:, top : top + CROP, left : left + CROP]
+    return crop.flip(-1) if flip else crop
 
 
 def test_device_normalizer_equals_the_cpu_reference() -> None:

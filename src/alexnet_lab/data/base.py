@@ -174,9 +174,6 @@ class ClassificationData(L.LightningDataModule):
         dataset = self.dataset("val", "val")
         return self._loader(dataset, EachOnceSampler(len(dataset), *self.world))  # type: ignore[arg-type]
 
-    def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
-
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if not isinstance(batch, dict):
             return batch  # not one of our batches (e.g. the model summary's example input)

@@ -265,17 +265,6 @@ class ShardReader:
                 data = self._maps[shard] = np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), np.uint8)
         return data[offset : offset + length], label
 
-    def image(self, i: int) -> tuple[torch.Tensor, int]:
-        data, label = self.jpeg(i)
-        return decode(data), label
-
-
-def decode(data: np.ndarray) -> torch.Tensor:
-    """JPEG bytes -> uint8 CHW RGB with simplejpeg (libjpeg-turbo, exact DCT): on par with
-    torchvision.io.decode_jpeg and ahead of PIL here, and it reads the memory-mapped bytes without a copy
-    (docs/benchmarks.md)."""
-    return torch.from_numpy(simplejpeg.decode_jpeg(data, colorspace="RGB")).permute(2, 0, 1)
-
 
 class PreparedDataset(torch.utils.data.Dataset):
     """A prepared split as the data module's datasets: item (index or (index, seed)) -> crop(s) and label.

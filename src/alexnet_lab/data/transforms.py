@@ -184,18 +184,3 @@ class DeviceNormalizer(nn.Module):
         if self.divisor is not None:  # a net's own normalisation: (pixels / 255 - mean) / std
             out = out / self.divisor[:, None, None]
         return out.contiguous().reshape(shape)  # prepared batches arrive channels-last: give one layout
-
-
-def reference_normalize(
-    image: torch.Tensor,
-    mean_image: torch.Tensor,
-    geometry: tuple[int, int, bool],
-    size: int = PAPER_INPUT_SIZE,
-    offset: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The paper's order on one 256x256 image, in float on the CPU: subtract the mean image, add the lighting
-    ``offset`` (RGB, 0..255 units) to every pixel, then crop and flip. :class:`DeviceNormalizer` must equal it."""
-    centred = image.float() - mean_image
-    if offset is not None:
-        centred = centred + offset[:, None, None]
-    return _crop(centred, *geometry, size)
