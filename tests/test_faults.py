@@ -302,10 +302,12 @@ def test_the_first_signal_decides_and_reaches_the_ranks_this_process_started(tmp
 
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
     launcher = SubprocessScriptLauncher(LightningEnvironment(), num_processes=2, num_nodes=1)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
+    for sig in before:  # a signal this process ignores (an earlier run's teardown) its children would ignore too
+        signal.signal(sig, signal.SIG_DFL)
     ended = subprocess.Popen([sys.executable, "-c", ""])
     ended.wait()
     launcher.procs = [ended, subprocess.Popen(sleeper)]
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
     try:
         preemption = Preemption(str(tmp_path))
         preemption._trainer = SimpleNamespace(strategy=SimpleNamespace(launcher=launcher))  # type: ignore[assignment]
