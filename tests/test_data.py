@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import random
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +79,24 @@ def test_torchvision_imagenet_agrees_on_the_archives(layouts: dict[str, Path]) -
 
 
 @pytest.mark.usefixtures("real_md5_of_generated_archives")
-def test_class_names_in_every_layout(layouts: dict[str, Path]) -> None:
-    expected = [CLASSES[w] for w in sorted(CLASSES)[: SMALL["num_classes"]]]
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_class_wnids_and_names_in_every_layout(layouts: dict[str, Path], split: str) -> None:
+    wnids = sorted(CLASSES)[: SMALL["num_classes"]]
     for layout in LAYOUTS:
-        assert read_split(layouts[layout], "train").class_names == expected, layout
+        index = read_split(layouts[layout], split)
+        assert index.wnids == wnids, layout
+        assert index.class_names == [CLASSES[w] for w in wnids], layout
+
+
+def test_a_kaggle_val_image_without_a_row_in_the_csv_is_named(tmp_path: Path, layouts: dict[str, Path]) -> None:
+    root = tmp_path / "kaggle"
+    shutil.copytree(layouts["kaggle"], root)
+    stray = root / "ILSVRC" / "Data" / "CLS-LOC" / "val" / "ILSVRC2012_val_99999999.JPEG"
+    shutil.copy(next(stray.parent.iterdir()), stray)
+    csv = root / "LOC_val_solution.csv"
+    says = re.escape(f"{stray} has no row in {csv}: the file does not match the images")
+    with pytest.raises(DataRootError, match=f"^{says}$"):
+        read_split(root, "val")
 
 
 def test_missing_root_and_unknown_layout_name_the_three_layouts(tmp_path: Path) -> None:
@@ -261,6 +278,24 @@ def test_statistics_from_at_most_n_images_take_every_kth_and_count_them(layouts:
         compute_stats([])
 
 
+def test_the_datamodule_computes_its_statistics_from_the_given_layout_and_at_most_n_images(
+    tmp_path: Path, layouts: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A copy with ImageNet's archives beside the folders unpacked from them is read as data.layout says
+    (auto would take the archives), and data.stats_max_images=7 computes the statistics from 7 of the 20
+    training images, as the log says."""
+    root = tmp_path / "unpacked"
+    shutil.copytree(layouts["folders"], root)
+    for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"):
+        (root / name).write_bytes(b"not read: data.layout=folders")
+    assert detect_layout(root) == "archives"
+    dm = ImageNetDataModule(root=str(root), layout="folders", num_classes=4, num_workers=0, stats_max_images=7)
+    with caplog.at_level(logging.INFO, logger="alexnet_lab"):
+        dm.prepare_data()
+    assert int(torch.load(tmp_path / "unpacked-stats.pt", weights_only=True)["images"]) == 7
+    assert "computing the training-set mean and RGB covariance from 7 images" in caplog.messages
+
+
 def test_statistics_summed_in_parts_and_merged_equal_one_sum() -> None:
     """prepare.py sums each shard apart and merges the sums: the same statistics as one pass over all images,
     with batches of any size (here 2 and 5, neither the 3 channels)."""
@@ -366,10 +401,14 @@ def test_val_shards_count_every_image_once(world: int) -> None:
     assert [len(s) for s in shards] == [len(EachOnceSampler(101, world, r)) for r in range(world)]
 
 
-def test_datamodule_generates_the_sample_and_batches_it(tmp_path: Path) -> None:
+def test_datamodule_generates_the_sample_says_where_and_batches_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     dm = ImageNetDataModule(root=str(tmp_path / "sample"), num_classes=4, batch_size=4, num_workers=0,
                             sample=functools.partial(write_layout, **SMALL), test_crops=10)  # fmt: skip
-    dm.prepare_data()
+    with caplog.at_level(logging.INFO, logger="alexnet_lab"):
+        dm.prepare_data()
+    assert f"writing the generated sample dataset to {tmp_path / 'sample'}" in caplog.messages
     dm.setup("fit")
     assert dm.stats_file.is_file() and dm.class_names[0].startswith("tench")
     train = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)

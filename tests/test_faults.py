@@ -14,13 +14,19 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from hydra.conf import ConfigSourceInfo
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, read_write
 
+from alexnet_lab import launch
 from alexnet_lab.resume import checkpoint_facts
 from conftest import run_in_process, run_script
 
@@ -251,6 +257,104 @@ def test_a_killed_rank_ends_the_job_naming_it(tmp_path: Path, rank: int) -> None
         assert result.returncode == -9, result.stderr[-3000:]
         assert re.search(r"error: DDP rank 0 \(pid \d+\) died; rank 1 stops", result.stderr), result.stderr[-3000:]
     assert "Traceback" not in result.stderr, "one line, not the collective's connection error"
+
+
+class Exited(Exception):
+    """What os._exit raises here, so that a watchdog's exit can be seen in this process."""
+
+
+@pytest.fixture
+def exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    def exit_(status: int) -> None:
+        raise Exited(status)
+
+    monkeypatch.setattr(os, "_exit", exit_)
+
+
+def ranks(*codes: str) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", code]) for code in codes]
+
+
+SLEEPS = "import time; time.sleep(60)"
+
+
+@pytest.mark.usefixtures("exits")
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [
+        ("import sys; sys.exit(3)", "exited with status 3"),
+        ("import os; os.kill(os.getpid(), 9)", "was killed by SIGKILL"),
+    ],
+)
+def test_rank_0s_watchdog_names_the_first_dead_rank_ends_the_others_and_exits_1(
+    code: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """launch.watch_children, in this process: ranks 3, 4 and 5 (first_rank=3) of a job; rank 4 dies."""
+    procs = ranks("pass", code, SLEEPS)
+    with pytest.raises(Exited) as exited:
+        launch.watch_children(procs, first_rank=3)
+    assert exited.value.args == (1,)
+    assert capsys.readouterr().err == f"error: DDP rank 4 (pid {procs[1].pid}) {says}; stopping the job\n"
+    assert procs[2].wait(10) == -9  # the rank still running is killed
+
+
+@pytest.mark.usefixtures("exits")
+def test_rank_0s_watchdog_ends_quietly_when_every_rank_ends_well(capsys: pytest.CaptureFixture[str]) -> None:
+    launch.watch_children(ranks("pass", "import time; time.sleep(0.5)"), first_rank=1)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.usefixtures("exits")
+def test_after_rank_0s_error_a_dead_rank_is_named_within_the_wait_or_nothing_is_said(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """launch.explain_child_failure: a rank that dies during the wait is named; ranks that live on are not."""
+    late = ranks("import time, sys; time.sleep(0.5); sys.exit(2)", SLEEPS)
+    with pytest.raises(Exited):
+        launch.explain_child_failure(late, first_rank=1, wait_s=30)
+    assert capsys.readouterr().err == f"error: DDP rank 1 (pid {late[0].pid}) exited with status 2; stopping the job\n"
+    alive = ranks(SLEEPS)
+    launch.explain_child_failure(alive, first_rank=1, wait_s=0.5)  # returns: the error was rank 0's own
+    assert alive[0].poll() is None and capsys.readouterr().err == ""
+    alive[0].kill()
+    launch.explain_child_failure([], first_rank=1)  # one process: nothing to wait for (a 5 s wait would hang here)
+
+
+@pytest.mark.usefixtures("exits")
+def test_a_child_ranks_watchdog_waits_on_rank_0_and_names_it_when_it_is_gone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """launch.watch_parent and explain_parent_failure: rank 0 is the parent process. This process's parent
+    lives, so they wait; a rank 0 that is not the parent any more (another pid here) has died."""
+    watching = threading.Thread(target=launch.watch_parent, args=(os.getppid(), 2), daemon=True)
+    watching.start()
+    launch.explain_parent_failure(os.getppid(), 2, wait_s=0.5)  # returns: rank 0 lives
+    assert watching.is_alive() and capsys.readouterr().err == ""
+    gone = os.getpid()
+    for stop in (lambda: launch.watch_parent(gone, 2), lambda: launch.explain_parent_failure(gone, 2, wait_s=30)):
+        with pytest.raises(Exited) as exited:
+            stop()
+        assert exited.value.args == (1,)
+        assert capsys.readouterr().err == f"error: DDP rank 0 (pid {gone}) died; rank 2 stops\n"
+
+
+def test_a_started_rank_runs_the_current_job_alone_in_its_run_dir(
+    compose_cfg: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """launch.job_command, for one job of `python src/train.py -m pooling=overlap,nonoverlap seed=3
+    --config-dir=mine`: the job's own overrides, the extra config dir, its run dir, no -m, from where the user
+    started it."""
+    cfg = compose_cfg("pooling=nonoverlap", "seed=3")
+    with read_write(cfg.hydra.runtime.config_sources):
+        cfg.hydra.runtime.config_sources.append(ConfigSourceInfo("mine", "file", "command-line"))
+    HydraConfig.instance().set_config(cfg)
+    monkeypatch.setattr(sys, "argv", ["src/train.py", "-m", "pooling=overlap,nonoverlap", "seed=3"])
+    with launch.job_scope("src/train.py"):
+        command, cwd = launch.job_command(1)
+    assert command == [sys.executable, str(Path("src/train.py").resolve()), "--config-dir=mine",
+                       "--config-name=train", "pooling=nonoverlap", "seed=3",
+                       f'hydra.run.dir="{tmp_path / "run"}"', "hydra.job.chdir=False"]  # fmt: skip
+    assert cwd == os.getcwd()
 
 
 def test_checkpoint_of_another_configuration_names_the_mismatch(tmp_path: Path) -> None:

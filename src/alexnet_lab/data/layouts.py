@@ -101,8 +101,8 @@ def _read_archives(root: Path, split: str) -> SplitIndex:
     # torchvision parses the devkit (meta.mat, validation ground truth) and unpacks the archives once.
     from torchvision.datasets import ImageNet
 
-    dataset = ImageNet(str(root), split=split)
-    names = [", ".join(c) if isinstance(c, tuple) else str(c) for c in dataset.classes]
+    dataset = ImageNet(str(root), split=split)  # its classes: a tuple of names each, from the devkit's meta.mat
+    names = [", ".join(names) for names in dataset.classes]
     return SplitIndex([(p, int(t)) for p, t in dataset.samples], list(dataset.wnids), names)
 
 
