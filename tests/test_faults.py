@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,9 +25,12 @@ import pytest
 import torch
 from hydra.conf import ConfigSourceInfo
 from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.plugins.environments import LightningEnvironment
+from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, read_write
 
 from alexnet_lab import launch
+from alexnet_lab.errors import UserError
 from alexnet_lab.resume import checkpoint_facts
 from conftest import run_in_process, run_script
 
@@ -278,6 +282,14 @@ def ranks(*codes: str) -> list[subprocess.Popen]:
 SLEEPS = "import time; time.sleep(60)"
 
 
+def soon(condition: Callable[[], object], within_s: float = 10.0) -> bool:
+    """Whether ``condition`` holds within the time (a thread's first step is not instant)."""
+    deadline = time.monotonic() + within_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(condition())
+
+
 @pytest.mark.usefixtures("exits")
 @pytest.mark.parametrize(
     ("code", "says"),
@@ -338,6 +350,63 @@ def test_a_child_ranks_watchdog_waits_on_rank_0_and_names_it_when_it_is_gone(
         assert capsys.readouterr().err == f"error: DDP rank 0 (pid {gone}) died; rank 2 stops\n"
 
 
+@pytest.mark.usefixtures("exits")
+def test_the_ddp_strategy_watches_the_ranks_it_starts_and_after_an_error_names_a_dead_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SweepSafeDDPStrategy's hooks, in process, on node 1 of two nodes of two processes each. Rank 2 (node 1's
+    rank 0) starts global rank 3, tells it its pid, and watches it from a daemon thread (one that cannot keep a
+    finished job alive); after an error of its own it names the rank that died. Rank 3 watches rank 2, and after
+    an error of its own names a rank 2 that is gone. A KeyboardInterrupt is the user's: nothing is explained."""
+    watched: list[tuple[str, bool, tuple]] = []
+
+    def recorder(name: str) -> Callable[..., None]:
+        def record(*args: object) -> None:
+            watched.append((threading.current_thread().name, threading.current_thread().daemon, args))
+
+        record.__name__ = name
+        return record
+
+    monkeypatch.setattr(launch, "watch_children", recorder("watch_children"))
+    monkeypatch.setattr(launch, "watch_parent", recorder("watch_parent"))
+    monkeypatch.setenv("NODE_RANK", "1")
+    monkeypatch.delenv("ALEXNET_LAB_RANK0_PID", raising=False)  # starting_ranks sets it: put back after the test
+    environment = LightningEnvironment()
+    rank0 = launch.SweepSafeDDPStrategy(cluster_environment=environment, parallel_devices=[torch.device("cpu")] * 2)
+    rank0.starting_ranks()
+    assert os.environ["ALEXNET_LAB_RANK0_PID"] == str(os.getpid())  # the environment the ranks are started with
+    dead = ranks("import sys; sys.exit(4)")
+    rank0.ranks_started(dead)
+    dead[0].wait(30)
+    assert soon(lambda: watched)
+    assert watched == [("watch_children", True, (dead, 3))]
+    rank0.on_exception(KeyboardInterrupt())
+    assert capsys.readouterr().err == ""
+    with pytest.raises(Exited):
+        rank0.on_exception(RuntimeError("gloo: connection closed by peer"))
+    assert capsys.readouterr().err == f"error: DDP rank 3 (pid {dead[0].pid}) exited with status 4; stopping the job\n"
+
+    monkeypatch.setattr(DDPStrategy, "setup_environment", lambda self: None)  # the process group: not here
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("ALEXNET_LAB_RANK0_PID", str(os.getppid()))  # this process stands for rank 3
+    environment.set_global_rank(3)
+    watched.clear()
+    child = launch.SweepSafeDDPStrategy(cluster_environment=environment, parallel_devices=[torch.device("cpu")] * 2)
+    child.setup_environment()
+    assert soon(lambda: watched)
+    assert watched == [("watch_parent", True, (os.getppid(), 3))]
+    child._rank0_pid = gone = os.getpid()  # as if rank 2 had died: it is no longer the parent
+    with pytest.raises(Exited):
+        child.on_exception(RuntimeError("gloo: connection closed by peer"))
+    assert capsys.readouterr().err == f"error: DDP rank 0 (pid {gone}) died; rank 3 stops\n"
+    monkeypatch.setenv("ALEXNET_LAB_RANK0_PID", str(os.getpid()))  # a rank 0 that is not the parent: not ours
+    watched.clear()
+    launch.SweepSafeDDPStrategy(
+        cluster_environment=environment, parallel_devices=[torch.device("cpu")] * 2
+    ).setup_environment()
+    assert not soon(lambda: watched, within_s=0.5)
+
+
 def test_a_started_rank_runs_the_current_job_alone_in_its_run_dir(
     compose_cfg: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -355,6 +424,8 @@ def test_a_started_rank_runs_the_current_job_alone_in_its_run_dir(
                        "--config-name=train", "pooling=nonoverlap", "seed=3",
                        f'hydra.run.dir="{tmp_path / "run"}"', "hydra.job.chdir=False"]  # fmt: skip
     assert cwd == os.getcwd()
+    with pytest.raises(UserError, match=r"^a job of several processes starts its ranks inside .*job_scope"):
+        launch.job_command(1)  # a script of the user's own that did not start the job in job_scope
 
 
 def test_checkpoint_of_another_configuration_names_the_mismatch(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,7 @@ def test_batched_loading_cuts_the_crops_of_the_decoded_image(shards: Path, mode:
     exact = prep.PreparedDataset(reader, Crops(mode), fast_dct=False)
     items = [(i, 1000 + i) for i in range(len(reader))] if mode == "train" else list(range(len(reader)))
     batch = exact.__getitems__(items)
+    assert batch["image"].dtype == torch.uint8  # a quarter of float32's bytes to pin and move
     crops = 10 if mode == "ten" else 1
     assert batch["image"].shape == ((len(items), 10, 3, 224, 224) if crops == 10 else (len(items), 3, 224, 224))
     assert batch["label"].tolist() == reader.labels
@@ -84,8 +87,31 @@ def test_batched_loading_cuts_the_crops_of_the_decoded_image(shards: Path, mode:
     assert 0 < difference.mean() < 2.0 and difference.max() <= 8, "the fast IDCT moves pixels a little"
 
 
+def test_a_prepared_split_names_its_classes_gives_single_items_and_pickles_after_reading(
+    raw: Path, shards: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source's wnids and class names; an item alone is its row of a batch; a copy pickled after reading
+    (as a worker that is spawned, not forked, receives it) reads the same; an image of another size than
+    prepared is named."""
+    index = read_split(raw, "val")
+    reader = prep.ShardReader(shards, "val")
+    assert reader.wnids == index.wnids and reader.class_names == index.class_names
+    dataset = prep.PreparedDataset(reader, Crops("centre"), fast_dct=False)
+    batch = dataset.__getitems__([0, 4])  # maps the shards of both
+    one = dataset[4]
+    assert torch.equal(one["image"], batch["image"][1]) and torch.equal(one["geometry"], batch["geometry"][1])
+    assert type(one["label"]) is int and one["label"] == index.samples[4][1]
+    again = pickle.loads(pickle.dumps(dataset)).__getitems__([0, 4])
+    assert all(torch.equal(batch[key], again[key]) for key in ("image", "geometry", "label"))
+    small = np.frombuffer(simplejpeg.encode_jpeg(np.zeros((16, 8, 3), np.uint8)), np.uint8)
+    monkeypatch.setattr(reader, "jpeg", lambda i: (small, 0))
+    says = f"{shards}: val image 2 is (16, 8), not the prepared 256x256: prepare the data again"
+    with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
+        dataset.__getitems__([2])
+
+
 def test_a_worker_hands_over_the_same_batch(shards: Path) -> None:
-    dataset = prep.PreparedDataset(prep.ShardReader(shards, "train"), Crops("train"))
+    dataset = prep.PreparedDataset(prep.ShardReader(shards, "train"), Crops("train"), fast_dct=True)
     sampler = ResumableSampler(len(dataset), 1, 0, seed=3)
     loaders = [DataLoader(dataset, batch_size=8, sampler=sampler, num_workers=w, collate_fn=collate) for w in (0, 1)]
     in_process, from_worker = (list(loader) for loader in loaders)

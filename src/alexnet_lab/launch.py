@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from alexnet_lab import compat
+from alexnet_lab.errors import UserError
 
 _entry_script: str | None = None  # the entry point running the current job (set by job_scope)
 _children: list[subprocess.Popen] = []  # the ranks the current job started
@@ -79,18 +80,16 @@ def job_command(local_rank: int) -> tuple[Sequence[str], str]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd
 
-    import __main__
-
+    if _entry_script is None:
+        raise UserError(
+            "a job of several processes starts its ranks inside alexnet_lab.launch.job_scope(__file__): "
+            "run the script's job in it, as src/train.py does"
+        )
     hydra = HydraConfig.get()
-    if _entry_script is not None:
-        script = [sys.executable, _entry_script]
-    elif __main__.__spec__ is None:
-        script = [sys.executable, str(Path(get_original_cwd(), sys.argv[0]).resolve())]
-    else:
-        script = [sys.executable, "-m", __main__.__spec__.name]
     extra_dirs = [s.path for s in hydra.runtime.config_sources if s.provider == "command-line"]  # --config-dir
     command = [
-        *script,
+        sys.executable,
+        _entry_script,
         *(f"--config-dir={d}" for d in extra_dirs),
         f"--config-name={hydra.job.config_name}",
         *hydra.overrides.task,

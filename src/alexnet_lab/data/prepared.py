@@ -277,15 +277,12 @@ class PreparedDataset(torch.utils.data.Dataset):
     faster, pixels within a level or two of the exact IDCT (docs/benchmarks.md).
     """
 
-    def __init__(self, reader: ShardReader, transform: Any, fast_dct: bool = False) -> None:
+    def __init__(self, reader: ShardReader, transform: Any, fast_dct: bool) -> None:
         self.reader, self.transform, self.fast_dct = reader, transform, fast_dct
         self._buffer: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.reader)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_buffer": None}
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
         batch = self.__getitems__([item])
