@@ -419,13 +419,13 @@ def test_a_started_rank_runs_the_current_job_alone_in_its_run_dir(
     HydraConfig.instance().set_config(cfg)
     monkeypatch.setattr(sys, "argv", ["src/train.py", "-m", "pooling=overlap,nonoverlap", "seed=3"])
     with launch.job_scope("src/train.py"):
-        command, cwd = launch.job_command(1)
+        command, cwd = launch.job_command()
     assert command == [sys.executable, str(Path("src/train.py").resolve()), "--config-dir=mine",
                        "--config-name=train", "pooling=nonoverlap", "seed=3",
                        f'hydra.run.dir="{tmp_path / "run"}"', "hydra.job.chdir=False"]  # fmt: skip
     assert cwd == os.getcwd()
     with pytest.raises(UserError, match=r"^a job of several processes starts its ranks inside .*job_scope"):
-        launch.job_command(1)  # a script of the user's own that did not start the job in job_scope
+        launch.job_command()  # a script of the user's own that did not start the job in job_scope
 
 
 def test_checkpoint_of_another_configuration_names_the_mismatch(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,15 @@ def test_a_prepared_split_names_its_classes_gives_single_items_and_pickles_after
         dataset.__getitems__([2])
 
 
+def test_shards_of_another_format_are_named_with_the_fix(shards: Path, tmp_path: Path) -> None:
+    older = shutil.copytree(shards, tmp_path / "older")
+    meta = json.loads((older / "meta.json").read_text())
+    (older / "meta.json").write_text(json.dumps({**meta, "format": "alexnet-lab-shards/0"}))
+    says = f"{older / 'meta.json'} is format 'alexnet-lab-shards/0', not 'alexnet-lab-shards/1': prepare it again"
+    with pytest.raises(UserError, match=f"^{re.escape(says)}$"):
+        prep.ShardReader(older, "train")
+
+
 def test_a_worker_hands_over_the_same_batch(shards: Path) -> None:
     dataset = prep.PreparedDataset(prep.ShardReader(shards, "train"), Crops("train"), fast_dct=True)
     sampler = ResumableSampler(len(dataset), 1, 0, seed=3)
@@ -155,6 +165,8 @@ def test_an_interrupted_prepare_completes_without_redoing_finished_shards(
         prep.prepare(raw, out, shard_size=4, quality=80, workers=1, progress=False)
     with pytest.raises(UserError, match=r"chroma=420 \(now 444\).*new out directory"):  # README: refused too
         prep.prepare(raw, out, shard_size=4, chroma=444, workers=1, progress=False)
+    with pytest.raises(UserError, match=r"with quality=90 \(now 80\), chroma=420 \(now 444\): prepare into a new"):
+        prep.prepare(raw, out, shard_size=4, quality=80, chroma=444, workers=1, progress=False)
 
     first = list(written)
     written.clear()
@@ -163,6 +175,26 @@ def test_an_interrupted_prepare_completes_without_redoing_finished_shards(
     assert len(written) == 9 - 3 and not set(first) & set(written), "finished shards were written again"
     assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in finished.items())
     assert prep.ShardReader(out, "train").labels == [label for _, label in read_split(raw, "train").samples]
+
+
+def test_the_chosen_layout_quality_and_chroma_are_what_the_shards_hold(raw: Path, tmp_path: Path) -> None:
+    """prepare.py's layout=kaggle on a copy that also holds ImageNet's archives (auto would take those),
+    quality=95 and chroma=444 (the defaults are 90 and 4:2:0): each image is the on-the-fly pixels encoded so,
+    its header says 4:4:4, and the out directory then refuses another source."""
+    source = shutil.copytree(raw, tmp_path / "unpacked")
+    for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"):
+        (source / name).write_bytes(b"not read: layout=kaggle")
+    out = tmp_path / "out"
+    prep.prepare(source, out, layout="kaggle", shard_size=4, quality=95, chroma=444, workers=1, progress=False)
+    for split in ("train", "val"):
+        reader, samples = prep.ShardReader(out, split), read_split(raw, split).samples
+        assert reader.labels == [label for _, label in samples]
+        for i, (path, _) in enumerate(samples):
+            data = reader.jpeg(i)[0]
+            assert simplejpeg.decode_jpeg_header(data)[3] == "444"
+            assert torch.equal(decode(data), decode(prep.encode_jpeg(preprocess(load_rgb(path)), 95, 444))), path
+    with pytest.raises(UserError, match=re.escape(f"source='{source}' (now '{raw}')")):
+        prep.prepare(raw, out, shard_size=4, quality=95, chroma=444, workers=1, progress=False)
 
 
 def test_prepare_script_and_a_missing_source(raw: Path, tmp_path: Path) -> None:

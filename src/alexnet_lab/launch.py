@@ -75,8 +75,9 @@ def _end_children(failed: bool) -> None:
     _children.clear()
 
 
-def job_command(local_rank: int) -> tuple[Sequence[str], str]:
-    """The command that runs rank ``local_rank`` of the current Hydra job, and the dir to run it in."""
+def job_command() -> tuple[Sequence[str], str]:
+    """The command that runs another rank of the current Hydra job (each learns its rank from the environment
+    Lightning gives it), and the dir to run it in."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd
 
@@ -171,7 +172,7 @@ class SweepSafeDDPStrategy(compat.HookedDDPStrategy):
     _children: list[subprocess.Popen] = []
 
     def rank_command(self, local_rank: int) -> tuple[Sequence[str], str]:
-        return job_command(local_rank)
+        return job_command()
 
     def starting_ranks(self) -> None:
         os.environ[RANK0_PID_ENV] = str(os.getpid())  # the ranks' watchdogs watch this process
@@ -188,7 +189,7 @@ class SweepSafeDDPStrategy(compat.HookedDDPStrategy):
 
     def setup_environment(self) -> None:
         rank0_pid = os.environ.get(RANK0_PID_ENV)
-        if self.local_rank > 0 and rank0_pid and int(rank0_pid) == os.getppid():
+        if rank0_pid and int(rank0_pid) == os.getppid():  # a rank that rank 0 started
             self._rank0_pid = int(rank0_pid)
             _daemon(watch_parent, self._rank0_pid, self.global_rank)
         super().setup_environment()
