@@ -297,6 +297,7 @@ def soon(condition: Callable[[], object], within_s: float = 10.0) -> bool:
         ("import sys; sys.exit(3)", "exited with status 3"),
         ("import os; os.kill(os.getpid(), 9)", "was killed by SIGKILL"),
     ],
+    ids=["exited", "killed"],
 )
 def test_rank_0s_watchdog_names_the_first_dead_rank_ends_the_others_and_exits_1(
     code: str, says: str, capsys: pytest.CaptureFixture[str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import re
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import simplejpeg
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from alexnet_lab.data import prepared as prep
@@ -165,7 +167,12 @@ def test_an_interrupted_prepare_completes_without_redoing_finished_shards(
         prep.prepare(raw, out, shard_size=4, quality=80, workers=1, progress=False)
     with pytest.raises(UserError, match=r"chroma=420 \(now 444\).*new out directory"):  # README: refused too
         prep.prepare(raw, out, shard_size=4, chroma=444, workers=1, progress=False)
-    with pytest.raises(UserError, match=r"with quality=90 \(now 80\), chroma=420 \(now 444\): prepare into a new"):
+    with pytest.raises(
+        UserError,
+        match=re.escape(
+            f"{out} holds shards prepared with quality=90 (now 80), chroma=420 (now 444): prepare into a new"
+        ),
+    ):
         prep.prepare(raw, out, shard_size=4, quality=80, chroma=444, workers=1, progress=False)
 
     first = list(written)
@@ -192,7 +199,10 @@ def test_the_chosen_layout_quality_and_chroma_are_what_the_shards_hold(raw: Path
         for i, (path, _) in enumerate(samples):
             data = reader.jpeg(i)[0]
             assert simplejpeg.decode_jpeg_header(data)[3] == "444"
-            assert torch.equal(decode(data), decode(prep.encode_jpeg(preprocess(load_rgb(path)), 95, 444))), path
+            pixels = preprocess(load_rgb(path)).permute(1, 2, 0).numpy()
+            expected = io.BytesIO()  # PIL's own encoder at those settings (subsampling 0 is 4:4:4)
+            Image.fromarray(pixels).save(expected, format="JPEG", quality=95, subsampling=0)
+            assert torch.equal(decode(data), decode(expected.getvalue())), path
     with pytest.raises(UserError, match=re.escape(f"source='{source}' (now '{raw}')")):
         prep.prepare(raw, out, shard_size=4, quality=95, chroma=444, workers=1, progress=False)
 
