@@ -390,7 +390,7 @@ def test_the_ddp_strategy_watches_the_ranks_it_starts_and_after_an_error_names_a
     monkeypatch.setattr(DDPStrategy, "setup_environment", lambda self: None)  # the process group: not here
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv("ALEXNET_LAB_RANK0_PID", str(os.getppid()))  # this process stands for rank 3
-    environment.set_global_rank(3)
+    monkeypatch.setattr(environment, "global_rank", lambda: 3)  # set_global_rank would set rank_zero_only.rank
     watched.clear()
     child = launch.SweepSafeDDPStrategy(cluster_environment=environment, parallel_devices=[torch.device("cpu")] * 2)
     child.setup_environment()

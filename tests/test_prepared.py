@@ -104,6 +104,7 @@ def test_a_prepared_split_names_its_classes_gives_single_items_and_pickles_after
     one = dataset[4]
     assert torch.equal(one["image"], batch["image"][1]) and torch.equal(one["geometry"], batch["geometry"][1])
     assert type(one["label"]) is int and one["label"] == index.samples[4][1]
+    assert len(pickle.dumps(reader)) < (shards / "val-00000.jpg.bin").stat().st_size  # a copy maps them itself
     again = pickle.loads(pickle.dumps(dataset)).__getitems__([0, 4])
     assert all(torch.equal(batch[key], again[key]) for key in ("image", "geometry", "label"))
     small = np.frombuffer(simplejpeg.encode_jpeg(np.zeros((16, 8, 3), np.uint8)), np.uint8)
