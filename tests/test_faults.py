@@ -31,6 +31,7 @@ from omegaconf import DictConfig, read_write
 
 from alexnet_lab import launch
 from alexnet_lab.errors import UserError
+from alexnet_lab.module import Diverged
 from alexnet_lab.resume import checkpoint_facts
 from conftest import run_in_process, run_script
 
@@ -425,8 +426,20 @@ def test_a_started_rank_runs_the_current_job_alone_in_its_run_dir(
                        "--config-name=train", "pooling=nonoverlap", "seed=3",
                        f'hydra.run.dir="{tmp_path / "run"}"', "hydra.job.chdir=False"]  # fmt: skip
     assert cwd == os.getcwd()
-    with pytest.raises(UserError, match=r"^a job of several processes starts its ranks inside .*job_scope"):
+    says = "a job of several processes starts its ranks inside alexnet_lab.launch.job_scope(__file__): run the "
+    with pytest.raises(UserError, match=f"^{re.escape(says)}script's job in it, as src/train.py does$"):
         launch.job_command()  # a script of the user's own that did not start the job in job_scope
+
+
+def test_the_divergence_line_names_the_step_and_the_checkpoint_to_resume_from_or_its_absence() -> None:
+    assert str(Diverged(8, "/runs/a/checkpoints/last.ckpt")) == (
+        "training diverged: the loss was not finite at step 8; the last checkpoint before it is "
+        "/runs/a/checkpoints/last.ckpt: resume from it with a lower model.lr, or start again"
+    )
+    assert str(Diverged(3, None)) == (
+        "training diverged: the loss was not finite at step 3; no checkpoint was written before it: start again "
+        "with a lower model.lr"
+    )
 
 
 def test_checkpoint_of_another_configuration_names_the_mismatch(tmp_path: Path) -> None:

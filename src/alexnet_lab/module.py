@@ -323,9 +323,12 @@ class Diverged(UserError):
 
     def __init__(self, step: int, last_ckpt: str | None) -> None:
         self.step, self.last_ckpt = step, last_ckpt
-        before = f"the last checkpoint before it is {last_ckpt}" if last_ckpt else "no checkpoint was written before it"
-        super().__init__(f"training diverged: the loss was not finite at step {step}; {before}: resume from it "
-                         "with a lower model.lr, or start again")  # fmt: skip
+        fix = (
+            f"the last checkpoint before it is {last_ckpt}: resume from it with a lower model.lr, or start again"
+            if last_ckpt
+            else "no checkpoint was written before it: start again with a lower model.lr"
+        )
+        super().__init__(f"training diverged: the loss was not finite at step {step}; {fix}")
 
 
 class Ensemble(L.LightningModule):
