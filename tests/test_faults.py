@@ -17,7 +17,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,8 +276,19 @@ def exits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "_exit", exit_)
 
 
-def ranks(*codes: str) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-c", code]) for code in codes]
+@pytest.fixture
+def ranks() -> Iterator[Callable[..., list[subprocess.Popen]]]:
+    """Starts Python processes that stand for ranks; after the test, passed or failed, ends and reaps them."""
+    started: list[subprocess.Popen] = []
+
+    def start(*codes: str) -> list[subprocess.Popen]:
+        started.extend(subprocess.Popen([sys.executable, "-c", code]) for code in codes)
+        return started[-len(codes) :]
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()
 
 
 SLEEPS = "import time; time.sleep(60)"
@@ -301,7 +312,7 @@ def soon(condition: Callable[[], object], within_s: float = 10.0) -> bool:
     ids=["exited", "killed"],
 )
 def test_rank_0s_watchdog_names_the_first_dead_rank_ends_the_others_and_exits_1(
-    code: str, says: str, capsys: pytest.CaptureFixture[str]
+    code: str, says: str, ranks: Callable[..., list[subprocess.Popen]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """launch.watch_children, in this process: ranks 3, 4 and 5 (first_rank=3) of a job; rank 4 dies."""
     procs = ranks("pass", code, SLEEPS)
@@ -313,14 +324,16 @@ def test_rank_0s_watchdog_names_the_first_dead_rank_ends_the_others_and_exits_1(
 
 
 @pytest.mark.usefixtures("exits")
-def test_rank_0s_watchdog_ends_quietly_when_every_rank_ends_well(capsys: pytest.CaptureFixture[str]) -> None:
+def test_rank_0s_watchdog_ends_quietly_when_every_rank_ends_well(
+    ranks: Callable[..., list[subprocess.Popen]], capsys: pytest.CaptureFixture[str]
+) -> None:
     launch.watch_children(ranks("pass", "import time; time.sleep(0.5)"), first_rank=1)
     assert capsys.readouterr().err == ""
 
 
 @pytest.mark.usefixtures("exits")
 def test_after_rank_0s_error_a_dead_rank_is_named_within_the_wait_or_nothing_is_said(
-    capsys: pytest.CaptureFixture[str],
+    ranks: Callable[..., list[subprocess.Popen]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """launch.explain_child_failure: a rank that dies during the wait is named; ranks that live on are not."""
     late = ranks("import time, sys; time.sleep(0.5); sys.exit(2)", SLEEPS)
@@ -330,7 +343,6 @@ def test_after_rank_0s_error_a_dead_rank_is_named_within_the_wait_or_nothing_is_
     alive = ranks(SLEEPS)
     launch.explain_child_failure(alive, first_rank=1, wait_s=0.5)  # returns: the error was rank 0's own
     assert alive[0].poll() is None and capsys.readouterr().err == ""
-    alive[0].kill()
     launch.explain_child_failure([], first_rank=1)  # one process: nothing to wait for (a 5 s wait would hang here)
 
 
@@ -354,7 +366,7 @@ def test_a_child_ranks_watchdog_waits_on_rank_0_and_names_it_when_it_is_gone(
 
 @pytest.mark.usefixtures("exits")
 def test_the_ddp_strategy_watches_the_ranks_it_starts_and_after_an_error_names_a_dead_one(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ranks: Callable[..., list[subprocess.Popen]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """SweepSafeDDPStrategy's hooks, in process, on node 1 of two nodes of two processes each. Rank 2 (node 1's
     rank 0) starts global rank 3, tells it its pid, and watches it from a daemon thread (one that cannot keep a
@@ -374,7 +386,11 @@ def test_the_ddp_strategy_watches_the_ranks_it_starts_and_after_an_error_names_a
     monkeypatch.setenv("NODE_RANK", "1")
     monkeypatch.delenv("ALEXNET_LAB_RANK0_PID", raising=False)  # starting_ranks sets it: put back after the test
     environment = LightningEnvironment()
-    rank0 = launch.SweepSafeDDPStrategy(cluster_environment=environment, parallel_devices=[torch.device("cpu")] * 2)
+
+    def strategy() -> launch.SweepSafeDDPStrategy:  # this node's two processes
+        return launch.SweepSafeDDPStrategy(cluster_environment=environment, parallel_devices=[torch.device("cpu")] * 2)
+
+    rank0 = strategy()
     rank0.starting_ranks()
     assert os.environ["ALEXNET_LAB_RANK0_PID"] == str(os.getpid())  # the environment the ranks are started with
     dead = ranks("import sys; sys.exit(4)")
@@ -393,7 +409,7 @@ def test_the_ddp_strategy_watches_the_ranks_it_starts_and_after_an_error_names_a
     monkeypatch.setenv("ALEXNET_LAB_RANK0_PID", str(os.getppid()))  # this process stands for rank 3
     monkeypatch.setattr(environment, "global_rank", lambda: 3)  # set_global_rank would set rank_zero_only.rank
     watched.clear()
-    child = launch.SweepSafeDDPStrategy(cluster_environment=environment, parallel_devices=[torch.device("cpu")] * 2)
+    child = strategy()
     child.setup_environment()
     assert soon(lambda: watched)
     assert watched == [("watch_parent", True, (os.getppid(), 3))]
@@ -403,9 +419,7 @@ def test_the_ddp_strategy_watches_the_ranks_it_starts_and_after_an_error_names_a
     assert capsys.readouterr().err == f"error: DDP rank 0 (pid {gone}) died; rank 3 stops\n"
     monkeypatch.setenv("ALEXNET_LAB_RANK0_PID", str(os.getpid()))  # a rank 0 that is not the parent: not ours
     watched.clear()
-    launch.SweepSafeDDPStrategy(
-        cluster_environment=environment, parallel_devices=[torch.device("cpu")] * 2
-    ).setup_environment()
+    strategy().setup_environment()
     assert not soon(lambda: watched, within_s=0.5)
 
 
