@@ -642,3 +642,21 @@ def test_the_plateau_schedule_stops_each_groups_lr_at_its_own_floor() -> None:
         scheduler.step(0.9)
     lrs = {group["name"]: group["lr"] for group in scheduler.optimizer.param_groups}
     assert lrs == pytest.approx({"weights": 0.01 * 0.1**3, "biases": 2 * 0.01 * 0.1**3})
+
+
+@pytest.mark.parametrize(
+    ("max_steps", "plateau_steps"), [(2, 0), (4, 1), (6, 2)], ids=["in-epoch-0", "in-epoch-1", "at-an-end"]
+)
+def test_max_steps_inside_an_epoch_ends_the_run_without_stepping_the_plateau_on_a_stale_error(
+    max_steps: int, plateau_steps: int
+) -> None:
+    """Epochs of 3 steps: a run that max_steps ends inside an epoch did not validate that epoch, so the plateau
+    schedule has no new val/top1_err to step on (in epoch 0, none at all); it steps once per validated epoch."""
+    net = {"_target_": "alexnet_lab.models.LeNet5", "num_classes": 3}
+    module = ClassifierModule(net=net, **RECIPE)
+    batches = DataLoader([{"image": torch.randn(1, 32, 32), "label": i % 3} for i in range(6)], batch_size=2)
+    trainer = lightning.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, train_dataloaders=batches, val_dataloaders=batches)
+    assert trainer.global_step == max_steps
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == plateau_steps
