@@ -102,16 +102,25 @@ def run_in_process(script: str, *args: str, cwd: Path) -> subprocess.CompletedPr
     (argv, cwd, environment, logging handlers, Hydra's global state)."""
     stdout, stderr = io.StringIO(), io.StringIO()
     saved = sys.argv[:], os.getcwd(), dict(os.environ), logging.root.handlers[:], logging.root.level
+    # Handlers that libraries made at import (Lightning's console) write to the stream that was stderr then; in a
+    # process of its own they would write to its stderr: here, to the captured one.
+    consoles = [handler for logger in (logging.root, *logging.Logger.manager.loggerDict.values())
+                for handler in getattr(logger, "handlers", []) if type(handler) is logging.StreamHandler]  # fmt: skip
+    streams = [handler.stream for handler in consoles]
     sys.argv = [str(REPO / "src" / script), *args]
     os.chdir(cwd)
     GlobalHydra.instance().clear()
     status: int | str | None = 0
     try:
+        for handler in consoles:
+            handler.stream = stdout if handler.stream in (sys.stdout, sys.__stdout__) else stderr
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             runpy.run_path(str(REPO / "src" / script), run_name="__main__")
     except SystemExit as exited:
         status = exited.code
     finally:
+        for handler, stream in zip(consoles, streams, strict=True):
+            handler.stream = stream  # (setStream would flush the captured stream's predecessor, maybe closed)
         GlobalHydra.instance().clear()
         sys.argv, cwd_before, environ, handlers, level = saved
         os.chdir(cwd_before)
