@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import pickle
 import re
 import shutil
@@ -18,8 +19,8 @@ from torch.utils.data import DataLoader
 
 from alexnet_lab.data import prepared as prep
 from alexnet_lab.data.generated import write_layout
-from alexnet_lab.data.imagenet import collate
-from alexnet_lab.data.layouts import load_rgb, read_split
+from alexnet_lab.data.imagenet import ImageNetDataModule, collate
+from alexnet_lab.data.layouts import BadImageError, load_rgb, read_split
 from alexnet_lab.data.sampling import ResumableSampler
 from alexnet_lab.data.stats import compute_stats, load_stats
 from alexnet_lab.data.transforms import Crops, preprocess
@@ -292,3 +293,68 @@ def test_the_smoke_preset_runs_on_any_imagenet_data(raw: Path, shards: Path, tmp
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["val/images"] == {"imagenet": 9, "imagenet_prepared": 9, "sample": 4 * 10}[data]
+
+
+@pytest.mark.parametrize("source", ["raw", "prepared"])
+@pytest.mark.parametrize(
+    ("use", "test_crops", "mode"),
+    [("train", 10, "train"), ("val", 10, "ten"), ("val", 1, "centre"), ("figure", 10, "centre")],
+    ids=["train", "val-ten", "val-centre", "figure"],
+)
+def test_each_use_of_a_split_gets_its_crops_at_the_crop_size(
+    raw: Path, shards: Path, source: str, use: str, test_crops: int, mode: str
+) -> None:
+    """ImageNetDataModule.dataset: a training item is section 4.1's random patch (its place and mirror from its
+    augmentation seed), a validation item the centre crop or the ten crops (data.test_crops), a figure's the
+    centre crop whatever test_crops says; each crop_size wide, cut from the file's 256x256 image or, from the
+    prepared copy, from its JPEG decoded with the fast IDCT (data.fast_dct, the default)."""
+    dm = ImageNetDataModule(root=str(raw if source == "raw" else shards), num_classes=3, num_workers=0,
+                            test_crops=test_crops, crop_size=227)  # fmt: skip
+    item = dm.dataset("val", use)[(1, 77) if use == "train" else 1]
+    if source == "raw":
+        full = preprocess(load_rgb(read_split(raw, "val").samples[1][0]))
+    else:
+        data = prep.ShardReader(shards, "val").jpeg(1)[0]
+        full = torch.from_numpy(simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True)).permute(2, 0, 1)
+        assert not torch.equal(full, decode(data)), "the fast IDCT's pixels differ from the exact one's here"
+    geometry = Crops(mode, 227).geometry(256, 77)  # transforms' geometry, tested against section 4.1 on its own
+    assert item["geometry"].reshape(-1, 3).tolist() == [[top, left, int(flip)] for top, left, flip in geometry]
+    expected = torch.stack([full[:, top : top + 227, left : left + 227] for top, left, _ in geometry])
+    assert torch.equal(item["image"].reshape(-1, 3, 227, 227), expected)
+    assert item["image"].shape == ((10, 3, 227, 227) if mode == "ten" else (3, 227, 227))
+    assert item["label"] == read_split(raw, "val").samples[1][1]
+
+
+def test_skipped_images_are_named_as_they_come_and_counted_at_the_end(
+    raw: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dm = ImageNetDataModule(root=str(raw), num_classes=3, num_workers=0)
+    with caplog.at_level(logging.WARNING, logger="alexnet_lab"):
+        dm.teardown("fit")
+        assert caplog.messages == [], "nothing skipped, nothing said"
+        dm.skipped(["a.JPEG"])
+        dm.skipped(["b.JPEG", "c.JPEG"])
+        dm.teardown("fit")
+    assert caplog.messages == [
+        "skipped unreadable image a.JPEG (1 so far)",
+        "skipped unreadable image b.JPEG (2 so far)",
+        "skipped unreadable image c.JPEG (3 so far)",
+        "data: skipped 3 unreadable files, each named above",
+    ]
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_an_unreadable_file_stops_the_split_or_is_skipped_as_data_skip_bad_images_says(
+    raw: Path, tmp_path: Path, skip: bool
+) -> None:
+    root = shutil.copytree(raw, tmp_path / "raw")
+    bad = read_split(root, "val").samples[1][0]
+    Path(bad).write_bytes(Path(bad).read_bytes()[:2000])
+    dataset = ImageNetDataModule(root=str(root), num_classes=3, num_workers=0, skip_bad_images=skip).dataset(
+        "val", "val"
+    )
+    if skip:
+        assert dataset[1] == {"skipped": bad} and dataset[0]["image"].shape == (3, 224, 224)
+    else:
+        with pytest.raises(BadImageError, match=re.escape(bad)):
+            dataset[1]

@@ -124,7 +124,7 @@ class ImageNetDataModule(ClassificationData):
         self.stats_file = Path(stats_file) if stats_file else default_stats
         self.stats_max_images, self.skip_bad_images = stats_max_images, skip_bad_images
         self.fast_dct = fast_dct
-        self.skipped_paths: list[str] = []
+        self.skipped_count = 0  # unreadable files skipped (data.skip_bad_images), each named as it comes
         self.normalizer: DeviceNormalizer | None = None
 
     collate = staticmethod(collate)
@@ -198,9 +198,9 @@ class ImageNetDataModule(ClassificationData):
 
     def skipped(self, paths: list[str]) -> None:
         for path in paths:
-            self.skipped_paths.append(path)
-            log.warning("skipped unreadable image %s (%d so far)", path, len(self.skipped_paths))
+            self.skipped_count += 1
+            log.warning("skipped unreadable image %s (%d so far)", path, self.skipped_count)
 
     def teardown(self, stage: str) -> None:
-        if self.skipped_paths:
-            log.warning("data: skipped %d unreadable files, each named above", len(self.skipped_paths))
+        if self.skipped_count:
+            log.warning("data: skipped %d unreadable files, each named above", self.skipped_count)
