@@ -9,6 +9,7 @@ import random
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -294,6 +295,10 @@ def test_the_datamodule_computes_its_statistics_from_the_given_layout_and_at_mos
         dm.prepare_data()
     assert int(torch.load(tmp_path / "unpacked-stats.pt", weights_only=True)["images"]) == 7
     assert "computing the training-set mean and RGB covariance from 7 images" in caplog.messages
+    assert dm.split("train").samples == [
+        (str(root / Path(path).relative_to(layouts["folders"])), label)
+        for path, label in read_split(layouts["folders"], "train").samples
+    ], "the training split is read from the folders too"
 
 
 def test_statistics_summed_in_parts_and_merged_equal_one_sum() -> None:
@@ -415,7 +420,7 @@ def test_datamodule_generates_the_sample_says_where_and_batches_it(
     assert train["image"].shape == (4, 3, CROP, CROP) and train["image"].dtype == torch.float32
     val = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
     assert val["image"].shape == (4, 10, 3, CROP, CROP)
-    with pytest.raises(Exception, match="data.num_classes=5 but"):
+    with pytest.raises(Exception, match=re.escape(f"data.num_classes=5 but {tmp_path / 'sample'} has 4 classes")):
         ImageNetDataModule(root=str(tmp_path / "sample"), num_classes=5, num_workers=0).setup("fit")
 
 
@@ -585,3 +590,25 @@ def test_within_a_fit_only_the_training_batches_get_the_pca_lighting(compose_cfg
     assert datamodule.lighting_std == 0.1 and trainer.num_sanity_val_steps > 0
     assert set(seen) == {("train", True), ("validation", False)}
     assert seen.count(("train", True)) == 4, "the 4 training batches of the epoch"
+
+
+def test_a_batch_whose_every_image_was_skipped_is_empty_but_names_them() -> None:
+    assert collate([{"skipped": "a.JPEG"}, {"skipped": "b.JPEG"}]) == {"skipped": ["a.JPEG", "b.JPEG"]}
+
+
+def test_a_net_with_its_own_normalisation_reads_no_statistics_and_gets_its_images_standardised(
+    tmp_path: Path, layouts: dict[str, Path]
+) -> None:
+    """Validating a net whose weights expect images standardised by their own per-channel mean and std on [0, 1]
+    pixels (torchvision's): no training-set statistics are read (there are none), and each pixel becomes
+    (p / 255 - mean) / std."""
+    root = shutil.copytree(layouts["folders"], tmp_path / "folders")
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    dm = ImageNetDataModule(root=str(root), num_classes=4, num_workers=0)
+    dm.fit_to(SimpleNamespace(in_channels=3, input_size=224, input_normalization=(mean, std)))
+    dm.setup("validate")
+    assert not dm.stats_file.exists()
+    images = torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8)
+    got = dm.net_input({"image": images, "geometry": torch.tensor([[0, 0, 0], [32, 16, 0]])}, training=False)
+    expected = (images.double() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)

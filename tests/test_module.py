@@ -12,7 +12,7 @@ import lightning
 import pytest
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader
 
@@ -660,3 +660,13 @@ def test_max_steps_inside_an_epoch_ends_the_run_without_stepping_the_plateau_on_
     trainer.fit(module, train_dataloaders=batches, val_dataloaders=batches)
     assert trainer.global_step == max_steps
     assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == plateau_steps
+
+
+def test_a_checkpoint_keeps_the_wandb_run_id_so_a_resumed_run_continues_that_run(tmp_path: Path) -> None:
+    module = ClassifierModule(net={"_target_": "alexnet_lab.models.LeNet5", "num_classes": 3}, **RECIPE)
+    module.trainer = lightning.Trainer(
+        logger=[CSVLogger(tmp_path), WandbLogger(id="r2d2", offline=True, save_dir=tmp_path)]
+    )
+    checkpoint: dict[str, Any] = {}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint == {"wandb_run_id": "r2d2"}
