@@ -606,9 +606,17 @@ def test_a_net_with_its_own_normalisation_reads_no_statistics_and_gets_its_image
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     dm = ImageNetDataModule(root=str(root), num_classes=4, num_workers=0)
     dm.fit_to(SimpleNamespace(in_channels=3, input_size=224, input_normalization=(mean, std)))
+    images, geometry = (
+        torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8),
+        torch.tensor([[0, 0, 0], [32, 16, 0]]),
+    )
+    with pytest.raises(AssertionError, match=re.escape("setup() first")):
+        dm.net_input({"image": images, "geometry": geometry}, training=False)
     dm.setup("validate")
     assert not dm.stats_file.exists()
-    images = torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8)
-    got = dm.net_input({"image": images, "geometry": torch.tensor([[0, 0, 0], [32, 16, 0]])}, training=False)
+    got = dm.net_input({"image": images, "geometry": geometry}, training=False)
     expected = (images.double() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
     torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)
+    # images on an accelerator (the meta device stands in for one here): the normalizer follows them there
+    on_device = dm.net_input({"image": images.to("meta"), "geometry": geometry.to("meta")}, training=False)
+    assert on_device.device.type == dm.normalizer.mean_image.device.type == "meta"

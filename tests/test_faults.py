@@ -622,3 +622,50 @@ def test_under_slurm_lightnings_requeue_handler_is_off(monkeypatch: pytest.Monke
     io, environment = trainer_plugins()
     assert isinstance(io, AtomicCheckpointIO) and isinstance(environment, SLURMEnvironment)
     assert environment.auto_requeue is False
+
+
+class FakeRank:
+    """A started rank on a fake clock: it ends once waited on for ``ends_after`` seconds, else the wait times out
+    (the clock moves on by what was waited either way)."""
+
+    def __init__(self, clock: list[float], ends_after: float) -> None:
+        self.clock, self.ends_after, self.waits, self.killed = clock, ends_after, [], False
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.waits.append(timeout)
+        if self.killed or timeout is None or timeout >= self.ends_after:
+            self.clock[0] += 0 if self.killed else self.ends_after
+            return 0
+        self.clock[0] += timeout
+        raise subprocess.TimeoutExpired("rank", timeout)
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+@pytest.mark.parametrize(("failed", "wait_s"), [(False, 120.0), (True, 10.0)], ids=["ended-well", "failed"])
+def test_a_job_waits_for_its_ranks_then_kills_and_reaps_those_still_there(
+    monkeypatch: pytest.MonkeyPatch, failed: bool, wait_s: float
+) -> None:
+    """The end of launch.job_scope: the ranks it started get 120 s in all to finish with rank 0 after a job that
+    ended well, 10 s after one that failed (Lightning has sent them SIGKILL already); a rank still there at the
+    end of the wait is killed and reaped. Three ranks, ending 3 s, never and 1 s after the job (at 3 s the second
+    uses up what is left of the wait, and the third is killed without waiting)."""
+    clock = [1000.0]
+    monkeypatch.setattr(launch.time, "monotonic", lambda: clock[0])
+    ranks = [FakeRank(clock, 3.0), FakeRank(clock, math.inf), FakeRank(clock, 1.0)]
+
+    def job() -> None:
+        with launch.job_scope(__file__):
+            launch._children.extend(ranks)  # type: ignore[arg-type]  # as ranks_started records them
+            if failed:
+                raise RuntimeError("the job's own error")
+
+    if failed:
+        with pytest.raises(RuntimeError, match="the job's own error"):
+            job()
+    else:
+        job()
+    assert [(rank.waits, rank.killed) for rank in ranks] == [
+        ([wait_s], False), ([wait_s - 3.0, None], True), ([0.0, None], True)]  # fmt: skip
+    assert launch._children == []

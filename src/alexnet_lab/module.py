@@ -293,7 +293,7 @@ class ClassifierModule(L.LightningModule):
                 checkpoint[WANDB_ID_KEY] = logger.version
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_same_net(checkpoint.get("hyper_parameters", {}).get("net") or {}, dict(self.hparams.get("net") or {}))
+        check_same_net(checkpoint["hyper_parameters"]["net"], self.hparams["net"])  # in every one: CHECKPOINT_KEYS
 
 
 def build_net(net: dict[str, Any], weights: str | None) -> Backbone:
