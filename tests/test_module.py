@@ -302,9 +302,13 @@ def test_global_batch_is_divided_over_processes() -> None:
 def test_checkpoint_from_another_architecture_is_named() -> None:
     saved = ClassifierModule(net={**TINY_NET, "columns": 1}, **RECIPE)
     checkpoint = {"hyper_parameters": dict(saved.hparams), "state_dict": saved.state_dict()}
-    current = ClassifierModule(net={**TINY_NET, "columns": 2}, **RECIPE)
-    with pytest.raises(CheckpointMismatchError, match="columns: checkpoint 1 vs this run 2"):
+    current = ClassifierModule(net={**TINY_NET, "columns": 2, "norm": "bn"}, **RECIPE)  # one more setting too
+    with pytest.raises(CheckpointMismatchError) as error:
         current.on_load_checkpoint(checkpoint)
+    assert str(error.value) == (
+        "checkpoint was trained with a different architecture (columns: checkpoint 1 vs this run 2, norm: "
+        "checkpoint None vs this run 'bn'); resume with the checkpoint's settings or start a new run"
+    )
 
 
 LENET = {"_target_": "alexnet_lab.models.LeNet5", "num_classes": 10}
@@ -670,3 +674,29 @@ def test_a_checkpoint_keeps_the_wandb_run_id_so_a_resumed_run_continues_that_run
     checkpoint: dict[str, Any] = {}
     module.on_save_checkpoint(checkpoint)
     assert checkpoint == {"wandb_run_id": "r2d2"}
+
+
+@pytest.mark.parametrize("mode", ["default", "max-autotune"])
+def test_the_net_is_made_channels_last_and_compiled_in_place_when_asked(
+    monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """model.channels_last: the net's weights, and each batch it is given, in channels-last memory format;
+    model.compile: the net compiled in place with model.compile_mode (torch.compile is recorded here, not run),
+    so that its parameter names, and so checkpoints, stay those of the plain net. Neither by default."""
+    compiled: list[dict[str, Any]] = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: compiled.append(kwargs) or fn)
+    net = {**TINY_NET, "widths": [8, 16, 16, 16, 8], "fc_width": 16}
+    plain, module = (ClassifierModule(net=net, **RECIPE, **options)
+                     for options in ({}, {"channels_last": True, "compile": True, "compile_mode": mode}))  # fmt: skip
+    inputs: list[torch.Tensor] = []
+    for each in (plain, module):
+        each.configure_model()
+        each.net.register_forward_pre_hook(lambda net, args: inputs.append(args[0]))
+        each(torch.randn(2, 3, 224, 224))
+    assert compiled == [{"mode": mode}]
+    assert list(module.state_dict()) == list(plain.state_dict())
+    plain_conv1, conv1 = (next(p for p in each.net.parameters() if p.dim() == 4) for each in (plain, module))
+    assert conv1.is_contiguous(memory_format=torch.channels_last) and not conv1.is_contiguous()
+    assert plain_conv1.is_contiguous()
+    assert inputs[0].is_contiguous() and not inputs[1].is_contiguous()
+    assert inputs[1].is_contiguous(memory_format=torch.channels_last)
