@@ -610,7 +610,7 @@ def test_a_net_with_its_own_normalisation_reads_no_statistics_and_gets_its_image
         torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8),
         torch.tensor([[0, 0, 0], [32, 16, 0]]),
     )
-    with pytest.raises(AssertionError, match=re.escape("setup() first")):
+    with pytest.raises(AssertionError, match=r"^setup\(\) first$"):
         dm.net_input({"image": images, "geometry": geometry}, training=False)
     dm.setup("validate")
     assert not dm.stats_file.exists()
