@@ -569,8 +569,8 @@ def test_the_channel_mean_subtracts_each_channels_mean_of_the_mean_image(tmp_pat
 
 
 def test_within_a_fit_only_the_training_batches_get_the_pca_lighting(compose_cfg, monkeypatch) -> None:
-    """Section 4.1's lighting is a training augmentation: in a fit, the training batches get it, and never the
-    validation passes inside the fit (the sanity check's and each epoch's)."""
+    """Section 4.1's lighting is a training augmentation: in a fit, the training batches get it, at
+    data.lighting_std, and never the validation passes inside the fit (the sanity check's and each epoch's)."""
     from hydra.utils import instantiate
 
     cfg = compose_cfg("experiment=smoke", "logger=csv", "trainer.max_epochs=1", "data.num_workers=0")
@@ -581,15 +581,15 @@ def test_within_a_fit_only_the_training_batches_get_the_pca_lighting(compose_cfg
 
     def recorded(self, images, geometry, lighting=False, alpha=None):  # type: ignore[no-untyped-def]
         trainer = datamodule.trainer
-        seen.append(("train" if trainer.training else "validation", lighting))
+        seen.append(("train" if trainer.training else "validation", lighting, self.lighting_std))
         return forward(self, images, geometry, lighting, alpha)
 
     monkeypatch.setattr(DeviceNormalizer, "forward", recorded)
     trainer = instantiate(cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False)
     trainer.fit(model, datamodule=datamodule)
     assert datamodule.lighting_std == 0.1 and trainer.num_sanity_val_steps > 0
-    assert set(seen) == {("train", True), ("validation", False)}
-    assert seen.count(("train", True)) == 4, "the 4 training batches of the epoch"
+    assert set(seen) == {("train", True, 0.1), ("validation", False, 0.1)}, "lighting of data.lighting_std, in training"
+    assert seen.count(("train", True, 0.1)) == 4, "the 4 training batches of the epoch"
 
 
 def test_a_batch_whose_every_image_was_skipped_is_empty_but_names_them() -> None:

@@ -176,9 +176,8 @@ class ImageNetDataModule(ClassificationData):
             mean_image = stats["mean_image"].mean(dim=(1, 2), keepdim=True).expand(3, IMAGE_SIZE, IMAGE_SIZE)
         else:
             mean_image = stats["mean_image"]
-        lighting = self.lighting_std if self.needs_stats else 0.0
-        self.normalizer = DeviceNormalizer(
-            mean_image, stats["eigvals"], stats["eigvecs"], lighting, self.pca_lighting, divisor
+        self.normalizer = DeviceNormalizer(  # (without statistics there is no lighting: not in a fit, or std 0)
+            mean_image, stats["eigvals"], stats["eigvecs"], self.lighting_std, self.pca_lighting, divisor
         )
 
     # -- the contract (alexnet_lab.data.base) -------------------------------------------------------------------
