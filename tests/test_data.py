@@ -30,6 +30,7 @@ from alexnet_lab.data.transforms import (
     preprocess,
     train_geometry,
 )
+from alexnet_lab.errors import UserError
 
 SMALL = {"num_classes": 4, "train_per_class": 5, "val_per_class": 3, "seed": 1}
 
@@ -620,3 +621,16 @@ def test_a_net_with_its_own_normalisation_reads_no_statistics_and_gets_its_image
     # images on an accelerator (the meta device stands in for one here): the normalizer follows them there
     on_device = dm.net_input({"image": images.to("meta"), "geometry": geometry.to("meta")}, training=False)
     assert on_device.device.type == dm.normalizer.mean_image.device.type == "meta"
+
+
+def test_a_net_for_other_images_is_refused_naming_both_shapes_and_the_datasets_to_choose(
+    layouts: dict[str, Path],
+) -> None:
+    dm = ImageNetDataModule(root=str(layouts["folders"]), num_classes=4, num_workers=0)
+    with pytest.raises(UserError) as error:
+        dm.fit_to(SimpleNamespace(in_channels=1, input_size=32))
+    assert str(error.value) == (
+        "the net (SimpleNamespace) takes 1x32x32 images and the data give 3x224x224: choose a dataset of its images "
+        "(LeNet-5: data=mnist or mnist_sample; Figure 1's net: data=cifar10 or cifar10_sample), or its preset "
+        "(experiment=lenet5, experiment=fig1)"
+    )

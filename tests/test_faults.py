@@ -669,3 +669,10 @@ def test_a_job_waits_for_its_ranks_then_kills_and_reaps_those_still_there(
     assert [(rank.waits, rank.killed) for rank in ranks] == [
         ([wait_s], False), ([wait_s - 3.0, None], True), ([0.0, None], True)]  # fmt: skip
     assert launch._children == []
+
+
+def test_several_processes_get_the_sweep_safe_ddp_strategy_and_one_gets_lightnings_choice() -> None:
+    """conf/trainer/default.yaml's strategy, from gpus (devices) and trainer.num_nodes."""
+    assert launch.strategy_for(1, 1) == "auto"
+    for devices, num_nodes in ((2, 1), (1, 2), (4, 2)):
+        assert isinstance(launch.strategy_for(devices, num_nodes), launch.SweepSafeDDPStrategy)

@@ -700,3 +700,22 @@ def test_the_net_is_made_channels_last_and_compiled_in_place_when_asked(
     assert plain_conv1.is_contiguous()
     assert inputs[0].is_contiguous() and not inputs[1].is_contiguous()
     assert inputs[1].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_iteration_schedule_steps_after_every_update_in_a_fit() -> None:
+    """schedule=step_iters, through Lightning's lr_scheduler_step hook: the lr of each of five steps, divided by
+    10 every 2 updates (Caffe's lr_policy "step"; the schedule itself is checked on its own above)."""
+    module = ClassifierModule(net={"_target_": "alexnet_lab.models.LeNet5", "num_classes": 3}, **RECIPE,
+                              schedule="step_iters", step_iters=2)  # fmt: skip
+    lrs: list[float] = []
+
+    class Lrs(lightning.Callback):
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    batches = DataLoader([{"image": torch.randn(1, 32, 32), "label": i % 3} for i in range(6)], batch_size=2)
+    trainer = lightning.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False, callbacks=[Lrs()],
+                                limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, train_dataloaders=batches)
+    assert lrs == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])
