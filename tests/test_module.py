@@ -719,3 +719,21 @@ def test_the_iteration_schedule_steps_after_every_update_in_a_fit() -> None:
                                 limit_val_batches=0)  # fmt: skip
     trainer.fit(module, train_dataloaders=batches)
     assert lrs == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])
+
+
+def test_a_loss_that_is_not_finite_stops_the_fit_at_the_next_logging_step_naming_its_step() -> None:
+    """ClassifierModule.finite in a fit, in process: one-image batches, the loss read every 2 steps; the third
+    image is all nan, so the third step's loss is: the fit stops after step 4, the first read after it, with
+    diverged_at = 3, and nothing is logged from then on."""
+    module = ClassifierModule(
+        net={"_target_": "alexnet_lab.models.LeNet5", "num_classes": 3}, **RECIPE, schedule="step"
+    )
+    images = [torch.full((1, 32, 32), math.nan) if i == 2 else torch.randn(1, 32, 32) for i in range(8)]
+    batches = DataLoader([{"image": image, "label": i % 3} for i, image in enumerate(images)], batch_size=1)
+    trainer = lightning.Trainer(max_epochs=1, log_every_n_steps=2, accelerator="cpu", logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, train_dataloaders=batches)
+    assert (trainer.global_step, module.diverged_at, trainer.should_stop) == (4, 3, True)
+    assert "train/loss_step" in trainer.callback_metrics and math.isfinite(trainer.callback_metrics["train/loss_step"])
+    assert "train/loss_epoch" not in trainer.callback_metrics, "no epoch figures from a diverged epoch"
