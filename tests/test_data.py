@@ -634,3 +634,18 @@ def test_a_net_for_other_images_is_refused_naming_both_shapes_and_the_datasets_t
         "(LeNet-5: data=mnist or mnist_sample; Figure 1's net: data=cifar10 or cifar10_sample), or its preset "
         "(experiment=lenet5, experiment=fig1)"
     )
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_each_rank_validates_on_every_other_image_of_the_split_in_batches_of_its_share(
+    layouts: dict[str, Path], rank: int
+) -> None:
+    """The validation loader under two processes: rank r of 2 gets images r, r + 2, r + 4, ... (each image once
+    over the ranks) in batches of half the global batch."""
+    dm = ImageNetDataModule(root=str(layouts["folders"]), num_classes=4, num_workers=0, batch_size=4)
+    dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)  # type: ignore[assignment]
+    batches = list(dm.val_dataloader())
+    samples = read_split(layouts["folders"], "val").samples  # 4 classes x 3 images
+    assert [len(batch["label"]) for batch in batches] == [2, 2, 2]
+    assert torch.cat([batch["label"] for batch in batches]).tolist() == [label for _, label in samples[rank::2]]
+    assert all(batch["skipped"] == [] for batch in batches), "the datamodule's collate, which counts skipped files"

@@ -355,6 +355,9 @@ def test_an_unreadable_file_stops_the_split_or_is_skipped_as_data_skip_bad_image
     )
     if skip:
         assert dataset[1] == {"skipped": bad} and dataset[0]["image"].shape == (3, 224, 224)
+        dm = ImageNetDataModule(root=str(root), num_classes=3, num_workers=0, skip_bad_images=True, batch_size=9)
+        batch = next(iter(dm.val_dataloader()))  # the whole split: the loader's batch names the file it lacks
+        assert batch["skipped"] == [bad] and batch["image"].shape == (8, 3, 224, 224)
     else:
         with pytest.raises(BadImageError, match=re.escape(bad)):
             dataset[1]

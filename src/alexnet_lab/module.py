@@ -224,7 +224,7 @@ class ClassifierModule(L.LightningModule):
             self.totals.ended = time.perf_counter()
         if every and trainer.global_step % every == 0 and self.totals.interval_steps and self.finite():
             loss = self.totals.interval_loss()
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False)
+            self.log("train/loss_step", loss)  # in a training hook: per step, not per epoch
             if trainer.progress_bar_callback is not None:
                 compat.show_in_progress_bar(trainer, {"train/loss": loss.item()})
 
