@@ -636,15 +636,19 @@ def test_a_net_for_other_images_is_refused_naming_both_shapes_and_the_datasets_t
     )
 
 
-@pytest.mark.parametrize("rank", [0, 1])
+@pytest.mark.parametrize(("rank", "workers"), [(0, 0), (1, 2)])
 def test_each_rank_validates_on_every_other_image_of_the_split_in_batches_of_its_share(
-    layouts: dict[str, Path], rank: int
+    layouts: dict[str, Path], rank: int, workers: int
 ) -> None:
     """The validation loader under two processes: rank r of 2 gets images r, r + 2, r + 4, ... (each image once
-    over the ranks) in batches of half the global batch."""
-    dm = ImageNetDataModule(root=str(layouts["folders"]), num_classes=4, num_workers=0, batch_size=4)
+    over the ranks) in batches of half the global batch, read by data.num_workers workers that persist across
+    epochs, into memory pinned only where there is a GPU to copy to."""
+    dm = ImageNetDataModule(root=str(layouts["folders"]), num_classes=4, num_workers=workers, batch_size=4)
     dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)  # type: ignore[assignment]
-    batches = list(dm.val_dataloader())
+    loader = dm.val_dataloader()
+    assert (loader.num_workers, loader.persistent_workers) == (workers, workers > 0)
+    assert loader.pin_memory == torch.cuda.is_available()
+    batches = list(loader)
     samples = read_split(layouts["folders"], "val").samples  # 4 classes x 3 images
     assert [len(batch["label"]) for batch in batches] == [2, 2, 2]
     assert torch.cat([batch["label"] for batch in batches]).tolist() == [label for _, label in samples[rank::2]]
