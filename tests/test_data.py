@@ -676,3 +676,5 @@ def test_the_training_loader_cuts_random_patches_in_the_samplers_order_or_overfi
     assert batch["label"].tolist() == [labels[i] for i, _ in drawn]
     patches = (train_geometry(256, 224, seed) for _, seed in drawn)
     assert batch["geometry"].tolist() == [[top, left, int(flip)] for top, left, flip in patches]
+    dm.trainer = None  # a loader made without a Trainer (bench/loader.py) is the training one too
+    assert next(iter(dm.train_dataloader()))["label"].tolist() == batch["label"].tolist()
