@@ -678,3 +678,27 @@ def test_the_training_loader_cuts_random_patches_in_the_samplers_order_or_overfi
     assert batch["geometry"].tolist() == [[top, left, int(flip)] for top, left, flip in patches]
     dm.trainer = None  # a loader made without a Trainer (bench/loader.py) is the training one too
     assert next(iter(dm.train_dataloader()))["label"].tolist() == batch["label"].tolist()
+
+
+def test_on_the_device_a_batch_names_its_skipped_files_and_one_of_only_skipped_files_is_empty(
+    layouts: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """on_after_batch_transfer: each skipped file named in a warning as it comes; a batch whose every image was
+    skipped becomes an empty batch (its training step is then skipped); a batch with no skipped key, as the
+    prepared copy's, goes on to the net."""
+    dm = ImageNetDataModule(root=str(layouts["folders"]), num_classes=4, num_workers=0)
+    dm.fit_to(SimpleNamespace(in_channels=3, input_size=224, input_normalization=((0.5,) * 3, (0.25,) * 3)))
+    dm.setup("validate")
+    with caplog.at_level(logging.WARNING, logger="alexnet_lab"):
+        empty = dm.on_after_batch_transfer({"skipped": ["a.JPEG", "b.JPEG"]}, 0)
+    assert caplog.messages == [
+        "skipped unreadable image a.JPEG (1 so far)",
+        "skipped unreadable image b.JPEG (2 so far)",
+    ]
+    assert set(empty) == {"image", "label"} and empty["image"].shape == (0, 3, 0, 0)
+    assert empty["label"].shape == (0,) and empty["label"].dtype == torch.long
+    images = torch.full((2, 3, 224, 224), 96, dtype=torch.uint8)
+    batch = dm.on_after_batch_transfer({"image": images, "geometry": torch.zeros(2, 3, dtype=torch.long),
+                                        "label": torch.tensor([1, 2])}, 0)  # fmt: skip
+    assert torch.allclose(batch["image"], torch.full((2, 3, 224, 224), (96 / 255 - 0.5) / 0.25))
+    assert batch["label"].tolist() == [1, 2]
