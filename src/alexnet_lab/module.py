@@ -268,15 +268,12 @@ class ClassifierModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         """Logs the epoch's training figures and steps an epoch schedule after the epoch's validation, not after
         the epoch-end checkpoints as Lightning would: those held the schedule a step behind, and a run resumed
-        from one dropped the lr an epoch late (Lightning does not redo the step of an ended epoch). An epoch that
-        max_steps ends early does not step it."""
+        from one dropped the lr an epoch late (Lightning does not redo the step of an ended epoch)."""
         if not self.finite():
             return
         if self.totals.steps:
             self.log_dict(self.totals.epoch(lambda sums: self.trainer.strategy.reduce(sums, reduce_op="sum")))
-        scheduler = self.lr_schedulers()
-        if not compat.at_last_batch(self.trainer):  # max_steps ended the epoch early: it has no validation of its own
-            return
+        scheduler = self.lr_schedulers() if compat.at_last_batch(self.trainer) else None  # None: max_steps cut it
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):  # every whole epoch validates
             scheduler.step(float(self.trainer.callback_metrics["val/top1_err"]))  # (settings.check_config)
         elif scheduler is not None and self.hparams.get("schedule") == "step":
