@@ -43,7 +43,8 @@ class SignalAtStep(L.Callback):
 
 class SlowSteps(L.Callback):
     """Each training step takes ``seconds`` longer, so that a test can signal a run while it trains; after each
-    step rank 0 writes the number of steps done to ``progress`` (a file)."""
+    step rank 0 writes the number of steps done to ``progress`` (a file). A requeued SLURM job (restart count
+    above 0) trains at full speed: only the allocation that is signalled needs to be slow."""
 
     def __init__(self, seconds: float, progress: str) -> None:
         self.seconds, self.progress = seconds, Path(progress)
@@ -52,4 +53,5 @@ class SlowSteps(L.Callback):
                            batch_idx: int) -> None:  # fmt: skip
         if trainer.is_global_zero:
             self.progress.write_text(str(trainer.global_step))
-        time.sleep(self.seconds)
+        if os.environ.get("SLURM_RESTART_COUNT", "0") == "0":
+            time.sleep(self.seconds)

@@ -597,6 +597,14 @@ def test_a_batch_whose_every_image_was_skipped_is_empty_but_names_them() -> None
     assert collate([{"skipped": "a.JPEG"}, {"skipped": "b.JPEG"}]) == {"skipped": ["a.JPEG", "b.JPEG"]}
 
 
+def fitted_to_a_net_with_its_own_normalisation(root: Path, mean: tuple[float, ...], std: tuple[float, ...]
+                                               ) -> ImageNetDataModule:  # fmt: skip
+    """A datamodule fitted to a net of 3x224x224 inputs that standardises them by its own mean and std."""
+    dm = ImageNetDataModule(root=str(root), num_classes=4, num_workers=0)
+    dm.fit_to(SimpleNamespace(in_channels=3, input_size=224, input_normalization=(mean, std)))
+    return dm
+
+
 def test_a_net_with_its_own_normalisation_reads_no_statistics_and_gets_its_images_standardised(
     tmp_path: Path, layouts: dict[str, Path]
 ) -> None:
@@ -605,8 +613,7 @@ def test_a_net_with_its_own_normalisation_reads_no_statistics_and_gets_its_image
     (p / 255 - mean) / std."""
     root = shutil.copytree(layouts["folders"], tmp_path / "folders")
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    dm = ImageNetDataModule(root=str(root), num_classes=4, num_workers=0)
-    dm.fit_to(SimpleNamespace(in_channels=3, input_size=224, input_normalization=(mean, std)))
+    dm = fitted_to_a_net_with_its_own_normalisation(root, mean, std)
     images, geometry = (
         torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8),
         torch.tensor([[0, 0, 0], [32, 16, 0]]),
@@ -686,8 +693,7 @@ def test_on_the_device_a_batch_names_its_skipped_files_and_one_of_only_skipped_f
     """on_after_batch_transfer: each skipped file named in a warning as it comes; a batch whose every image was
     skipped becomes an empty batch (its training step is then skipped); a batch with no skipped key, as the
     prepared copy's, goes on to the net."""
-    dm = ImageNetDataModule(root=str(layouts["folders"]), num_classes=4, num_workers=0)
-    dm.fit_to(SimpleNamespace(in_channels=3, input_size=224, input_normalization=((0.5,) * 3, (0.25,) * 3)))
+    dm = fitted_to_a_net_with_its_own_normalisation(layouts["folders"], (0.5,) * 3, (0.25,) * 3)
     dm.setup("validate")
     with caplog.at_level(logging.WARNING, logger="alexnet_lab"):
         empty = dm.on_after_batch_transfer({"skipped": ["a.JPEG", "b.JPEG"]}, 0)

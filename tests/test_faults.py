@@ -650,7 +650,7 @@ def test_a_job_waits_for_its_ranks_then_kills_and_reaps_those_still_there(
     """The end of launch.job_scope: the ranks it started get 120 s in all to finish with rank 0 after a job that
     ended well, 10 s after one that failed (Lightning has sent them SIGKILL already); a rank still there at the
     end of the wait is killed and reaped. Three ranks, ending 3 s, never and 1 s after the job (at 3 s the second
-    uses up what is left of the wait, and the third is killed without waiting)."""
+    uses up what is left of the wait, and the third, waited on for the 0 s left, is killed)."""
     clock = [1000.0]
     monkeypatch.setattr(launch.time, "monotonic", lambda: clock[0])
     ranks = [FakeRank(clock, 3.0), FakeRank(clock, math.inf), FakeRank(clock, 1.0)]

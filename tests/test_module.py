@@ -30,6 +30,8 @@ from alexnet_lab.module import (
 from alexnet_lab.optim import PaperSGD
 
 TINY_NET = {"_target_": "alexnet_lab.models.AlexNet", "num_classes": 6}
+LENET = {"_target_": "alexnet_lab.models.LeNet5", "num_classes": 10}
+LENET3 = {**LENET, "num_classes": 3}  # a net small enough to fit in process
 RECIPE = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_factor": 0.1, "lr_drops": 3}
 
 
@@ -162,8 +164,7 @@ def test_the_lr_is_logged_as_lr_or_per_group_with_bias_multipliers(
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger
 
-    net = {"_target_": "alexnet_lab.models.LeNet5", "num_classes": 3}
-    module = ClassifierModule(net=net, **RECIPE, bias_lr_mult=lr_mult, schedule="step")  # no val: no plateau
+    module = ClassifierModule(net=LENET3, **RECIPE, bias_lr_mult=lr_mult, schedule="step")  # no val: no plateau
     batches = DataLoader([{"image": torch.randn(1, 32, 32), "label": label} for label in (0, 2)], batch_size=2)
     trainer = lightning.Trainer(max_steps=1, logger=CSVLogger(tmp_path), callbacks=[LearningRateMonitor()],
                         accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False,
@@ -309,9 +310,6 @@ def test_checkpoint_from_another_architecture_is_named() -> None:
         "checkpoint was trained with a different architecture (columns: checkpoint 1 vs this run 2, norm: "
         "checkpoint None vs this run 'bn'); resume with the checkpoint's settings or start a new run"
     )
-
-
-LENET = {"_target_": "alexnet_lab.models.LeNet5", "num_classes": 10}
 
 
 def test_weights_load_from_a_state_dict_file_and_a_bad_one_is_named(tmp_path: Path) -> None:
@@ -656,8 +654,7 @@ def test_max_steps_inside_an_epoch_ends_the_run_without_stepping_the_plateau_on_
 ) -> None:
     """Epochs of 3 steps: a run that max_steps ends inside an epoch did not validate that epoch, so the plateau
     schedule has no new val/top1_err to step on (in epoch 0, none at all); it steps once per validated epoch."""
-    net = {"_target_": "alexnet_lab.models.LeNet5", "num_classes": 3}
-    module = ClassifierModule(net=net, **RECIPE)
+    module = ClassifierModule(net=LENET3, **RECIPE)
     batches = DataLoader([{"image": torch.randn(1, 32, 32), "label": i % 3} for i in range(6)], batch_size=2)
     trainer = lightning.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                                 enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
@@ -667,7 +664,7 @@ def test_max_steps_inside_an_epoch_ends_the_run_without_stepping_the_plateau_on_
 
 
 def test_a_checkpoint_keeps_the_wandb_run_id_so_a_resumed_run_continues_that_run(tmp_path: Path) -> None:
-    module = ClassifierModule(net={"_target_": "alexnet_lab.models.LeNet5", "num_classes": 3}, **RECIPE)
+    module = ClassifierModule(net=LENET3, **RECIPE)
     module.trainer = lightning.Trainer(
         logger=[CSVLogger(tmp_path), WandbLogger(id="r2d2", offline=True, save_dir=tmp_path)]
     )
@@ -705,7 +702,7 @@ def test_the_net_is_made_channels_last_and_compiled_in_place_when_asked(
 def test_the_iteration_schedule_steps_after_every_update_in_a_fit() -> None:
     """schedule=step_iters, through Lightning's lr_scheduler_step hook: the lr of each of five steps, divided by
     10 every 2 updates (Caffe's lr_policy "step"; the schedule itself is checked on its own above)."""
-    module = ClassifierModule(net={"_target_": "alexnet_lab.models.LeNet5", "num_classes": 3}, **RECIPE,
+    module = ClassifierModule(net=LENET3, **RECIPE,
                               schedule="step_iters", step_iters=2)  # fmt: skip
     lrs: list[float] = []
 
@@ -725,9 +722,7 @@ def test_a_loss_that_is_not_finite_stops_the_fit_at_the_next_logging_step_naming
     """ClassifierModule.finite in a fit, in process: one-image batches, the loss read every 2 steps; the third
     image is all nan, so the third step's loss is: the fit stops after step 4, the first read after it, with
     diverged_at = 3, and nothing is logged from then on."""
-    module = ClassifierModule(
-        net={"_target_": "alexnet_lab.models.LeNet5", "num_classes": 3}, **RECIPE, schedule="step"
-    )
+    module = ClassifierModule(net=LENET3, **RECIPE, schedule="step")
     images = [torch.full((1, 32, 32), math.nan) if i == 2 else torch.randn(1, 32, 32) for i in range(8)]
     batches = DataLoader([{"image": image, "label": i % 3} for i, image in enumerate(images)], batch_size=1)
     trainer = lightning.Trainer(max_epochs=1, log_every_n_steps=2, accelerator="cpu", logger=False,
