@@ -101,15 +101,54 @@ def test_a_kaggle_val_image_without_a_row_in_the_csv_is_named(tmp_path: Path, la
         read_split(root, "val")
 
 
-def test_missing_root_and_unknown_layout_name_the_three_layouts(tmp_path: Path) -> None:
-    with pytest.raises(DataRootError, match=r"does not exist.*folders.*archives.*kaggle"):
-        detect_layout(tmp_path / "nowhere")
-    with pytest.raises(DataRootError, match=r"no ImageNet layout.*folders.*archives.*kaggle"):
+# what each layout holds, as the errors about a data root say it (README: "Data")
+LAYOUT_HELP = (
+    "expected one of: (1) folders: ROOT/train/<wnid>/*.JPEG and ROOT/val/<wnid>/*.JPEG; (2) archives: "
+    "ROOT/{ILSVRC2012_img_train.tar,ILSVRC2012_img_val.tar,ILSVRC2012_devkit_t12.tar.gz}; (3) kaggle: "
+    "ROOT/ILSVRC/Data/CLS-LOC/{train/<wnid>,val}, ROOT/LOC_val_solution.csv, ROOT/LOC_synset_mapping.txt"
+)
+
+
+def test_a_root_that_holds_no_whole_layout_is_refused_naming_the_three_layouts(tmp_path: Path) -> None:
+    """A missing root, half of a layout (Kaggle's folders without its csv, train/ without val/), a train/
+    without class folders, classes without images, a layout name that does not exist: each one whole message."""
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(DataRootError) as error:
+        detect_layout(nowhere)
+    assert (
+        str(error.value) == f"data.root={nowhere} does not exist: set data.root=DIR (or IMAGENET_ROOT); {LAYOUT_HELP}"
+    )
+    (tmp_path / "ILSVRC" / "Data" / "CLS-LOC" / "train").mkdir(parents=True)
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DataRootError) as error:
         detect_layout(tmp_path)
+    assert str(error.value) == f"data.root={tmp_path} holds no ImageNet layout I know; {LAYOUT_HELP}"
+    (tmp_path / "val").mkdir()
+    with pytest.raises(DataRootError) as error:
+        read_split(tmp_path, "train")
+    assert str(error.value) == f"{tmp_path / 'train'} has no class folders; {LAYOUT_HELP}"
+    (tmp_path / "train" / "n01440764").mkdir()
+    with pytest.raises(DataRootError) as error:
+        read_split(tmp_path, "val")
+    assert str(error.value) == f"no val images found under {tmp_path} (folders layout); {LAYOUT_HELP}"
+    with pytest.raises(DataRootError) as error:
+        read_split(tmp_path, "val", layout="zip")
+    assert str(error.value) == "unknown data.layout='zip': use auto, folders, archives, kaggle"
     with pytest.raises(DataRootError, match="does not exist"):
-        ImageNetDataModule(root=str(tmp_path / "nowhere"))
+        ImageNetDataModule(root=str(nowhere))
     with pytest.raises(DataRootError, match="IMAGENET_ROOT"):
         ImageNetDataModule(root=None)
+
+
+def test_a_class_without_a_name_in_the_synset_mapping_is_named_by_its_wnid(tmp_path: Path, layouts: dict[str, Path]
+                                                                            ) -> None:  # fmt: skip
+    root = shutil.copytree(layouts["folders"], tmp_path / "folders")
+    wnids = sorted(CLASSES)[: SMALL["num_classes"]]
+    mapping_file = root / "LOC_synset_mapping.txt"
+    mapping_file.write_text("".join(f"{w} {CLASSES[w]}\n" for w in wnids[1:]))
+    assert read_split(root, "train").class_names == [wnids[0]] + [CLASSES[w] for w in wnids[1:]]
+    mapping_file.unlink()
+    assert read_split(root, "train").class_names == wnids
 
 
 def test_quirk_files_decode_to_rgb(layouts: dict[str, Path]) -> None:
@@ -129,8 +168,10 @@ def test_truncated_jpeg_raises_with_its_path_or_is_counted_when_skipping(layouts
     good = next((layouts["folders"] / "val").rglob("*.JPEG"))
     bad = tmp_path / "n01440764_999.JPEG"
     bad.write_bytes(good.read_bytes()[:2000])
-    with pytest.raises(BadImageError, match=str(bad)):
+    with pytest.raises(BadImageError) as error:
         load_rgb(str(bad))
+    assert re.fullmatch(f"cannot decode image {re.escape(str(bad))}: .+; replace the file, or set "
+                        "data.skip_bad_images=true to skip and count unreadable files", str(error.value))  # fmt: skip
     samples = [(str(good), 0), (str(bad), 1)]
     with pytest.raises(BadImageError, match="skip_bad_images=true"):
         ImageDataset(samples, Crops("centre"))[1]
