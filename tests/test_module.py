@@ -732,3 +732,21 @@ def test_a_loss_that_is_not_finite_stops_the_fit_at_the_next_logging_step_naming
     assert (trainer.global_step, module.diverged_at, trainer.should_stop) == (4, 3, True)
     assert "train/loss_step" in trainer.callback_metrics and math.isfinite(trainer.callback_metrics["train/loss_step"])
     assert "train/loss_epoch" not in trainer.callback_metrics, "no epoch figures from a diverged epoch"
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_model_compile_holds_each_groups_lr_in_a_tensor_for_the_compiled_update(compile: bool) -> None:
+    """With model.compile the update is compiled, and the lr it reads is a tensor (a schedule's drop changes it in
+    place, no recompilation); without, the lr is the float the paper's recipe gives."""
+    optimizer = ClassifierModule(net=LENET3, **RECIPE, compile=compile).configure_optimizers()["optimizer"]
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    assert all(isinstance(lr, torch.Tensor) == compile and float(lr) == RECIPE["lr"] for lr in lrs)
+
+
+def test_a_net_that_is_not_a_backbone_is_refused_naming_what_it_lacks() -> None:
+    with pytest.raises(UserError) as error:
+        ClassifierModule(net={"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 3}, **RECIPE)
+    assert str(error.value) == (
+        "model.net._target_=torch.nn.Linear is not a backbone: it lacks what alexnet_lab.models.Backbone asks "
+        "(in_channels, input_size, columns, hidden)"
+    )
