@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -467,6 +468,62 @@ def test_checkpoint_of_another_configuration_names_the_mismatch(tmp_path: Path) 
     assert len(errors) == 1, result.stderr[-3000:]
     assert "pooling: checkpoint 'overlap' vs this run 'nonoverlap'" in errors[0]
     assert "widths: checkpoint [16, 32, 32, 32, 32] vs this run [16, 32, 32, 32, 16]" in errors[0]
+
+
+def bytes_read() -> int:
+    """What this process has read through read() so far (Linux: /proc/self/io's rchar)."""
+    return int(re.search(r"rchar: (\d+)", Path("/proc/self/io").read_text())[1])  # type: ignore[index]
+
+
+def test_a_checkpoints_step_epoch_and_wandb_id_are_read_without_its_tensors_on_any_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What train.py and figures.py read of a checkpoint before anything else: 32 MB of weights are not read,
+    and a checkpoint written on a GPU is read on a host without one (its tensors are tagged as CUDA ones here)."""
+    path = tmp_path / "last.ckpt"
+    weights = {"conv1.weight": torch.zeros(2**23)}
+    with monkeypatch.context() as written_on_a_gpu:
+        written_on_a_gpu.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save({"state_dict": weights, "hyper_parameters": {"net": {}}, "global_step": 12, "epoch": 3,
+                    "wandb_run_id": "abc123"}, path)  # fmt: skip
+    before = bytes_read()
+    facts = checkpoint_facts(path)
+    assert bytes_read() - before < 1_000_000 < path.stat().st_size // 32
+    assert (facts.global_step, facts.epoch, facts.wandb_run_id) == (12, 3, "abc123")
+    torch.save({"state_dict": {}, "hyper_parameters": {"net": {}}, "global_step": 4}, path)
+    assert (checkpoint_facts(path).epoch, checkpoint_facts(path).wandb_run_id) == (0, None)
+
+
+def test_a_file_that_is_not_one_of_our_checkpoints_is_named_with_what_it_lacks(tmp_path: Path) -> None:
+    """Text, a pickle of objects that are not tensors (torch.load reads weights only: it runs no code of the
+    file), a dict of other keys, a list, hyper-parameters without the net: each refused with the whole line."""
+    give = "give a .ckpt file from a run's checkpoints/ folder"
+    cases = {
+        "text": None,
+        "objects": {"state_dict": {}, "hyper_parameters": {"net": {}}, "global_step": Fraction(1, 3)},
+        "other": {"weights": torch.zeros(3)},
+        "list": [torch.zeros(3)],
+        "no-net": {"state_dict": {}, "hyper_parameters": {"lr": 0.01}, "global_step": 1},
+        "no-hparams": {"state_dict": {}, "hyper_parameters": None, "global_step": 1},
+    }
+    lacks = "state_dict, hyper_parameters, global_step"
+    expected = {
+        "text": f"is not a checkpoint (torch.load cannot read it): {give}",
+        "objects": f"is not a checkpoint (torch.load cannot read it): {give}",
+        "other": f"is not a checkpoint written by src/train.py (it has no {lacks}): {give}",
+        "list": f"is not a checkpoint written by src/train.py (it has no {lacks}): {give}",
+        "no-net": f"is not a checkpoint written by src/train.py (it has no hyper_parameters.net): {give}",
+        "no-hparams": f"is not a checkpoint written by src/train.py (it has no hyper_parameters.net): {give}",
+    }
+    for kind, content in cases.items():
+        path = tmp_path / f"{kind}.ckpt"
+        if content is None:
+            path.write_text("not a checkpoint\n")
+        else:
+            torch.save(content, path)
+        with pytest.raises(UserError) as error:
+            checkpoint_facts(path)
+        assert str(error.value) == f"ckpt_path={path} {expected[kind]}", kind
 
 
 def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_stops(tmp_path: Path) -> None:
