@@ -21,19 +21,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
+import wandb
 from hydra.conf import ConfigSourceInfo
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.strategies import DDPStrategy
-from omegaconf import DictConfig, read_write
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from alexnet_lab import launch
 from alexnet_lab.errors import UserError
 from alexnet_lab.module import Diverged
-from alexnet_lab.resume import checkpoint_facts
+from alexnet_lab.resume import CheckpointFacts, ResumableCSVLogger, checkpoint_facts, make_loggers
 from conftest import run_in_process, run_script
 
 TESTS = Path(__file__).resolve().parent
@@ -524,6 +527,47 @@ def test_a_file_that_is_not_one_of_our_checkpoints_is_named_with_what_it_lacks(t
         with pytest.raises(UserError) as error:
             checkpoint_facts(path)
         assert str(error.value) == f"ckpt_path={path} {expected[kind]}", kind
+
+
+def test_a_resumed_run_continues_its_metrics_csv_and_its_wandb_run_under_the_jobs_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resume.make_loggers, given conf/logger/default.yaml's nodes (and a null one, left out): resumed from a
+    checkpoint of step 8, metrics.csv keeps the rows logged before step 8 and W&B is asked to continue the
+    checkpoint's run, under the job's group, name, job type, tags and config; a fresh run starts both anew."""
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: started.append(kwargs) or SimpleNamespace())
+    monkeypatch.setenv("WANDB_MODE", "offline")  # Lightning's offline switch sets it
+    identity = {"group": "sweep", "name": "lr=0.1,seed=1", "job_type": "lr=0.1", "tags": ["norm=lrn"],
+                "config": {"lr": 0.1}}  # fmt: skip
+    nodes = OmegaConf.create({
+        "off": None,
+        "wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "project": "alexnet-lab",
+                  "save_dir": str(tmp_path), "mode": "offline"},
+        "csv": {"_target_": "alexnet_lab.resume.ResumableCSVLogger", "save_dir": str(tmp_path / "csv"), "name": "",
+                "version": ""},
+    })  # fmt: skip
+    metrics = tmp_path / "csv" / "metrics.csv"
+
+    def logged_steps() -> list[int]:
+        with open(metrics, newline="") as f:
+            return [int(row["step"]) for row in csv.DictReader(f)]
+
+    for resumed, steps, wandb_run in ((CheckpointFacts(8, 1, "run42"), [*range(8), 8], {"id": "run42"}),
+                                      (None, [0], {"id": None})):  # fmt: skip
+        metrics.parent.mkdir(exist_ok=True)
+        metrics.write_text("epoch,step,train/loss\n" + "".join(f"{s // 4},{s},0.5\n" for s in range(12)))
+        wandb_logger, csv_logger = make_loggers(nodes, resumed, identity)
+        csv_logger.log_metrics({"train/loss": 0.25}, step=steps[-1])
+        csv_logger.save()
+        assert logged_steps() == steps
+        assert wandb_logger.experiment is not None and len(started) == 1
+        asked = started.pop()
+        assert {key: asked.get(key) for key in ("id", "resume", *identity)} == {**wandb_run, "resume": "allow",
+                                                                                 **identity}  # fmt: skip
+        assert set(asked) <= {"entity", "project", "name", "dir", "id", "resume", "mode", *identity}, "no anonymous"
+    # Lightning's CSVLogger's own arguments, given by position
+    assert Path(ResumableCSVLogger(str(tmp_path / "csv"), "", "", resume_step=8).log_dir) == tmp_path / "csv"
 
 
 def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_stops(tmp_path: Path) -> None:
