@@ -24,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import lightning as L
 import pytest
 import torch
 import wandb
@@ -32,11 +33,12 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf, read_write
+from torch.utils.data import DataLoader
 
 from alexnet_lab import launch
 from alexnet_lab.errors import UserError
 from alexnet_lab.module import Diverged
-from alexnet_lab.resume import CheckpointFacts, ResumableCSVLogger, checkpoint_facts, make_loggers
+from alexnet_lab.resume import CheckpointFacts, ResumableCSVLogger, SafeCheckpoint, checkpoint_facts, make_loggers
 from conftest import run_in_process, run_script
 
 TESTS = Path(__file__).resolve().parent
@@ -568,6 +570,40 @@ def test_a_resumed_run_continues_its_metrics_csv_and_its_wandb_run_under_the_job
         assert set(asked) <= {"entity", "project", "name", "dir", "id", "resume", "mode", *identity}, "no anonymous"
     # Lightning's CSVLogger's own arguments, given by position
     assert Path(ResumableCSVLogger(str(tmp_path / "csv"), "", "", resume_step=8).log_dir) == tmp_path / "csv"
+
+
+class LinearSteps(L.LightningModule):
+    """A module of one linear layer whose every step trains on a batch of two 2-vectors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self.layer(batch).sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class FiniteUntilStep4(LinearSteps):
+    def finite(self) -> bool:  # as ClassifierModule.finite: whether every training loss so far was finite
+        return self.trainer.global_step <= 4
+
+
+@pytest.mark.parametrize(("module", "saved"), [(LinearSteps, [2, 4, 8]), (FiniteUntilStep4, [2, 4])])
+def test_the_step_checkpoint_skips_an_epochs_last_step_and_any_step_after_a_loss_that_was_not_finite(
+    tmp_path: Path, module: type[LinearSteps], saved: list[int]
+) -> None:
+    """conf/callbacks/default.yaml's step_checkpoint, every 2 steps over 3 epochs of 3 steps: steps 2, 4, 6 and
+    8 are due, step 6 is an epoch's last (its epoch-end checkpoint follows); a module that says its loss was not
+    finite from step 5 on gets none after it, one that does not say is taken as finite."""
+    checkpoint = SafeCheckpoint(dirpath=tmp_path, filename="{step}", monitor=None, save_top_k=-1, every_n_train_steps=2)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, callbacks=[checkpoint], limit_val_batches=0,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module(), DataLoader([torch.randn(2, 2) for _ in range(3)], batch_size=None))
+    assert trainer.global_step == 9
+    assert sorted(int(path.stem.removeprefix("step=")) for path in tmp_path.glob("*.ckpt")) == saved
 
 
 def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_stops(tmp_path: Path) -> None:
