@@ -573,7 +573,7 @@ def test_a_resumed_run_continues_its_metrics_csv_and_its_wandb_run_under_the_job
 
 
 class LinearSteps(L.LightningModule):
-    """A module of one linear layer whose every step trains on a batch of two 2-vectors."""
+    """A module of one linear layer whose every step trains (or validates) on a batch of two 2-vectors."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -581,6 +581,9 @@ class LinearSteps(L.LightningModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         return self.layer(batch).sum()
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self.layer(batch)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.01)
@@ -591,19 +594,28 @@ class FiniteUntilStep4(LinearSteps):
         return self.trainer.global_step <= 4
 
 
-@pytest.mark.parametrize(("module", "saved"), [(LinearSteps, [2, 4, 8]), (FiniteUntilStep4, [2, 4])])
-def test_the_step_checkpoint_skips_an_epochs_last_step_and_any_step_after_a_loss_that_was_not_finite(
-    tmp_path: Path, module: type[LinearSteps], saved: list[int]
+@pytest.mark.parametrize("validate", [False, True], ids=["no-validation", "validation"])
+@pytest.mark.parametrize(("module", "steps", "epochs"),
+                         [(LinearSteps, [2, 4, 8], [0, 1, 2]), (FiniteUntilStep4, [2, 4], [0])])  # fmt: skip
+def test_checkpoints_skip_an_epochs_last_step_and_anything_after_a_loss_that_was_not_finite(
+    tmp_path: Path, module: type[LinearSteps], steps: list[int], epochs: list[int], validate: bool
 ) -> None:
-    """conf/callbacks/default.yaml's step_checkpoint, every 2 steps over 3 epochs of 3 steps: steps 2, 4, 6 and
-    8 are due, step 6 is an epoch's last (its epoch-end checkpoint follows); a module that says its loss was not
-    finite from step 5 on gets none after it, one that does not say is taken as finite."""
-    checkpoint = SafeCheckpoint(dirpath=tmp_path, filename="{step}", monitor=None, save_top_k=-1, every_n_train_steps=2)
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, callbacks=[checkpoint], limit_val_batches=0,
-                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    trainer.fit(module(), DataLoader([torch.randn(2, 2) for _ in range(3)], batch_size=None))
+    """conf/callbacks/default.yaml's step checkpoint (every 2 steps here) and epoch checkpoint, over 3 epochs of
+    3 steps: steps 2, 4, 6 and 8 are due, but step 6 is an epoch's last (its epoch-end checkpoint follows); a
+    module that says its loss was not finite from step 5 on gets none after it (epoch 0's, at step 3, stays), one
+    that does not say is taken as finite."""
+    by_step = SafeCheckpoint(dirpath=tmp_path, filename="{step}", monitor=None, save_top_k=-1, every_n_train_steps=2)
+    by_epoch = SafeCheckpoint(dirpath=tmp_path, filename="{epoch}", monitor=None, save_top_k=-1, every_n_epochs=1)
+    # validating every 3 steps (each epoch's end here), Lightning writes the epoch's checkpoint after the
+    # validation; validating once an epoch (val_check_interval=1.0), at the epoch's end, as without validation
+    validation = {"limit_val_batches": 1, "val_check_interval": 3} if validate else {"limit_val_batches": 0}
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, callbacks=[by_step, by_epoch], **validation,
+                        num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    batches = DataLoader([torch.randn(2, 2) for _ in range(3)], batch_size=None)
+    trainer.fit(module(), batches, batches)
     assert trainer.global_step == 9
-    assert sorted(int(path.stem.removeprefix("step=")) for path in tmp_path.glob("*.ckpt")) == saved
+    for name, numbers in (("step", steps), ("epoch", epochs)):
+        assert sorted(int(path.stem.removeprefix(f"{name}=")) for path in tmp_path.glob(f"{name}=*.ckpt")) == numbers
 
 
 def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_stops(tmp_path: Path) -> None:
