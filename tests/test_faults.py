@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import logging
 import math
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -35,10 +37,17 @@ from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf, read_write
 from torch.utils.data import DataLoader
 
-from alexnet_lab import launch
+from alexnet_lab import compat, launch
 from alexnet_lab.errors import UserError
 from alexnet_lab.module import Diverged
-from alexnet_lab.resume import CheckpointFacts, ResumableCSVLogger, SafeCheckpoint, checkpoint_facts, make_loggers
+from alexnet_lab.resume import (
+    CheckpointFacts,
+    Preemption,
+    ResumableCSVLogger,
+    SafeCheckpoint,
+    checkpoint_facts,
+    make_loggers,
+)
 from conftest import run_in_process, run_script
 
 TESTS = Path(__file__).resolve().parent
@@ -616,6 +625,68 @@ def test_checkpoints_skip_an_epochs_last_step_and_anything_after_a_loss_that_was
     assert trainer.global_step == 9
     for name, numbers in (("step", steps), ("epoch", epochs)):
         assert sorted(int(path.stem.removeprefix(f"{name}=")) for path in tmp_path.glob(f"{name}=*.ckpt")) == numbers
+
+
+class SignalAtStep(L.Callback):
+    """Sends this process ``sig`` at the end of training step ``step`` (before Preemption's hook: Lightning calls
+    checkpoint callbacks last)."""
+
+    def __init__(self, step: int, sig: signal.Signals) -> None:
+        self.step, self.sig = step, sig
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.sig)
+
+
+@pytest.mark.parametrize(
+    ("module", "sig", "at", "saved"),
+    [
+        (LinearSteps, signal.SIGUSR1, 2, 2),
+        (LinearSteps, signal.SIGTERM, 4, 4),
+        (LinearSteps, signal.SIGUSR2, 3, 3),  # in an epoch's last step: saved at the epoch's end
+        (FiniteUntilStep4, signal.SIGUSR1, 5, None),  # after a loss that was not finite
+    ],
+    ids=["requeue", "stop", "at-an-epochs-end", "not-finite"],
+)
+def test_a_signal_in_a_fit_saves_at_the_steps_end_stops_before_the_next_and_requeues_a_slurm_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, module: type[LinearSteps],
+    sig: signal.Signals, at: int, saved: int | None,
+) -> None:  # fmt: skip
+    """Preemption in a fit of 3 epochs of 3 steps, in a SLURM job (a stand-in scontrol): the signal's step is
+    saved to last.ckpt (one in an epoch's last step at the epoch's end), the run exits 0 before the next step, and
+    a requeue signal (not SIGTERM) puts the job back in the queue; the signal reaches the ranks the fit started
+    (a stand-in rank: one process here). After a loss that was not finite, the signal
+    does nothing: the module's divergence check ends the run (not this module's: it trains on)."""
+    for key, value in slurm_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    forwarded: list[int] = []  # what reaches the ranks that the fit's launcher started (DDP)
+    rank = SimpleNamespace(send_signal=forwarded.append)
+    monkeypatch.setattr(compat, "started_ranks", lambda trainer: [rank] if isinstance(trainer, L.Trainer) else [])
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    preemption = Preemption(str(last.parent))
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, limit_val_batches=0, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[SignalAtStep(at, sig), preemption])  # fmt: skip
+    exit_code = None
+    try:
+        with caplog.at_level(logging.INFO):
+            trainer.fit(module(), DataLoader([torch.randn(2, 2) for _ in range(3)], batch_size=None))
+    except SystemExit as exited:
+        exit_code = exited.code
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    said = f"{sig.name} received: saved {last} at step {saved}; resume with ckpt_path=last"
+    assert forwarded == [sig]
+    expected = (0, saved, True) if saved else (None, 9, False)  # exit status, the last step, the line
+    assert (exit_code, trainer.global_step, said in caplog.messages) == expected
+    assert (torch.load(last)["global_step"] if last.exists() else None) == saved
+    requeued = sig != signal.SIGTERM and saved is not None
+    calls = tmp_path / "scontrol.calls"
+    assert (calls.read_text().split() if calls.exists() else []) == (["requeue", "4242"] if requeued else [])
+    assert ("scontrol requeue 4242: done" in caplog.messages) == requeued
 
 
 def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_stops(tmp_path: Path) -> None:

@@ -293,8 +293,9 @@ class SafeCheckpoint(ModelCheckpoint):
 class Preemption(Checkpoint):
     """Saves ``last.ckpt`` at the end of the step when a signal asks the run to stop, and exits 0 before the
     next step (a run whose last step it was simply finishes). A signal that arrives in an epoch's last step or
-    its validation is acted on after the validation (see :class:`SafeCheckpoint`); after a loss that was not
-    finite, nothing is saved.
+    its validation is acted on after the validation (see :class:`SafeCheckpoint`). After a loss that was not
+    finite, nothing is saved and the job is not requeued: the run stops as diverged (``ClassifierModule.finite``),
+    naming the last finite checkpoint.
 
     - ``stop_signals`` (SIGTERM: ``scancel``, a preemption, the time limit itself): save and exit. The job
       ends; if SLURM preempts with ``PreemptMode=REQUEUE``, SLURM requeues it itself.
@@ -363,8 +364,9 @@ class Preemption(Checkpoint):
     def _save_if_signalled(self, trainer: L.Trainer) -> None:
         if self.saved or not trainer.strategy.reduce_boolean_decision(self.first is not None, all=False):
             return
-        if finite(trainer.lightning_module):
-            trainer.save_checkpoint(self.path)
+        if not finite(trainer.lightning_module):  # ClassifierModule.finite stops the run: it diverged
+            return
+        trainer.save_checkpoint(self.path)
         self.saved = True
         name = self.first.name if self.first is not None else "a signal (on another rank)"
         rank_zero_info(f"{name} received: saved {self.path} at step {trainer.global_step}; resume with ckpt_path=last")
