@@ -148,7 +148,7 @@ def test_a_rank_waits_for_a_choice_that_comes_later_and_says_whose_it_is(
 
 
 def test_ckpt_path_last_is_the_run_dirs_own_or_the_newest_of_a_run_with_the_same_overrides(
-    tmp_path: Path, compose_cfg, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, compose_cfg, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``ckpt_path=last``: the run dir's own last.ckpt; else, under the outputs root, the newest last.ckpt of a
     run whose overrides are the same in any order, ckpt_path and trainer.max_epochs apart; else one error in a
@@ -188,11 +188,34 @@ def test_ckpt_path_last_is_the_run_dirs_own_or_the_newest_of_a_run_with_the_same
     with pytest.raises(resume.UserError, match=r"ckpt_path=last: no earlier run under .* with the overrides "
                        r"\['experiment=smoke', 'norm=lrn'\] has a last.ckpt"):  # fmt: skip
         resume.resolve_ckpt_path("last", root)
-    assert resume.resolve_ckpt_path(None, root) is None, "a requeued job without a checkpoint starts afresh"
+    with caplog.at_level(logging.INFO, logger="alexnet_lab"):
+        assert resume.resolve_ckpt_path(None, root) is None, "a requeued job without a checkpoint starts afresh"
+    assert caplog.messages[-1] == "requeued job without a last.ckpt: starting from scratch"
     OmegaConf.set_readonly(cfg.hydra, False)
     cfg.hydra.mode = RunMode.MULTIRUN
     resume.HydraConfig.instance().set_config(cfg)
     assert resume.resolve_ckpt_path("last", root) is None, "a job of a resumed sweep that had not saved yet"
+
+
+def test_a_ckpt_path_that_is_a_folder_or_nothing_is_refused_naming_a_checkpoint_inside(tmp_path: Path) -> None:
+    """A run dir given as ckpt_path names its checkpoints/last.ckpt, a checkpoints folder its last.ckpt, another
+    folder no file; a path where nothing is says so."""
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = {
+        run: f"is a folder, not a checkpoint: give a .ckpt file such as {last}",
+        last.parent: f"is a folder, not a checkpoint: give a .ckpt file such as {last}",
+        empty: "is a folder, not a checkpoint: give a .ckpt file",
+        tmp_path / "nowhere.ckpt": "does not exist: give a checkpoint file or ckpt_path=last",
+    }
+    for path, says in cases.items():
+        with pytest.raises(resume.UserError) as error:
+            resume.resolve_ckpt_path(str(path), tmp_path)
+        assert str(error.value) == f"ckpt_path={path} {says}"
 
 
 def test_only_this_hosts_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
