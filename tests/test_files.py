@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from alexnet_lab import resume
+from alexnet_lab.cluster import job_start
 from alexnet_lab.config import claim_dir
 from alexnet_lab.files import atomic_dir, atomic_write, create_once
 
@@ -216,6 +217,38 @@ def test_a_ckpt_path_that_is_a_folder_or_nothing_is_refused_naming_a_checkpoint_
         with pytest.raises(resume.UserError) as error:
             resume.resolve_ckpt_path(str(path), tmp_path)
         assert str(error.value) == f"ckpt_path={path} {says}"
+
+
+LAUNCHER_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_PROCID", "SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS",
+                 "SLURM_RESTART_COUNT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "WORLD_SIZE")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("environment", "start"),
+    [
+        ({}, None),
+        ({"SLURM_JOB_ID": "7", "SLURM_PROCID": "1", "SLURM_STEP_ID": "3", "SLURM_STEP_NUM_TASKS": "2"},
+         "slurm-7.3-restart0"),
+        ({"SLURM_JOB_ID": "7", "SLURM_PROCID": "0", "SLURM_STEP_ID": "3", "SLURM_STEP_NUM_TASKS": "2",
+          "SLURM_RESTART_COUNT": "1"}, "slurm-7.3-restart1"),
+        ({"SLURM_JOB_ID": "7", "SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "1"}, None),  # one task
+        ({"SLURM_JOB_ID": "7", "SLURM_PROCID": "0"}, None),  # a batch script: no step's task count
+        ({"TORCHELASTIC_RUN_ID": "abc", "WORLD_SIZE": "2"}, "torchrun-abc-restart0"),
+        ({"TORCHELASTIC_RUN_ID": "abc", "WORLD_SIZE": "2", "TORCHELASTIC_RESTART_COUNT": "2"}, "torchrun-abc-restart2"),
+        ({"TORCHELASTIC_RUN_ID": "abc", "WORLD_SIZE": "1"}, None),  # one process
+        ({"TORCHELASTIC_RUN_ID": "abc"}, None),  # no world size: one process
+    ],
+    ids=["alone", "srun", "srun-requeued", "one-task", "batch", "torchrun", "torchrun-restarted", "torchrun-one",
+         "torchrun-no-size"],
+)  # fmt: skip
+def test_the_ranks_of_one_start_of_a_job_share_a_name_that_a_restart_changes(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], start: str | None
+) -> None:
+    for key in LAUNCHER_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    assert job_start() == start
 
 
 def test_only_this_hosts_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
