@@ -49,6 +49,7 @@ from alexnet_lab.resume import (
     make_loggers,
 )
 from conftest import run_in_process, run_script
+from faults import SignalAtStep
 
 TESTS = Path(__file__).resolve().parent
 # Four training steps per epoch (32 images, batch 8), last.ckpt every two steps, deterministic kernels.
@@ -627,18 +628,6 @@ def test_checkpoints_skip_an_epochs_last_step_and_anything_after_a_loss_that_was
         assert sorted(int(path.stem.removeprefix(f"{name}=")) for path in tmp_path.glob(f"{name}=*.ckpt")) == numbers
 
 
-class SignalAtStep(L.Callback):
-    """Sends this process ``sig`` at the end of training step ``step`` (before Preemption's hook: Lightning calls
-    checkpoint callbacks last)."""
-
-    def __init__(self, step: int, sig: signal.Signals) -> None:
-        self.step, self.sig = step, sig
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), self.sig)
-
-
 @pytest.mark.parametrize(
     ("module", "sig", "at", "saved"),
     [
@@ -666,9 +655,9 @@ def test_a_signal_in_a_fit_saves_at_the_steps_end_stops_before_the_next_and_requ
     monkeypatch.setattr(compat, "started_ranks", lambda trainer: [rank] if isinstance(trainer, L.Trainer) else [])
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
     last = tmp_path / "checkpoints" / "last.ckpt"
-    preemption = Preemption(str(last.parent))
+    callbacks = [SignalAtStep(step=at, signal=sig.name), Preemption(str(last.parent))]
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, limit_val_batches=0, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[SignalAtStep(at, sig), preemption])  # fmt: skip
+                        enable_model_summary=False, callbacks=callbacks)  # fmt: skip
     exit_code = None
     try:
         with caplog.at_level(logging.INFO):
