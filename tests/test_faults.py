@@ -32,7 +32,9 @@ import torch
 import wandb
 from hydra.conf import ConfigSourceInfo
 from hydra.core.hydra_config import HydraConfig
-from lightning.fabric.plugins.environments import LightningEnvironment
+from hydra.utils import instantiate
+from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf, read_write
 from torch.utils.data import DataLoader
@@ -41,15 +43,32 @@ from alexnet_lab import compat, launch
 from alexnet_lab.errors import UserError
 from alexnet_lab.module import Diverged
 from alexnet_lab.resume import (
+    AtomicCheckpointIO,
     CheckpointFacts,
     Preemption,
     ResumableCSVLogger,
     SafeCheckpoint,
     checkpoint_facts,
     make_loggers,
+    trainer_plugins,
 )
 from conftest import run_in_process, run_script
 from faults import SignalAtStep
+
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+@pytest.fixture
+def default_signals() -> Iterator[None]:
+    """SIGTERM, SIGUSR1 and SIGUSR2 at their default action for the test (an earlier Preemption's teardown leaves
+    them ignored, which children started here would inherit), and as they were after it."""
+    before = {s: signal.getsignal(s) for s in PREEMPTION_SIGNALS}
+    for s in PREEMPTION_SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
+    yield
+    for s, handler in before.items():
+        signal.signal(s, handler)
+
 
 TESTS = Path(__file__).resolve().parent
 # Four training steps per epoch (32 images, batch 8), last.ckpt every two steps, deterministic kernels.
@@ -233,8 +252,6 @@ def test_kill_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path) -> Non
     partial = list(tmp_path.glob(".last.ckpt.tmp-*"))
     assert len(partial) == 1 and partial[0].stat().st_size == 4098, "the half-written file went elsewhere"
 
-    from alexnet_lab.resume import AtomicCheckpointIO
-
     AtomicCheckpointIO().save_checkpoint({"step": 3}, path)
     assert load(path)["step"] == 3 and not list(tmp_path.glob(".last.ckpt.tmp-*"))
 
@@ -244,8 +261,6 @@ def test_the_configured_trainer_saves_every_checkpoint_through_a_temp_file(
 ) -> None:
     """The trainer that conf/trainer/default.yaml builds writes each checkpoint to a temp file beside it and
     renames it (Lightning's own checkpoint IO writes the path itself)."""
-    from hydra.utils import instantiate
-    from lightning.pytorch.demos.boring_classes import BoringModel
 
     cfg = compose_cfg("experiment=smoke", "logger=csv", "trainer.max_steps=1", "trainer.enable_model_summary=false",
                       "trainer.enable_progress_bar=false")  # fmt: skip
@@ -639,8 +654,8 @@ def test_checkpoints_skip_an_epochs_last_step_and_anything_after_a_loss_that_was
     ids=["requeue", "stop", "at-an-epochs-end", "not-finite"],
 )
 def test_a_signal_in_a_fit_saves_at_the_steps_end_stops_before_the_next_and_requeues_a_slurm_job(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, module: type[LinearSteps],
-    sig: signal.Signals, at: int, saved: int | None,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, default_signals: None,
+    module: type[LinearSteps], sig: signal.Signals, at: int, saved: int | None,
 ) -> None:  # fmt: skip
     """Preemption in a fit of 3 epochs of 3 steps, in a SLURM job (a stand-in scontrol): the signal's step is
     saved to last.ckpt (one in an epoch's last step at the epoch's end), the run exits 0 before the next step, and
@@ -653,7 +668,6 @@ def test_a_signal_in_a_fit_saves_at_the_steps_end_stops_before_the_next_and_requ
     forwarded: list[int] = []  # what reaches the ranks that the fit's launcher started (DDP)
     rank = SimpleNamespace(send_signal=forwarded.append)
     monkeypatch.setattr(compat, "started_ranks", lambda trainer: [rank] if isinstance(trainer, L.Trainer) else [])
-    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
     last = tmp_path / "checkpoints" / "last.ckpt"
     callbacks = [SignalAtStep(step=at, signal=sig.name), Preemption(str(last.parent))]
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, limit_val_batches=0, enable_progress_bar=False,
@@ -664,9 +678,6 @@ def test_a_signal_in_a_fit_saves_at_the_steps_end_stops_before_the_next_and_requ
             trainer.fit(module(), DataLoader([torch.randn(2, 2) for _ in range(3)], batch_size=None))
     except SystemExit as exited:
         exit_code = exited.code
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
     said = f"{sig.name} received: saved {last} at step {saved}; resume with ckpt_path=last"
     assert forwarded == [sig]
     expected = (0, saved, True) if saved else (None, 9, False)  # exit status, the last step, the line
@@ -678,45 +689,26 @@ def test_a_signal_in_a_fit_saves_at_the_steps_end_stops_before_the_next_and_requ
     assert ("scontrol requeue 4242: done" in caplog.messages) == requeued
 
 
-def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_stops(tmp_path: Path) -> None:
+def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_stops(
+    tmp_path: Path, default_signals: None
+) -> None:
     """A --signal=USR1@N warning that comes during the final validation or the figures found the signal's default
     action (terminate) and failed the job; after fit it is ignored, and SIGTERM keeps the handler it had."""
-    import signal
-
-    from alexnet_lab.resume import Preemption
-
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
-    try:
-        for sig in before:
-            signal.signal(sig, signal.SIG_DFL)
-        preemption = Preemption(str(tmp_path))
-        assert signal.getsignal(signal.SIGUSR1) == preemption._handle  # during training: ours
-        preemption.teardown(None, None, "fit")  # type: ignore[arg-type]
-        assert signal.getsignal(signal.SIGUSR1) == signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
+    preemption = Preemption(str(tmp_path))
+    assert signal.getsignal(signal.SIGUSR1) == preemption._handle  # during training: ours
+    preemption.teardown(None, None, "fit")  # type: ignore[arg-type]
+    assert signal.getsignal(signal.SIGUSR1) == signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
-def test_the_first_signal_decides_and_reaches_the_ranks_this_process_started(tmp_path: Path) -> None:
+def test_the_first_signal_decides_and_reaches_the_ranks_this_process_started(
+    tmp_path: Path, default_signals: None
+) -> None:
     """Preemption's handler: the first signal is the one acted on, and it is passed on to the rank processes this
     one started (Lightning's launcher's), those that have ended skipped; a later signal changes nothing and is
     not passed on."""
-    import signal
-    import time
-    from types import SimpleNamespace
-
-    from lightning.fabric.plugins.environments import LightningEnvironment
-
-    from alexnet_lab.compat import SubprocessScriptLauncher
-    from alexnet_lab.resume import Preemption
-
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
-    launcher = SubprocessScriptLauncher(LightningEnvironment(), num_processes=2, num_nodes=1)
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)}
-    for sig in before:  # a signal this process ignores (an earlier run's teardown) its children would ignore too
-        signal.signal(sig, signal.SIG_DFL)
+    launcher = compat.SubprocessScriptLauncher(LightningEnvironment(), num_processes=2, num_nodes=1)
     ended = subprocess.Popen([sys.executable, "-c", ""])
     ended.wait()
     launcher.procs = [ended, subprocess.Popen(sleeper)]
@@ -732,8 +724,6 @@ def test_the_first_signal_decides_and_reaches_the_ranks_this_process_started(tmp
     finally:
         for proc in launcher.procs:
             proc.kill()
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
 
 
 # -- a loss that is not finite, a full disk ------------------------------------------------------------------------
@@ -819,9 +809,6 @@ def test_a_full_disk_ends_the_run_with_one_line_and_keeps_the_last_checkpoint(tm
 def test_under_slurm_lightnings_requeue_handler_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """The trainer's plugins: atomic checkpoint files; in a SLURM job, Lightning's SLURM environment (which it
     would pick by itself) with auto_requeue off, so that its handler never acts on SIGUSR1 (in validate() too)."""
-    from lightning.fabric.plugins.environments import SLURMEnvironment
-
-    from alexnet_lab.resume import AtomicCheckpointIO, trainer_plugins
 
     for name in [k for k in os.environ if k.startswith("SLURM_")]:
         monkeypatch.delenv(name)
