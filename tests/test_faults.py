@@ -597,6 +597,26 @@ def test_a_resumed_run_continues_its_metrics_csv_and_its_wandb_run_under_the_job
     assert Path(ResumableCSVLogger(str(tmp_path / "csv"), "", "", resume_step=8).log_dir) == tmp_path / "csv"
 
 
+@pytest.mark.parametrize(
+    ("argument", "says"),
+    [
+        ({"colour": "red"}, "CSVLogger.__init__() got an unexpected keyword argument 'colour'"),
+        # a node inside that Hydra cannot make: its cause, not Hydra's three lines around it
+        (
+            {"save_dir": {"_target_": "builtins.int", "_args_": ["seven"]}},
+            "invalid literal for int() with base 10: 'seven'",
+        ),
+    ],
+    ids=["argument", "inner-node"],
+)
+def test_a_logger_that_cannot_be_made_is_one_line_naming_it_and_the_cause(argument: dict, says: str) -> None:
+    nodes = OmegaConf.create({"csv": None, "mine": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": ".",
+                                                    **argument}})  # fmt: skip
+    with pytest.raises(UserError) as error:
+        make_loggers(nodes, None, {})
+    assert str(error.value) == f"logger.mine could not be made: {says}"
+
+
 class LinearSteps(L.LightningModule):
     """A module of one linear layer whose every step trains (or validates) on a batch of two 2-vectors."""
 

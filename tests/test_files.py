@@ -195,7 +195,9 @@ def test_ckpt_path_last_is_the_run_dirs_own_or_the_newest_of_a_run_with_the_same
     OmegaConf.set_readonly(cfg.hydra, False)
     cfg.hydra.mode = RunMode.MULTIRUN
     resume.HydraConfig.instance().set_config(cfg)
-    assert resume.resolve_ckpt_path("last", root) is None, "a job of a resumed sweep that had not saved yet"
+    with caplog.at_level(logging.INFO, logger="alexnet_lab"):
+        assert resume.resolve_ckpt_path("last", root) is None, "a job of a resumed sweep that had not saved yet"
+    assert caplog.messages[-1] == "ckpt_path=last: this job of the sweep has no last.ckpt yet: starting it from scratch"
 
 
 def test_a_ckpt_path_that_is_a_folder_or_nothing_is_refused_naming_a_checkpoint_inside(tmp_path: Path) -> None:
