@@ -721,6 +721,24 @@ def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_s
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
+def test_unknown_signal_names_are_refused_in_one_line_before_any_handler_changes(
+    tmp_path: Path, default_signals: None
+) -> None:
+    with pytest.raises(UserError) as error:
+        Preemption(str(tmp_path), stop_signals=["SIGTERM", "SIGNOPE"], requeue_signals=["USR1", "SIGUSR2"])
+    assert str(error.value) == "callbacks.preemption: unknown signal(s) ['SIGNOPE', 'USR1']: use names like SIGTERM"
+    assert [signal.getsignal(s) for s in PREEMPTION_SIGNALS] == [signal.SIG_DFL] * 3
+
+
+def test_a_signal_before_training_starts_is_kept_for_the_first_step(tmp_path: Path, default_signals: None) -> None:
+    """The handlers are installed when the callback is made, before the data are set up: a signal then is noted
+    (there are no ranks to pass it on to yet), and the first step's end acts on it."""
+    preemption = Preemption(str(tmp_path))
+    os.kill(os.getpid(), signal.SIGUSR1)
+    time.sleep(0.1)  # Python runs the handler between two bytecodes of this thread
+    assert preemption.first == signal.SIGUSR1
+
+
 def test_the_first_signal_decides_and_reaches_the_ranks_this_process_started(
     tmp_path: Path, default_signals: None
 ) -> None:

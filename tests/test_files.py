@@ -134,6 +134,52 @@ def test_the_ranks_of_an_srun_job_resume_from_the_checkpoint_rank_0_chose(
     assert resume.shared_ckpt_path(None, tmp_path, run_dir) is None
 
 
+@pytest.mark.parametrize("restart", [None, "", "0"], ids=["unset", "empty", "0"])
+def test_a_first_start_without_ckpt_path_and_a_process_alone_choose_by_themselves(
+    tmp_path: Path, as_rank, monkeypatch: pytest.MonkeyPatch, restart: str | None
+) -> None:
+    """Nothing to share: a rank of an srun job's first start given no ckpt_path, and a process outside any job
+    given one, resolve it themselves under the outputs root, write no choice and wait for none; the answer is
+    left in the environment for the ranks they start."""
+    asked: list[tuple[str | None, Path]] = []
+    monkeypatch.setattr(resume, "resolve_ckpt_path", lambda ckpt_path, root: asked.append((ckpt_path, root)) or None)
+    monkeypatch.setattr(resume, "RANK0_WAIT_S", 0.5)  # a rank that waited for rank 0 would fail
+    root, run_dir = tmp_path / "outputs", tmp_path / "run"
+    run_dir.mkdir()
+    as_rank(1)
+    if restart is None:
+        monkeypatch.delenv("SLURM_RESTART_COUNT")
+    else:
+        monkeypatch.setenv("SLURM_RESTART_COUNT", restart)
+    assert resume.shared_ckpt_path(None, root, run_dir) is None and asked == [(None, root)]
+    for key in LAUNCHER_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(
+        resume, "resolve_ckpt_path", lambda ckpt_path, root: asked.append((ckpt_path, root)) or "/a.ckpt"
+    )
+    assert resume.shared_ckpt_path("last", root, run_dir) == "/a.ckpt" and asked[1:] == [("last", root)]
+    assert list(run_dir.iterdir()) == [] and os.environ[resume.RANK0_CKPT_ENV] == "/a.ckpt"
+
+
+def test_ranks_that_rank_0_started_take_its_choice_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rank that rank 0 started (LOCAL_RANK > 0, rank 0's choice in the environment it inherited) takes that
+    choice, none included; rank 0 itself, or a rank without the choice, resolves its own."""
+    for key in LAUNCHER_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(resume, "resolve_ckpt_path", lambda ckpt_path, root: "/ckpts/own.ckpt")
+    cases = [("1", "/ckpts/rank0.ckpt", "/ckpts/rank0.ckpt"), ("3", "", None),
+             ("0", "/ckpts/rank0.ckpt", "/ckpts/own.ckpt"), ("1", None, "/ckpts/own.ckpt")]  # fmt: skip
+    for local_rank, inherited, expected in cases:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        if inherited is None:
+            monkeypatch.delenv(resume.RANK0_CKPT_ENV, raising=False)
+        else:
+            monkeypatch.setenv(resume.RANK0_CKPT_ENV, inherited)
+        assert resume.shared_ckpt_path("last", tmp_path, tmp_path) == expected, (local_rank, inherited)
+
+
 def test_a_rank_waits_for_a_choice_that_comes_later_and_says_whose_it_is(
     tmp_path: Path, as_rank, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
