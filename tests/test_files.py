@@ -117,6 +117,7 @@ def test_the_ranks_of_an_srun_job_resume_from_the_checkpoint_rank_0_chose(
 ) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
+    monkeypatch.setattr(resume, "RANK0_WAIT_S", 0.5)  # a rank that waits where it should not fails, and soon
     # rank 0 chooses and says so in the run dir the ranks share
     as_rank(0, restart=1)
     monkeypatch.setattr(resume, "resolve_ckpt_path", lambda ckpt_path, root: "/ckpts/chosen-by-rank-0.ckpt")
@@ -127,7 +128,6 @@ def test_the_ranks_of_an_srun_job_resume_from_the_checkpoint_rank_0_chose(
     assert resume.shared_ckpt_path(None, tmp_path, run_dir) == "/ckpts/chosen-by-rank-0.ckpt"
     # after the next requeue rank 1 waits for rank 0's new choice instead of reading the earlier one
     as_rank(1, restart=2)
-    monkeypatch.setattr(resume, "RANK0_WAIT_S", 0.5)
     with pytest.raises(resume.UserError, match="rank 0 did not choose the checkpoint to resume from"):
         resume.shared_ckpt_path(None, tmp_path, run_dir)
     (run_dir / ".ckpt_path-slurm-77.0-restart2").write_text(json.dumps(None))
@@ -184,7 +184,7 @@ def test_a_rank_waits_for_a_choice_that_comes_later_and_says_whose_it_is(
     tmp_path: Path, as_rank, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     as_rank(1, restart=1)
-    monkeypatch.setattr(resume, "RANK0_WAIT_S", 60.0)
+    monkeypatch.setattr(resume, "RANK0_WAIT_S", 5.0)
     choice = tmp_path / ".ckpt_path-slurm-77.0-restart1"
     late = threading.Timer(0.5, atomic_write, (choice, lambda tmp: tmp.write_text(json.dumps("/ckpts/late.ckpt"))))
     late.start()
