@@ -159,11 +159,21 @@ def per_step(run_dir: Path, key: str) -> dict[str, str]:
     return {row["step"]: row[key] for row in csv_rows(run_dir) if row.get(key)}
 
 
-def slurm_env(tmp_path: Path) -> dict[str, str]:
+def in_slurm_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scontrol_status: int = 0) -> None:
+    """This process in SLURM job 4242, its scontrol a stand-in that records its arguments and exits with
+    ``scontrol_status``."""
+    for key, value in slurm_env(tmp_path, scontrol_status).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+
+
+def slurm_env(tmp_path: Path, scontrol_status: int = 0) -> dict[str, str]:
     """A SLURM job whose scontrol is a stand-in that records its arguments."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.calls"}\n')
+    (bin_dir / "scontrol").write_text(
+        f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.calls"}\nexit {scontrol_status}\n'
+    )
     (bin_dir / "scontrol").chmod(0o755)
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
 
@@ -663,6 +673,17 @@ def test_checkpoints_skip_an_epochs_last_step_and_anything_after_a_loss_that_was
         assert sorted(int(path.stem.removeprefix(f"{name}=")) for path in tmp_path.glob(f"{name}=*.ckpt")) == numbers
 
 
+def fit_three_epochs(module: L.LightningModule, *callbacks: L.Callback) -> tuple[L.Trainer, int | None]:
+    """3 epochs of 3 steps; the trainer, and the exit status if the fit exited."""
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, limit_val_batches=0, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=list(callbacks))  # fmt: skip
+    try:
+        trainer.fit(module, DataLoader([torch.randn(2, 2) for _ in range(3)], batch_size=None))
+    except SystemExit as exited:
+        return trainer, exited.code  # type: ignore[return-value]
+    return trainer, None
+
+
 @pytest.mark.parametrize(
     ("module", "sig", "at", "saved"),
     [
@@ -682,22 +703,15 @@ def test_a_signal_in_a_fit_saves_at_the_steps_end_stops_before_the_next_and_requ
     a requeue signal (not SIGTERM) puts the job back in the queue; the signal reaches the ranks the fit started
     (a stand-in rank: one process here). After a loss that was not finite, the signal
     does nothing: the module's divergence check ends the run (not this module's: it trains on)."""
-    for key, value in slurm_env(tmp_path).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    in_slurm_job(tmp_path, monkeypatch)
+    caplog.set_level(logging.INFO)
     forwarded: list[int] = []  # what reaches the ranks that the fit's launcher started (DDP)
     rank = SimpleNamespace(send_signal=forwarded.append)
     monkeypatch.setattr(compat, "started_ranks", lambda trainer: [rank] if isinstance(trainer, L.Trainer) else [])
     last = tmp_path / "checkpoints" / "last.ckpt"
-    callbacks = [SignalAtStep(step=at, signal=sig.name), Preemption(str(last.parent))]
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, limit_val_batches=0, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=callbacks)  # fmt: skip
-    exit_code = None
-    try:
-        with caplog.at_level(logging.INFO):
-            trainer.fit(module(), DataLoader([torch.randn(2, 2) for _ in range(3)], batch_size=None))
-    except SystemExit as exited:
-        exit_code = exited.code
+    trainer, exit_code = fit_three_epochs(
+        module(), SignalAtStep(step=at, signal=sig.name), Preemption(str(last.parent))
+    )
     said = f"{sig.name} received: saved {last} at step {saved}; resume with ckpt_path=last"
     assert forwarded == [sig]
     expected = (0, saved, True) if saved else (None, 9, False)  # exit status, the last step, the line
@@ -707,6 +721,47 @@ def test_a_signal_in_a_fit_saves_at_the_steps_end_stops_before_the_next_and_requ
     calls = tmp_path / "scontrol.calls"
     assert (calls.read_text().split() if calls.exists() else []) == (["requeue", "4242"] if requeued else [])
     assert ("scontrol requeue 4242: done" in caplog.messages) == requeued
+
+
+class OtherRankSignalledAt(L.Callback):
+    """A second rank, as the strategy's agreement sees it: from ``step`` on, that rank has received a signal (this
+    process receives none). Lightning's reduce_boolean_decision over the two: all, or any with ``all=False``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        def both(decision: bool, all: bool = True) -> bool:
+            other = trainer.global_step >= self.step
+            return (decision and other) if all else (decision or other)
+
+        trainer.strategy.reduce_boolean_decision = both  # type: ignore[method-assign]
+
+
+def test_a_rank_that_received_no_signal_saves_at_the_same_step_and_leaves_the_requeue_to_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, default_signals: None
+) -> None:
+    in_slurm_job(tmp_path, monkeypatch)
+    caplog.set_level(logging.INFO)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    trainer, exit_code = fit_three_epochs(LinearSteps(), OtherRankSignalledAt(step=2), Preemption(str(last.parent)))
+    assert (exit_code, trainer.global_step, torch.load(last)["global_step"]) == (0, 2, 2)
+    assert f"a signal (on another rank) received: saved {last} at step 2; resume with ckpt_path=last" in caplog.messages
+    assert not (tmp_path / "scontrol.calls").exists()
+
+
+def test_a_requeue_that_scontrol_refuses_is_said_with_its_status_and_the_run_still_ends_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, default_signals: None
+) -> None:
+    in_slurm_job(tmp_path, monkeypatch, scontrol_status=3)
+    caplog.set_level(logging.INFO)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    trainer, exit_code = fit_three_epochs(
+        LinearSteps(), SignalAtStep(step=2, signal="SIGUSR1"), Preemption(str(last.parent))
+    )
+    assert (exit_code, torch.load(last)["global_step"]) == (0, 2)
+    assert (tmp_path / "scontrol.calls").read_text().split() == ["requeue", "4242"]
+    assert "scontrol requeue 4242: failed with status 3" in caplog.messages
 
 
 def test_after_training_a_time_limit_warning_no_longer_kills_but_sigterm_still_stops(
