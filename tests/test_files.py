@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from alexnet_lab import resume
-from alexnet_lab.cluster import job_start
+from alexnet_lab.cluster import job_start, process_rank, slurm_job_id, slurm_task
 from alexnet_lab.config import claim_dir
 from alexnet_lab.files import atomic_dir, atomic_write, create_once
 
@@ -267,8 +267,9 @@ def test_a_ckpt_path_that_is_a_folder_or_nothing_is_refused_naming_a_checkpoint_
         assert str(error.value) == f"ckpt_path={path} {says}"
 
 
-LAUNCHER_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_PROCID", "SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS",
-                 "SLURM_RESTART_COUNT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "WORLD_SIZE")  # fmt: skip
+LAUNCHER_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_PROCID", "SLURM_STEP_ID",
+                 "SLURM_STEP_NUM_TASKS", "SLURM_RESTART_COUNT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT",
+                 "WORLD_SIZE", "RANK", "LOCAL_RANK")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -297,6 +298,37 @@ def test_the_ranks_of_one_start_of_a_job_share_a_name_that_a_restart_changes(
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
     assert job_start() == start
+
+
+@pytest.mark.parametrize(
+    ("environment", "job", "task", "rank"),
+    [
+        ({}, None, None, 0),
+        ({"SLURM_JOB_ID": "7"}, "7", None, 0),  # an salloc shell: in the job, but no task
+        ({"SLURM_PROCID": "0"}, None, None, 0),  # no job: no task
+        ({"SLURM_JOB_ID": "7", "SLURM_PROCID": "0"}, "7", "7.batch", 0),  # the batch script
+        ({"SLURM_JOB_ID": "9", "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "3", "SLURM_PROCID": "2",
+          "SLURM_STEP_ID": "0"}, "7_3", "7_3.0", 2),  # task 2 of srun's step 0 in array task 3 of job 7
+        ({"RANK": "3", "LOCAL_RANK": "1", "SLURM_JOB_ID": "7", "SLURM_PROCID": "0"}, "7", "7.batch", 3),  # torchrun
+        ({"RANK": "0", "SLURM_PROCID": "1"}, None, None, 0),  # torchrun's RANK first, 0 too
+        ({"RANK": "", "SLURM_PROCID": "1"}, None, None, 1),
+        ({"LOCAL_RANK": "1", "SLURM_JOB_ID": "7", "SLURM_PROCID": "0"}, "7", "7.batch", 1),  # a rank Lightning started
+        ({"LOCAL_RANK": "0", "SLURM_PROCID": "2"}, None, None, 2),
+    ],
+    ids=["alone", "salloc", "no-job", "batch", "array-srun", "torchrun", "torchrun-0", "empty-rank", "started",
+         "srun-local-0"],
+)  # fmt: skip
+def test_the_job_the_task_and_the_rank_are_read_as_each_launcher_sets_them(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], job: str | None, task: str | None, rank: int
+) -> None:
+    """What scontrol calls the job (``<array job>_<task>`` for an array), the task (``<job>.<step>``, ``.batch``
+    in the batch script, none in an salloc shell) and the global rank (torchrun's RANK, then a started rank's
+    LOCAL_RANK, then srun's SLURM_PROCID), for the variables each launcher sets (sbatch, srun, torchrun)."""
+    for key in LAUNCHER_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    assert (slurm_job_id(), slurm_task(), process_rank()) == (job, task, rank)
 
 
 def test_only_this_hosts_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
