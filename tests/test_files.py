@@ -120,8 +120,11 @@ def test_the_ranks_of_an_srun_job_resume_from_the_checkpoint_rank_0_chose(
     monkeypatch.setattr(resume, "RANK0_WAIT_S", 0.5)  # a rank that waits where it should not fails, and soon
     # rank 0 chooses and says so in the run dir the ranks share
     as_rank(0, restart=1)
-    monkeypatch.setattr(resume, "resolve_ckpt_path", lambda ckpt_path, root: "/ckpts/chosen-by-rank-0.ckpt")
-    assert resume.shared_ckpt_path(None, tmp_path, run_dir) == "/ckpts/chosen-by-rank-0.ckpt"
+    asked: list[tuple[str | None, Path]] = []
+    chosen = "/ckpts/chosen-by-rank-0.ckpt"
+    monkeypatch.setattr(resume, "resolve_ckpt_path", lambda ckpt_path, root: asked.append((ckpt_path, root)) or chosen)
+    assert resume.shared_ckpt_path("last", tmp_path, run_dir) == "/ckpts/chosen-by-rank-0.ckpt"
+    assert asked == [("last", tmp_path)]
     # rank 1 takes that choice, whatever it would have found itself
     as_rank(1, restart=1)
     monkeypatch.setattr(resume, "resolve_ckpt_path", lambda ckpt_path, root: "/ckpts/elsewhere.ckpt")
@@ -152,6 +155,7 @@ def test_a_first_start_without_ckpt_path_and_a_process_alone_choose_by_themselve
     else:
         monkeypatch.setenv("SLURM_RESTART_COUNT", restart)
     assert resume.shared_ckpt_path(None, root, run_dir) is None and asked == [(None, root)]
+    assert os.environ[resume.RANK0_CKPT_ENV] == "", "none chosen: the ranks it starts resume from none"
     for key in LAUNCHER_KEYS:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(
