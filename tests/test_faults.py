@@ -266,6 +266,24 @@ def test_kill_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path) -> Non
     assert load(path)["step"] == 3 and not list(tmp_path.glob(".last.ckpt.tmp-*"))
 
 
+def test_a_checkpoint_is_synced_to_disk_file_then_folder_before_the_save_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AtomicCheckpointIO syncs the temp file before renaming it, then the folder that holds the new name, so that
+    a power cut after the save keeps it (os.fsync recorded: the file or folder each call names)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 1}, path)
+    assert synced == [str(tmp_path / f".last.ckpt.tmp-{socket.gethostname()}.{os.getpid()}"), str(tmp_path)]
+    assert load(path)["step"] == 1
+    with pytest.raises(TypeError) as error:
+        AtomicCheckpointIO().save_checkpoint({"step": 2}, path, storage_options={"bucket": "b"})
+    assert str(error.value) == "AtomicCheckpointIO takes no storage_options, got {'bucket': 'b'}"
+    assert load(path)["step"] == 1
+
+
 def test_the_configured_trainer_saves_every_checkpoint_through_a_temp_file(
     compose_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

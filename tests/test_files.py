@@ -70,7 +70,7 @@ def count_and_write(path: Path, log: Path) -> None:
 
 
 def test_a_file_made_once_by_processes_that_start_together(tmp_path: Path) -> None:
-    path, log = tmp_path / "fresh" / "sample-stats.pt", tmp_path / "log"
+    path, log = tmp_path / "fresh" / "stats" / "sample-stats.pt", tmp_path / "log"  # under two missing folders
     run_all(count_and_write, [(path, log)] * 6)
     assert len(log.read_text().splitlines()) == 1, "computed once, the others waited and read it"
 
@@ -339,26 +339,46 @@ def test_only_this_hosts_temp_files_of_dead_writers_are_removed(tmp_path: Path) 
     """On a file system that several hosts share: a temp file is removed only if its name says this host and
     its writer's pid is not alive here; another host's (whose processes this one cannot see) stays, and so does
     a live writer's."""
-    path = tmp_path / "stats.pt"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()  # fmt: skip
+    path, host = tmp_path / "stats.pt", socket.gethostname()
+    dead = [subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip() for _ in range(5)]
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     files = {
-        "dead writer here": tmp_path / f".stats.pt.tmp-{socket.gethostname()}.{dead}",
-        "live writer here": tmp_path / f".stats.pt.tmp-{socket.gethostname()}.{live.pid}",
-        "dead pid, other host": tmp_path / f".stats.pt.tmp-another-node.{dead}",
-        "another file's": tmp_path / f".other.pt.tmp-{socket.gethostname()}.{dead}",
+        **{f"dead writer here {i}": tmp_path / f".stats.pt.tmp-{host}.{pid}" for i, pid in enumerate(dead)},
+        "live writer here": tmp_path / f".stats.pt.tmp-{host}.{live.pid}",
+        "dead pid, other host": tmp_path / f".stats.pt.tmp-another-node.{dead[0]}",
+        "another file's": tmp_path / f".other.pt.tmp-{host}.{dead[0]}",
+        # names of this host's pattern without a pid: not ours, and the dead writers' files after them still go
+        **{f"no pid {i}": tmp_path / f".stats.pt.tmp-{host}.x{i}" for i in range(5)},
     }
     for file in files.values():
         file.write_text("half")
     try:
         atomic_write(path, lambda tmp: tmp.write_text("whole"))
+        with pytest.raises(subprocess.TimeoutExpired):  # the live writer itself is left alone: no signal ends it
+            live.wait(timeout=0.5)
     finally:
         live.kill()
         live.wait()
     assert path.read_text() == "whole"
-    assert {name for name, file in files.items() if file.exists()} == {"live writer here", "dead pid, other host",
-                                                                       "another file's"}  # fmt: skip
+    assert {name for name, file in files.items() if file.exists()} == {
+        "live writer here", "dead pid, other host", "another file's", *(f"no pid {i}" for i in range(5))}  # fmt: skip
+
+
+def test_a_dead_writers_file_that_another_cleaner_removed_first_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs clean up at once: the other removes a dead writer's temp file between this one's listing and its
+    removal (here, while this one checks the pid); the write goes on."""
+    abandoned = tmp_path / f".stats.pt.tmp-{socket.gethostname()}.999999"
+    abandoned.write_text("half")
+
+    def the_other_cleaner_first(pid: int, sig: int) -> None:
+        abandoned.unlink()
+        raise ProcessLookupError
+
+    monkeypatch.setattr(os, "kill", the_other_cleaner_first)
+    atomic_write(tmp_path / "stats.pt", lambda tmp: tmp.write_text("whole"))
+    assert (tmp_path / "stats.pt").read_text() == "whole" and not abandoned.exists()
 
 
 def test_a_folder_appears_whole_under_missing_parents_or_not_at_all(tmp_path: Path) -> None:

@@ -718,6 +718,30 @@ def test_the_iteration_schedule_steps_after_every_update_in_a_fit() -> None:
     assert lrs == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])
 
 
+@pytest.mark.parametrize(
+    ("max_steps", "lrs"),
+    [(-1, [0.01] * 3 + [0.001] * 3 + [0.0001] * 3), (5, [0.01] * 3 + [0.001] * 2)],
+    ids=["three-epochs", "cut-in-epoch-1"],
+)
+def test_the_epoch_schedule_steps_after_each_whole_epoch_in_a_fit(max_steps: int, lrs: list[float]) -> None:
+    """schedule=step with step_epochs=1, epochs of 3 steps: the lr of each step, divided by 10 after each whole
+    epoch; a run that max_steps cuts inside an epoch ends there without a step for the cut epoch."""
+    module = ClassifierModule(net=LENET3, **RECIPE, schedule="step", step_epochs=1)
+    seen: list[float] = []
+
+    class Lrs(lightning.Callback):
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    batches = DataLoader([{"image": torch.randn(1, 32, 32), "label": i % 3} for i in range(6)], batch_size=2)
+    trainer = lightning.Trainer(max_epochs=3, max_steps=max_steps, accelerator="cpu", logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                callbacks=[Lrs()], limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, train_dataloaders=batches)
+    assert seen == pytest.approx(lrs)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(lrs[-1] / 10 if max_steps < 0 else lrs[-1])
+
+
 def test_a_loss_that_is_not_finite_stops_the_fit_at_the_next_logging_step_naming_its_step() -> None:
     """ClassifierModule.finite in a fit, in process: one-image batches, the loss read every 2 steps; the third
     image is all nan, so the third step's loss is: the fit stops after step 4, the first read after it, with
