@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 
 from alexnet_lab import compat, launch
 from alexnet_lab.errors import UserError
+from alexnet_lab.files import atomic_write
 from alexnet_lab.module import Diverged
 from alexnet_lab.resume import (
     AtomicCheckpointIO,
@@ -278,6 +279,8 @@ def test_a_checkpoint_is_synced_to_disk_file_then_folder_before_the_save_returns
     AtomicCheckpointIO().save_checkpoint({"step": 1}, path)
     assert synced == [str(tmp_path / f".last.ckpt.tmp-{socket.gethostname()}.{os.getpid()}"), str(tmp_path)]
     assert load(path)["step"] == 1
+    atomic_write(tmp_path / "summary.json", lambda tmp: tmp.write_text("{}"))
+    assert len(synced) == 2, "other files written whole are not synced: a sync costs milliseconds on a shared disk"
     with pytest.raises(TypeError) as error:
         AtomicCheckpointIO().save_checkpoint({"step": 2}, path, storage_options={"bucket": "b"})
     assert str(error.value) == "AtomicCheckpointIO takes no storage_options, got {'bucket': 'b'}"

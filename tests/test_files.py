@@ -3,6 +3,7 @@ checkpoint of a job's ranks. Each test runs real concurrent processes on a fresh
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import multiprocessing
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from omegaconf import OmegaConf
 from alexnet_lab import resume
 from alexnet_lab.cluster import job_start, process_rank, slurm_job_id, slurm_task
 from alexnet_lab.config import claim_dir
+from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_dir, atomic_write, create_once
 
 fork = multiprocessing.get_context("fork")  # each child starts with this process's (empty) claims and imports
@@ -362,6 +365,40 @@ def test_only_this_hosts_temp_files_of_dead_writers_are_removed(tmp_path: Path) 
     assert path.read_text() == "whole"
     assert {name for name, file in files.items() if file.exists()} == {
         "live writer here", "dead pid, other host", "another file's", *(f"no pid {i}" for i in range(5))}  # fmt: skip
+
+
+def full_disk(tmp: Path) -> None:
+    tmp.write_bytes(b"half")
+    raise RuntimeError("unexpected pos 64") from OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as torch.save
+
+
+def quota(tmp: Path) -> None:
+    raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+
+def fails_first(tmp: Path) -> None:
+    raise ValueError("not writable")
+
+
+@pytest.mark.parametrize("write", [full_disk, quota, fails_first])
+def test_a_write_that_fails_leaves_nothing_and_a_full_disk_or_quota_is_one_line_naming_the_file(
+    tmp_path: Path, write: Callable[[Path], None]
+) -> None:
+    """Under folders that do not exist yet: a write that fails leaves neither the file nor its temp file; a full
+    disk or an exceeded quota (the OSError, or the cause of another error) is a UserError naming the path and the
+    cause; any other error is the write's own (not one from removing a temp file it never made)."""
+    path = tmp_path / "new" / "run" / "summary.json"
+    lines = {
+        full_disk: f"cannot write {path}: No space left on device: free space there (or raise the quota), or set "
+        "paths.log_dir",
+        quota: f"cannot write {path}: Disk quota exceeded: free space there (or raise the quota), or set paths.log_dir",
+    }
+    with pytest.raises((UserError, ValueError)) as error:
+        atomic_write(path, write)
+    assert (type(error.value), str(error.value)) == (
+        (UserError, lines[write]) if write in lines else (ValueError, "not writable")
+    )
+    assert list(path.parent.iterdir()) == []
 
 
 def test_a_dead_writers_file_that_another_cleaner_removed_first_is_no_error(
