@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -580,6 +581,31 @@ def test_training_totals_find_the_first_loss_that_is_not_finite_across_folds_and
     assert first["train/loss_epoch"].item() == pytest.approx(6.5 / 4) and math.isnan(second["train/loss_epoch"])
     errors = [[e[f"train/top{k}_err"].item() for k in (1, 5)] for e in (first, second)]
     assert errors == [pytest.approx([2 / 4, 1 / 4]), pytest.approx([2 / 5, 1 / 5])]
+
+
+def test_an_epochs_images_per_second_run_from_its_start_to_its_last_steps_end_or_to_the_read_if_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """train/images_per_sec: the images of every rank over the seconds from the epoch's start to its last step's
+    end (``ended``, which ClassifierModule sets there: the epoch's validation apart), or to the read for an epoch
+    whose last step never came (max_steps cut it). A fake clock; the reduction a stand-in for two like ranks."""
+    now = [100.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    totals = TrainingTotals(torch.device("cpu"), 6, first_step=0)
+    scores, labels = torch.zeros(4, 6), torch.zeros(4, dtype=torch.long)
+    rates = []
+    for start, steps, last_step_end in ((100.0, 3, 104.0), (200.0, 2, None)):
+        now[0] = start
+        totals.start_epoch()
+        for _ in range(steps):
+            totals.add(torch.tensor(1.0), scores, labels)
+        if last_step_end is not None:
+            now[0] = totals.ended = last_step_end
+        now[0] = start + 10
+        epoch = totals.epoch(lambda t: 2 * t)
+        assert set(epoch) == {"train/loss_epoch", "train/top1_err", "train/top5_err", "train/images_per_sec"}
+        rates.append(epoch["train/images_per_sec"].item())
+    assert rates == pytest.approx([2 * 12 / 4, 2 * 8 / 10])
 
 
 def fit_steps(module: ClassifierModule, batches: list[dict], steps: int, ckpt_path: Path | None = None) -> list[float]:
