@@ -313,12 +313,17 @@ def test_checkpoint_from_another_architecture_is_named() -> None:
     )
 
 
-def test_weights_load_from_a_state_dict_file_and_a_bad_one_is_named(tmp_path: Path) -> None:
-    """model.weights: the net's parameters become the file's; a path that is not a file, or a state dict of
-    another shape, is a one-line UserError naming the value and the net (src/eval.py prints it)."""
+def test_weights_load_from_a_state_dict_file_and_a_bad_one_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """model.weights: the net's parameters become the file's, also from a file written on a GPU (its tensors
+    tagged as CUDA ones here) on a host without one; a path that is not a file, or a state dict of another shape,
+    is a one-line UserError naming the value and the net (src/eval.py prints it)."""
     torch.manual_seed(0)
     source = instantiate(LENET)
-    torch.save(source.state_dict(), tmp_path / "lenet.pt")
+    with monkeypatch.context() as written_on_a_gpu:
+        written_on_a_gpu.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(source.state_dict(), tmp_path / "lenet.pt")
     loaded = ClassifierModule(net=LENET, weights=str(tmp_path / "lenet.pt")).net
     assert all(
         torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), source.state_dict().values(), strict=True)
