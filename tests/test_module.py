@@ -28,7 +28,7 @@ from alexnet_lab.module import (
     error_metrics,
     load_weights,
 )
-from alexnet_lab.optim import PaperSGD
+from alexnet_lab.optim import PaperSGD, compile_update
 
 TINY_NET = {"_target_": "alexnet_lab.models.AlexNet", "num_classes": 6}
 LENET = {"_target_": "alexnet_lab.models.LeNet5", "num_classes": 10}
@@ -796,6 +796,48 @@ def test_model_compile_holds_each_groups_lr_in_a_tensor_for_the_compiled_update(
     optimizer = ClassifierModule(net=LENET3, **RECIPE, compile=compile).configure_optimizers()["optimizer"]
     lrs = [group["lr"] for group in optimizer.param_groups]
     assert all(isinstance(lr, torch.Tensor) == compile and float(lr) == RECIPE["lr"] for lr in lrs)
+
+
+def test_the_compiled_update_runs_the_closure_once_then_the_update_eager_first_and_compiled_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """compile_update: ``step(closure)`` runs Lightning's closure (forward and backward) once, as it is, and returns
+    its loss; the update is the optimizer's own, eager at a first step (which makes the velocities) and compiled
+    from then on (torch.compile recorded here, not run); each group's lr, and an optimizer's that has stepped
+    its velocity lr, become float64 tensors of their values. The weights follow the plain optimizer's."""
+    compiled: list[int] = []
+
+    def recorded(fn: Any, **kwargs: Any) -> Any:
+        return lambda *args: compiled.append(1) or fn(*args)
+
+    monkeypatch.setattr(torch, "compile", recorded)
+    for stepped_before in (False, True):
+        weights = [torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0])) for _ in range(2)]
+        ours, plain = (PaperSGD([w], lr=0.1, momentum=0.9, weight_decay=0.0005) for w in weights)
+        losses: list[list[float]] = [[], []]
+        for optimizer, w, seen in ((ours, weights[0], losses[0]), (plain, weights[1], losses[1])):
+            closures = 0
+
+            def closure(w: torch.Tensor = w) -> torch.Tensor:
+                nonlocal closures
+                closures += 1
+                w.grad = None
+                loss = (w**2).sum()
+                loss.backward()
+                return loss
+
+            if stepped_before:
+                optimizer.step(closure)
+            if optimizer is ours:
+                compiled.clear()
+                compile_update(ours)
+                held = ["lr", "velocity_lr"] if stepped_before else ["lr"]
+                assert [(type(g[k]), g[k].dtype, float(g[k])) for g in ours.param_groups for k in held] == [
+                    (torch.Tensor, torch.float64, 0.1)] * len(held)  # fmt: skip
+            seen += [float(optimizer.step(closure)) for _ in range(3)]
+            assert closures == 3 + stepped_before
+        assert len(compiled) == (3 if stepped_before else 2)
+        assert losses[0] == pytest.approx(losses[1]) and torch.allclose(weights[0], weights[1])
 
 
 def test_a_net_that_is_not_a_backbone_is_refused_naming_what_it_lacks() -> None:
