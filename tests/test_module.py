@@ -157,20 +157,21 @@ def test_the_decay_and_lr_the_optimizer_applies_to_a_bias(lr_mult: float, decay_
     assert torch.allclose(bias.detach().double(), b0 - lr_mult * eps * decay_mult * decay * b0, atol=1e-9)
 
 
+@pytest.mark.parametrize("schedule", ["plateau", "step"])
 @pytest.mark.parametrize(("lr_mult", "logged"), [(1.0, {"lr": 0.01}), (2.0, {"lr/weights": 0.01, "lr/biases": 0.02})])
 def test_the_lr_is_logged_as_lr_or_per_group_with_bias_multipliers(
-    tmp_path: Path, lr_mult: float, logged: dict[str, float]
+    tmp_path: Path, lr_mult: float, logged: dict[str, float], schedule: str
 ) -> None:
-    """The names module.py promises for the lr in metrics.csv and W&B (callbacks.lr_monitor)."""
+    """The names module.py promises for the lr in metrics.csv and W&B (callbacks.lr_monitor), for either schedule."""
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger
 
-    module = ClassifierModule(net=LENET3, **RECIPE, bias_lr_mult=lr_mult, schedule="step")  # no val: no plateau
+    module = ClassifierModule(net=LENET3, **RECIPE, bias_lr_mult=lr_mult, schedule=schedule)
     batches = DataLoader([{"image": torch.randn(1, 32, 32), "label": label} for label in (0, 2)], batch_size=2)
     trainer = lightning.Trainer(max_steps=1, logger=CSVLogger(tmp_path), callbacks=[LearningRateMonitor()],
                         accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, log_every_n_steps=1)  # fmt: skip
-    trainer.fit(module, train_dataloaders=batches)
+                        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1)  # fmt: skip
+    trainer.fit(module, train_dataloaders=batches, val_dataloaders=batches)
     with open(next(tmp_path.rglob("metrics.csv"))) as f:
         row = next(r for r in csv.DictReader(f) if any(r.get(name) for name in logged))
     assert {name: float(row[name]) for name in logged} == pytest.approx(logged)
@@ -215,6 +216,25 @@ def test_step_schedule() -> None:
         optimizer.step()
         scheduler.step()
     assert lrs == pytest.approx([0.01] * 2 + [0.001] * 2 + [0.0001] * 2 + [0.00001] * 4)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "lrs"),
+    [("plateau", [0.01, 0.01, 0.005, 0.0025, 0.0025]), ("step", [0.01, 0.005, 0.0025, 0.0025, 0.0025])],
+)
+def test_the_schedules_divide_by_lr_factor_lr_drops_times(schedule: str, lrs: list[float]) -> None:
+    """model.lr_factor and model.lr_drops other than the paper's 10 and 3: halved twice, then no lower (the
+    plateau's first error is the best so far: no drop for it)."""
+    module = ClassifierModule(net=TINY_NET, **{**RECIPE, "lr_factor": 0.5, "lr_drops": 2}, schedule=schedule,
+                              plateau_patience=0, step_epochs=1)  # fmt: skip
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    seen = []
+    for _ in range(5):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step(0.5) if schedule == "plateau" else scheduler.step()  # an error that never improves
+    assert seen == pytest.approx(lrs)
 
 
 def test_top_k_error_on_a_hand_made_batch() -> None:
@@ -835,8 +855,8 @@ def test_the_compiled_update_runs_the_closure_once_then_the_update_eager_first_a
                 assert [(type(g[k]), g[k].dtype, float(g[k])) for g in ours.param_groups for k in held] == [
                     (torch.Tensor, torch.float64, 0.1)] * len(held)  # fmt: skip
             seen += [float(optimizer.step(closure)) for _ in range(3)]
-            assert closures == 3 + stepped_before
-        assert len(compiled) == (3 if stepped_before else 2)
+            assert closures == 3 + stepped_before and optimizer.step() is None  # no closure: no loss
+        assert len(compiled) == (4 if stepped_before else 3)  # the steps after the first, closure or not
         assert losses[0] == pytest.approx(losses[1]) and torch.allclose(weights[0], weights[1])
 
 
