@@ -178,6 +178,24 @@ def test_the_lr_is_logged_as_lr_or_per_group_with_bias_multipliers(
     assert not {key for key in row if key.startswith("lr")} - set(logged), "no other lr columns"
 
 
+@pytest.mark.parametrize(("schedule", "rows"), [("step", 2), ("step_iters", 4)])
+def test_an_epoch_schedules_lr_is_logged_once_an_epoch_and_an_iteration_schedules_every_step(
+    tmp_path: Path, schedule: str, rows: int
+) -> None:
+    """2 epochs of 2 steps, logging every step: the lr rows in metrics.csv."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = ClassifierModule(net=LENET3, **RECIPE, schedule=schedule)
+    batches = DataLoader([{"image": torch.randn(1, 32, 32), "label": i % 3} for i in range(4)], batch_size=2)
+    trainer = lightning.Trainer(max_epochs=2, logger=CSVLogger(tmp_path), callbacks=[LearningRateMonitor()],
+                                accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False,
+                                enable_model_summary=False, limit_val_batches=0, log_every_n_steps=1)  # fmt: skip
+    trainer.fit(module, train_dataloaders=batches)
+    with open(next(tmp_path.rglob("metrics.csv"))) as f:
+        assert sum(1 for r in csv.DictReader(f) if r.get("lr")) == rows
+
+
 def test_iteration_schedule_divides_the_lr_every_step_iters_steps() -> None:
     # Caffe's lr_policy "step": base_lr * gamma ^ floor(iter / stepsize)
     module = ClassifierModule(net=TINY_NET, **RECIPE, schedule="step_iters", step_iters=3)
