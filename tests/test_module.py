@@ -196,17 +196,24 @@ def test_an_epoch_schedules_lr_is_logged_once_an_epoch_and_an_iteration_schedule
         assert sum(1 for r in csv.DictReader(f) if r.get("lr")) == rows
 
 
+def scheduled_lrs(module: ClassifierModule, steps: int, error: float | None = None) -> list[float]:
+    """The lr of each of ``steps`` updates of the module's optimizer, its schedule stepped after each (on a
+    validation error that never improves, ``error``, for the plateau)."""
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step() if error is None else scheduler.step(error)
+    return lrs
+
+
 def test_iteration_schedule_divides_the_lr_every_step_iters_steps() -> None:
     # Caffe's lr_policy "step": base_lr * gamma ^ floor(iter / stepsize)
     module = ClassifierModule(net=TINY_NET, **RECIPE, schedule="step_iters", step_iters=3)
-    config = module.configure_optimizers()
-    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
-    assert config["lr_scheduler"]["interval"] == "step"
-    lrs = []
-    for _ in range(14):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    assert module.configure_optimizers()["lr_scheduler"]["interval"] == "step"
+    lrs = scheduled_lrs(module, 14)
     assert lrs == pytest.approx([0.01 * 0.1 ** min(i // 3, 3) for i in range(14)])  # lr_drops = 3
 
 
@@ -226,14 +233,7 @@ def test_plateau_schedule_divides_by_ten_at_most_three_times() -> None:
 
 def test_step_schedule() -> None:
     module = ClassifierModule(net=TINY_NET, **RECIPE, schedule="step", step_epochs=2)
-    config = module.configure_optimizers()
-    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
-    lrs = []
-    for _ in range(10):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert lrs == pytest.approx([0.01] * 2 + [0.001] * 2 + [0.0001] * 2 + [0.00001] * 4)
+    assert scheduled_lrs(module, 10) == pytest.approx([0.01] * 2 + [0.001] * 2 + [0.0001] * 2 + [0.00001] * 4)
 
 
 @pytest.mark.parametrize(
@@ -245,14 +245,7 @@ def test_the_schedules_divide_by_lr_factor_lr_drops_times(schedule: str, lrs: li
     plateau's first error is the best so far: no drop for it)."""
     module = ClassifierModule(net=TINY_NET, **{**RECIPE, "lr_factor": 0.5, "lr_drops": 2}, schedule=schedule,
                               plateau_patience=0, step_epochs=1)  # fmt: skip
-    config = module.configure_optimizers()
-    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
-    seen = []
-    for _ in range(5):
-        seen.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step(0.5) if schedule == "plateau" else scheduler.step()  # an error that never improves
-    assert seen == pytest.approx(lrs)
+    assert scheduled_lrs(module, 5, error=0.5 if schedule == "plateau" else None) == pytest.approx(lrs)
 
 
 def test_top_k_error_on_a_hand_made_batch() -> None:
