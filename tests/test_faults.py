@@ -397,29 +397,29 @@ def test_rank_0s_watchdog_ends_quietly_when_every_rank_ends_well(
 def test_after_rank_0s_error_a_dead_rank_is_named_within_the_wait_or_nothing_is_said(
     ranks: Callable[..., list[subprocess.Popen]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """launch.explain_child_failure: a rank that dies during the wait is named; ranks that live on are not."""
+    """launch.watch_children after an error (wait_s): a rank that dies during the wait is named; ranks that live on are not."""
     late = ranks("import time, sys; time.sleep(0.5); sys.exit(2)", SLEEPS)
     with pytest.raises(Exited):
-        launch.explain_child_failure(late, first_rank=1, wait_s=30)
+        launch.watch_children(late, first_rank=1, wait_s=30)
     assert capsys.readouterr().err == f"error: DDP rank 1 (pid {late[0].pid}) exited with status 2; stopping the job\n"
     alive = ranks(SLEEPS)
-    launch.explain_child_failure(alive, first_rank=1, wait_s=0.5)  # returns: the error was rank 0's own
+    launch.watch_children(alive, first_rank=1, wait_s=0.5)  # returns: the error was rank 0's own
     assert alive[0].poll() is None and capsys.readouterr().err == ""
-    launch.explain_child_failure([], first_rank=1)  # one process: nothing to wait for (a 5 s wait would hang here)
+    launch.watch_children([], first_rank=1, wait_s=5)  # one process: nothing to wait for (a 5 s wait would hang here)
 
 
 @pytest.mark.usefixtures("exits")
 def test_a_child_ranks_watchdog_waits_on_rank_0_and_names_it_when_it_is_gone(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """launch.watch_parent and explain_parent_failure: rank 0 is the parent process. This process's parent
+    """launch.watch_parent, without and with wait_s: rank 0 is the parent process. This process's parent
     lives, so they wait; a rank 0 that is not the parent any more (another pid here) has died."""
     watching = threading.Thread(target=launch.watch_parent, args=(os.getppid(), 2), daemon=True)
     watching.start()
-    launch.explain_parent_failure(os.getppid(), 2, wait_s=0.5)  # returns: rank 0 lives
+    launch.watch_parent(os.getppid(), 2, wait_s=0.5)  # returns: rank 0 lives
     assert watching.is_alive() and capsys.readouterr().err == ""
     gone = os.getpid()
-    for stop in (lambda: launch.watch_parent(gone, 2), lambda: launch.explain_parent_failure(gone, 2, wait_s=30)):
+    for stop in (lambda: launch.watch_parent(gone, 2), lambda: launch.watch_parent(gone, 2, wait_s=30)):
         with pytest.raises(Exited) as exited:
             stop()
         assert exited.value.args == (1,)
@@ -443,6 +443,7 @@ def test_the_ddp_strategy_watches_the_ranks_it_starts_and_after_an_error_names_a
         record.__name__ = name
         return record
 
+    watchdogs = launch.watch_children, launch.watch_parent  # after an error, the strategy waits with them
     monkeypatch.setattr(launch, "watch_children", recorder("watch_children"))
     monkeypatch.setattr(launch, "watch_parent", recorder("watch_parent"))
     monkeypatch.setenv("NODE_RANK", "1")
@@ -460,6 +461,7 @@ def test_the_ddp_strategy_watches_the_ranks_it_starts_and_after_an_error_names_a
     dead[0].wait(30)
     assert soon(lambda: watched)
     assert watched == [("watch_children", True, (dead, 3))]
+    monkeypatch.setattr(launch, "watch_children", watchdogs[0])
     rank0.on_exception(KeyboardInterrupt())
     assert capsys.readouterr().err == ""
     with pytest.raises(Exited):
@@ -475,6 +477,7 @@ def test_the_ddp_strategy_watches_the_ranks_it_starts_and_after_an_error_names_a
     child.setup_environment()
     assert soon(lambda: watched)
     assert watched == [("watch_parent", True, (os.getppid(), 3))]
+    monkeypatch.setattr(launch, "watch_parent", watchdogs[1])
     child._rank0_pid = gone = os.getpid()  # as if rank 2 had died: it is no longer the parent
     with pytest.raises(Exited):
         child.on_exception(RuntimeError("gloo: connection closed by peer"))

@@ -17,6 +17,7 @@ reuses, with peers that have exited). :func:`job_scope` gives each job a clean s
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -126,38 +127,26 @@ def stop_if_a_child_died(procs: Sequence[subprocess.Popen], first_rank: int) -> 
             _stop(f"DDP rank {rank} (pid {proc.pid}) {_describe(status)}; stopping the job")
 
 
-def watch_children(procs: Sequence[subprocess.Popen], first_rank: int) -> None:
-    """Rank 0's watchdog: no hang in a collective that can never complete. It ends when they have all exited."""
-    while any(proc.poll() is None for proc in procs):
+def watch_children(procs: Sequence[subprocess.Popen], first_rank: int, wait_s: float = math.inf) -> None:
+    """Rank 0's watchdog, until the ranks it started have all exited: no hang in a collective that can never
+    complete. After an error in rank 0, for ``wait_s``: if its cause is a dead child rank, say which, rather
+    than gloo's or NCCL's connection error."""
+    deadline = time.monotonic() + wait_s
+    while any(proc.poll() is None for proc in procs) and time.monotonic() < deadline:
         stop_if_a_child_died(procs, first_rank)
         time.sleep(POLL_S)
     stop_if_a_child_died(procs, first_rank)
 
 
-def watch_parent(rank0_pid: int, rank: int) -> None:
-    """A child rank's watchdog: when rank 0, its parent, is gone, exit 1 naming it."""
+def watch_parent(rank0_pid: int, rank: int, wait_s: float = math.inf) -> None:
+    """A child rank's watchdog: when rank 0, its parent, is gone, exit 1 naming it. After an error in the child
+    (its collective fails at once when rank 0's socket closes, often before the next poll), for ``wait_s``."""
+    deadline = time.monotonic() + wait_s
     while os.getppid() == rank0_pid:
+        if time.monotonic() > deadline:
+            return
         time.sleep(POLL_S)
     _stop(f"DDP rank 0 (pid {rank0_pid}) died; rank {rank} stops")
-
-
-def explain_child_failure(procs: Sequence[subprocess.Popen], first_rank: int, wait_s: float = 5.0) -> None:
-    """After an error in rank 0: if the cause is a dead child rank, say which, rather than gloo's or NCCL's
-    connection error."""
-    deadline = time.monotonic() + wait_s
-    while procs and time.monotonic() < deadline:
-        stop_if_a_child_died(procs, first_rank)
-        time.sleep(POLL_S)
-
-
-def explain_parent_failure(rank0_pid: int, rank: int, wait_s: float = 5.0) -> None:
-    """After an error in a child rank (its collective fails at once when rank 0's socket closes, often before
-    the watchdog's next poll): if rank 0 has died, say so, rather than gloo's or NCCL's connection error."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if os.getppid() != rank0_pid:
-            _stop(f"DDP rank 0 (pid {rank0_pid}) died; rank {rank} stops")
-        time.sleep(POLL_S)
 
 
 def _daemon(target: Any, *args: Any) -> None:
@@ -197,9 +186,9 @@ class SweepSafeDDPStrategy(compat.HookedDDPStrategy):
     def on_exception(self, exception: BaseException) -> None:
         if not isinstance(exception, KeyboardInterrupt | SystemExit):
             if self._rank0_pid is not None:  # a child rank
-                explain_parent_failure(self._rank0_pid, self.global_rank)
+                watch_parent(self._rank0_pid, self.global_rank, wait_s=5.0)
             else:  # rank 0: a collective fails at once when a peer's socket closes
-                explain_child_failure(self._children, self.first_child_rank)
+                watch_children(self._children, self.first_child_rank, wait_s=5.0)
         super().on_exception(exception)
 
 
