@@ -61,16 +61,11 @@ def _picture(rng: np.random.Generator, label: int, num_classes: int) -> np.ndarr
 
 
 def _encode(pixels: np.ndarray, quirk: str | None) -> bytes:
-    image = Image.fromarray(pixels)
+    mode, form = {"grayscale": ("L", "JPEG"), "cmyk": ("CMYK", "JPEG"), "png": ("RGB", "PNG")}.get(
+        quirk, ("RGB", "JPEG")
+    )
     buffer = io.BytesIO()
-    if quirk == "grayscale":
-        image.convert("L").save(buffer, "JPEG", quality=90)
-    elif quirk == "cmyk":
-        image.convert("CMYK").save(buffer, "JPEG", quality=90)
-    elif quirk == "png":
-        image.save(buffer, "PNG")
-    else:
-        image.save(buffer, "JPEG", quality=90)
+    Image.fromarray(pixels).convert(mode).save(buffer, form, **({"quality": 90} if form == "JPEG" else {}))
     return buffer.getvalue()
 
 
@@ -101,10 +96,6 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _write_mapping(path: Path, wnids: list[str]) -> None:
-    path.write_text("".join(f"{w} {CLASSES[w]}\n" for w in wnids))
-
-
 def _tar_bytes(members: list[tuple[str, bytes]], mode: str = "w") -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode=mode) as tar:  # type: ignore[call-overload]
@@ -123,16 +114,8 @@ def _meta_mat(wnids: list[str]) -> bytes:
     """
     from scipy.io import savemat
 
-    fields = [
-        "ILSVRC2012_ID",
-        "WNID",
-        "words",
-        "gloss",
-        "num_children",
-        "children",
-        "wordnet_height",
-        "num_train_images",
-    ]
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
+              "num_train_images"]  # fmt: skip
     rows = [(len(wnids) - i, w, CLASSES[w], "", 0, np.zeros(0), 0, 40) for i, w in enumerate(wnids)]
     rows.append((len(wnids) + 1, "n01473806", "aquatic vertebrate", "", 2, np.array([1, 2]), 1, 0))
     synsets = np.empty(len(rows), dtype=[(f, object) for f in fields])
@@ -149,17 +132,8 @@ def _write_archives(root: Path, train: list[SampleImage], val: list[SampleImage]
     _write(root / ARCHIVES[1], _tar_bytes([(im.name, im.data) for im in val]))
     ids = {w: len(wnids) - i for i, w in enumerate(wnids)}  # the same ILSVRC2012_IDs as in meta.mat
     truth = "".join(f"{ids[im.wnid]}\n" for im in sorted(val, key=lambda im: im.name))
-    devkit = "ILSVRC2012_devkit_t12/data/"
-    _write(
-        root / ARCHIVES[2],
-        _tar_bytes(
-            [
-                (devkit + "meta.mat", _meta_mat(wnids)),
-                (devkit + "ILSVRC2012_validation_ground_truth.txt", truth.encode()),
-            ],
-            mode="w:gz",
-        ),
-    )
+    devkit = [("meta.mat", _meta_mat(wnids)), ("ILSVRC2012_validation_ground_truth.txt", truth.encode())]
+    _write(root / ARCHIVES[2], _tar_bytes([(f"ILSVRC2012_devkit_t12/data/{n}", d) for n, d in devkit], mode="w:gz"))
 
 
 @checked
@@ -190,6 +164,6 @@ def write_layout(
                     writer = csv.writer(f)
                     writer.writerow(["ImageId", "PredictionString"])
                     writer.writerows([Path(im.name).stem, f"{im.wnid} 10 10 100 100"] for im in val)
-        _write_mapping(tmp / SYNSET_MAPPING, wnids)
+        (tmp / SYNSET_MAPPING).write_text("".join(f"{w} {CLASSES[w]}\n" for w in wnids))
 
     return atomic_dir(root, fill)

@@ -101,26 +101,12 @@ def write_cifar10(
 
     train, train_labels = images(train_per_class)
     parts = np.array_split(np.arange(len(train_labels)), len(CIFAR_TRAIN))
-    for name, part in zip(CIFAR_TRAIN, parts, strict=True):
-        _pickle(
-            folder / name,
-            {
-                "batch_label": name,
-                "labels": [train_labels[i] for i in part],
-                "data": train[part],
-                "filenames": [f"{name}_{i}.png" for i in part],
-            },
-        )
-    test, test_labels = images(val_per_class)
-    _pickle(
-        folder / "test_batch",
-        {
-            "batch_label": "test batch",
-            "labels": test_labels,
-            "data": test,
-            "filenames": [f"test_{i}.png" for i in range(len(test_labels))],
-        },
-    )
+    batches = [
+        (name, train[part], [train_labels[i] for i in part]) for name, part in zip(CIFAR_TRAIN, parts, strict=True)
+    ]
+    for name, data, labels in [*batches, ("test_batch", *images(val_per_class))]:
+        _pickle(folder / name, {"batch_label": name, "labels": labels, "data": data,
+                                "filenames": [f"{name}_{i}.png" for i in range(len(labels))]})  # fmt: skip
     _pickle(
         folder / "batches.meta", {"label_names": CIFAR_CLASSES, "num_cases_per_batch": len(parts[0]), "num_vis": 3072}
     )
@@ -141,10 +127,7 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def write_mnist(
-    root: str | Path,
-    train_per_class: PositiveInt = 50,
-    val_per_class: PositiveInt = 10,
-    seed: Seed = 0,
+    root: str | Path, train_per_class: PositiveInt = 50, val_per_class: PositiveInt = 10, seed: Seed = 0
 ) -> Path:
     """A small MNIST in the official IDX format under ``root/MNIST/raw``: each digit a bar at its own angle and
     place, with noise."""
