@@ -31,7 +31,7 @@ from lightning.pytorch.loggers import WandbLogger
 from torch.utils.data import DataLoader, Subset
 
 from alexnet_lab.declare import PositiveInt
-from alexnet_lab.report import FIG1_TARGET, epochs_to
+from alexnet_lab.report import FIG1_TARGET, epochs_to, pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +123,11 @@ def figure_batches(datamodule: Any, split: Literal["train", "val"], count: int, 
 # -- Figure 4 ----------------------------------------------------------------------------------------------------
 def nearest_neighbours(features: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 65536) -> torch.Tensor:
     """Indices into ``features`` (N, d) of each query's ``k`` nearest rows in Euclidean distance, nearest
-    first; exact, computed ``chunk`` rows at a time."""
-    best_d = torch.full((len(queries), 0), math.inf, device=queries.device)
-    best_i = torch.empty((len(queries), 0), dtype=torch.long, device=queries.device)
-    for start in range(0, len(features), chunk):
-        part = features[start : start + chunk].to(queries.device)
-        d = torch.cdist(queries.double(), part.double())
-        d_all, i_all = (
-            torch.cat([best_d, d], 1),
-            torch.cat(
-                [best_i, torch.arange(start, start + len(part), device=queries.device).expand(len(queries), -1)], 1
-            ),
-        )
-        keep = d_all.topk(min(k, d_all.shape[1]), dim=1, largest=False)
-        best_d, best_i = keep.values, i_all.gather(1, keep.indices)
-    return best_i
+    first; exact: the distances to every row are kept (a few queries' worth), computed ``chunk`` rows at a time."""
+    parts = [torch.cdist(queries.double(), features[start : start + chunk].to(queries.device).double())
+             for start in range(0, len(features), chunk)]  # fmt: skip
+    distances = torch.cat([queries.new_empty((len(queries), 0), dtype=torch.float64), *parts], dim=1)
+    return distances.topk(min(k, distances.shape[1]), dim=1, largest=False).indices
 
 
 @torch.no_grad()
@@ -154,6 +144,7 @@ def hidden_features(
 def _show(ax: Any, image: torch.Tensor) -> None:
     pixels = image.permute(1, 2, 0).cpu().numpy()
     ax.imshow(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray" if pixels.shape[-1] == 1 else None)
+    ax.axis("on")
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -184,11 +175,6 @@ def _draw_predictions(figure: Any, shown: torch.Tensor, probs: torch.Tensor, lab
 @torch.no_grad()
 def draw_figure4(model: Any, datamodule: Any, path: Path, max_train_images: int, batch_size: int = 128) -> int:
     """Writes Figure 4 to ``path``; returns the number of image panels drawn (8 + 5 x 7 when the data allow)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     net, device = model.net.eval(), next(model.parameters()).device
     names = datamodule.class_names
     val_count = len(datamodule.dataset("val", "figure"))
@@ -197,35 +183,22 @@ def draw_figure4(model: Any, datamodule: Any, path: Path, max_train_images: int,
     probs = F.softmax(net(inputs.to(device)).float(), dim=1).cpu()
     train_features = hidden_features(net, datamodule, "train", max_train_images, device, batch_size)
     queries = picks[:QUERY_IMAGES]
-    neighbours = nearest_neighbours(
-        train_features, hidden_features_of(net, inputs[: len(queries)], device), min(NEIGHBOURS, len(train_features))
-    )
+    query_features = net.hidden(inputs[: len(queries)].to(device)).float()
+    neighbours = nearest_neighbours(train_features, query_features, min(NEIGHBOURS, len(train_features)))
 
-    fig = plt.figure(figsize=(16, 8.5))
+    fig = pyplot().figure(figsize=(16, 8.5))
     left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])  # type: ignore[misc]
     panels = _draw_predictions(left, shown, probs, labels, names)
     right.suptitle("nearest training images by last-hidden-layer features")
     cells = right.subplots(QUERY_IMAGES, 1 + NEIGHBOURS)
-    for row in range(QUERY_IMAGES):
-        for col in range(1 + NEIGHBOURS):
-            cells[row, col].axis("off")
+    for ax in cells.flat:
+        ax.axis("off")  # (a panel with an image turns its axes on)
     for row, found in enumerate(neighbours.tolist()):
-        _show(cells[row, 0], shown[row])
-        cells[row, 0].axis("on")
-        panels += 1
-        train_images, _, _ = figure_images(datamodule, "train", found)
-        for col, image in enumerate(train_images, start=1):
+        for col, image in enumerate([shown[row], *figure_images(datamodule, "train", found)[0]]):
             _show(cells[row, col], image)
-            cells[row, col].axis("on")
             panels += 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
     return panels
-
-
-def hidden_features_of(net: Any, inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return net.hidden(inputs.to(device)).float()
 
 
 def log_figures(loggers: list[Any], paths: dict[str, Path], metrics: dict[str, float], step: int) -> None:

@@ -10,6 +10,7 @@ epoch: one line per job, or per variant its mean over the seeds with a band of Â
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import statistics
@@ -174,32 +175,19 @@ def ablation_effects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups = variants(rows)
     effects = []
     for ablation in PAPER_ABLATIONS:
-        for name_a, all_a in groups.items():
-            for name_b, all_b in groups.items():
-                jobs_a, jobs_b = finished(all_a), finished(all_b)
-                a, b = set(name_a.split(",")), set(name_b.split(","))
-                only_a, only_b = a - b, b - a
-                if len(only_a) != 1 or len(only_b) != 1:
-                    continue
-                (in_a,), (in_b,) = only_a, only_b
-                key_a, _, value_a = in_a.partition("=")
-                key_b, _, value_b = in_b.partition("=")
-                if not (key_a == key_b == ablation.key and value_a in ablation.paper and value_b in ablation.other):
-                    continue
-                if not (jobs_a and jobs_b):
-                    continue  # a side where no job validated an epoch: nothing to compare
-                effect: dict[str, Any] = {
-                    "ablation": ablation,
-                    "paper": in_a,
-                    "other": in_b,
-                    "n": (len(jobs_a), len(jobs_b)),
-                }
-                for metric in ("top1", "top5"):
-                    ma, sa = mean_std([100 * r[f"val_{metric}_err"] for r in jobs_a])
-                    mb, sb = mean_std([100 * r[f"val_{metric}_err"] for r in jobs_b])
-                    spread = math.sqrt(sa**2 / len(jobs_a) + sb**2 / len(jobs_b))
-                    effect[metric] = (ma - mb, spread)
-                effects.append(effect)
+        paper, other = ({f"{ablation.key}={v}" for v in values} for values in (ablation.paper, ablation.other))
+        for (name_a, all_a), (name_b, all_b) in itertools.permutations(groups.items(), 2):
+            a, b = set(name_a.split(",")), set(name_b.split(","))
+            jobs_a, jobs_b = finished(all_a), finished(all_b)
+            # one choice apart, in this ablation's key; and a job validated on each side, or nothing to compare
+            if not (len(a - b) == len(b - a) == 1 and a - b <= paper and b - a <= other and jobs_a and jobs_b):
+                continue
+            effect = {"ablation": ablation, "paper": min(a - b), "other": min(b - a), "n": (len(jobs_a), len(jobs_b))}
+            for metric in ("top1", "top5"):
+                ma, sa = mean_std([100 * r[f"val_{metric}_err"] for r in jobs_a])
+                mb, sb = mean_std([100 * r[f"val_{metric}_err"] for r in jobs_b])
+                effect[metric] = (ma - mb, math.sqrt(sa**2 / len(jobs_a) + sb**2 / len(jobs_b)))
+            effects.append(effect)
     return effects
 
 
@@ -278,11 +266,10 @@ def figure1(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
                 by_neuron.setdefault(neuron, []).append(row)
     if set(by_neuron) != {"relu", "tanh"}:
         return []
-    fastest = {}
-    for neuron, jobs in by_neuron.items():
-        fastest[neuron] = min(
-            jobs, key=lambda r: (epochs_to(r["train_curve"], FIG1_TARGET) or math.inf, r["train_curve"][-1][1])
-        )
+    fastest = {
+        neuron: min(jobs, key=lambda r: (epochs_to(r["train_curve"], FIG1_TARGET) or math.inf, r["train_curve"][-1][1]))
+        for neuron, jobs in by_neuron.items()
+    }
     lines = [
         "",
         f"## Figure 1: epochs to {FIG1_TARGET:.0%} training error, ReLU vs tanh",
@@ -305,13 +292,25 @@ def figure1(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _draw_figure1(path: Path, fastest: dict[str, dict[str, Any]]) -> None:
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files only (imported when a figure is drawn: it is slow to import)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    return plt
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> Path:
+    """Writes ``fig`` to ``path`` as a PNG (atomic_write: whole or not at all) and closes it."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    pyplot().close(fig)
+    return path
+
+
+def _draw_figure1(path: Path, fastest: dict[str, dict[str, Any]]) -> None:
+    fig, ax = pyplot().subplots(figsize=(5.5, 4))
     for neuron, style in (("relu", "-"), ("tanh", "--")):
         curve = fastest[neuron]["train_curve"]
         ax.plot(
@@ -327,18 +326,13 @@ def _draw_figure1(path: Path, fastest: dict[str, dict[str, Any]]) -> None:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _draw(sweep_dir: Path, rows: list[dict[str, Any]], labels: list[str]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = pyplot().subplots(figsize=(7, 4.5))
     groups = variants(rows)
     if any(len(jobs) > 1 for jobs in groups.values()):
         for name, jobs in groups.items():
@@ -365,11 +359,8 @@ def _draw(sweep_dir: Path, rows: list[dict[str, Any]], labels: list[str]) -> Pat
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
-    picture = sweep_dir / "report.png"
     fig.tight_layout()
-    atomic_write(picture, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
-    return picture
+    return save_figure(fig, sweep_dir / "report.png")
 
 
 class SweepReport(Callback):
