@@ -67,22 +67,9 @@ def collate(items: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
 
 
 class ImageNetDataModule(ClassificationData):
-    """Args:
-    root: the dataset folder, in any of the layouts of :mod:`alexnet_lab.data.layouts`.
-    layout: ``auto`` (detect), ``folders``, ``archives``, ``kaggle``, or ``prepared`` (shards written by
-        src/prepare.py; detected too).
-    batch_size: the global batch (section 5: 128).
-    mean: ``image`` (the paper's mean image, section 2) or ``channel`` (one mean per RGB channel).
-    lighting_std: std of the PCA lighting coefficients (section 4.1: 0.1); 0 turns it off.
-    pca_lighting: ``eigenvalues`` (section 4.1: alpha_i * lambda_i) or ``stdevs`` (alpha_i * sqrt(lambda_i)).
-    crop_size: the patches cut for the net: 224 (section 4.1) or 227.
-    test_crops: 1 = centre crop, 10 = the paper's ten crops with the softmax averaged (section 4.1).
-    stats_file: where the training-set statistics are cached (default: beside the data).
-    stats_max_images: compute the statistics from at most this many training images (default: all).
-    skip_bad_images: skip unreadable files, counting and naming each, instead of stopping.
-    fast_dct: decode prepared shards with the fast integer IDCT (faster; pixels within a level or two).
-    sample: writes the generated sample into a folder (:func:`alexnet_lab.data.generated.write_layout`, with
-        its arguments); when given, ``root`` is generated on first use.
+    """ImageNet from ``root`` in any layout of :mod:`alexnet_lab.data.layouts`, or prepared shards (src/prepare.py).
+    conf/data/imagenet.yaml says what each argument is; ``sample`` writes the generated sample into a folder
+    (:func:`alexnet_lab.data.generated.write_layout`), and when given, ``root`` is generated on first use.
     """
 
     @checked

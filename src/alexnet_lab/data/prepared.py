@@ -14,6 +14,7 @@ run after an interruption skips the finished shards. ``meta.json`` is written la
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import mmap
@@ -82,8 +83,6 @@ QUALITY, CHROMA_DEFAULT = 90, typing.cast(Chroma, 420)
 def encode_jpeg(pixels: torch.Tensor, quality: int = QUALITY, chroma: int = CHROMA_DEFAULT) -> bytes:
     """uint8 CHW -> JPEG bytes. ``chroma`` 420 halves the colour resolution both ways, as most JPEGs (and
     ImageNet's) do; it decodes much faster than 444 for a small loss (docs/benchmarks.md)."""
-    import io
-
     buf = io.BytesIO()
     Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(
         buf, format="JPEG", quality=quality, subsampling=CHROMA[chroma]
@@ -112,13 +111,7 @@ def _write_shard(job: ShardJob) -> None:
         blobs.append(data)
         offset += len(data)
     bin_file, idx_file, *stats_file = job.files
-
-    def write_bin(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            for blob in blobs:
-                f.write(blob)
-
-    atomic_write(bin_file, write_bin)
+    atomic_write(bin_file, lambda tmp: tmp.write_bytes(b"".join(blobs)))
     if sums is not None:
         atomic_write(stats_file[0], lambda tmp: torch.save(sums.state(), tmp))
 
@@ -197,24 +190,15 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
     """Shards of an interrupted run are kept only if this run would write them the same way."""
     file = out / SETTINGS_FILE
     with FileLock(out / f".{SETTINGS_FILE}.lock"):  # two runs started at once: the first writes the file
-        _check_settings(file, out, settings)
-
-
-def _check_settings(file: Path, out: Path, settings: dict[str, Any]) -> None:
-    if file.is_file():
+        if not file.is_file():
+            file.write_text(json.dumps(settings, indent=1) + "\n")
+            return
         earlier = json.loads(file.read_text())
-        changed = [
-            f"{key}={earlier.get(key)!r} (now {value!r})"
-            for key, value in settings.items()
-            if earlier.get(key) != value
-        ]
-        if changed:
+        if changed := [f"{k}={earlier.get(k)!r} (now {v!r})" for k, v in settings.items() if earlier.get(k) != v]:
             raise UserError(
                 f"{out} holds shards prepared with {', '.join(changed)}: prepare into a new out "
                 f"directory, or rerun with the earlier settings"
             )
-    else:
-        file.write_text(json.dumps(settings, indent=1) + "\n")
 
 
 def is_prepared(root: Path) -> bool:

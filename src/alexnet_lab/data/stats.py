@@ -43,18 +43,14 @@ class StatsSums:
         self.outer_sum += pixels @ pixels.T
         self.images += images.shape[0]
 
+    SUMS = ("image_sum", "pixel_sum", "outer_sum")
+
     def state(self) -> dict[str, torch.Tensor]:
-        return {
-            "image_sum": self.image_sum,
-            "pixel_sum": self.pixel_sum,
-            "outer_sum": self.outer_sum,
-            "images": torch.tensor(self.images),
-        }
+        return {**{name: getattr(self, name) for name in self.SUMS}, "images": torch.tensor(self.images)}
 
     def merge(self, state: dict[str, torch.Tensor]) -> None:
-        self.image_sum += state["image_sum"]
-        self.pixel_sum += state["pixel_sum"]
-        self.outer_sum += state["outer_sum"]
+        for name in self.SUMS:
+            getattr(self, name).add_(state[name])
         self.images += int(state["images"])
 
     def finish(self) -> dict[str, torch.Tensor]:

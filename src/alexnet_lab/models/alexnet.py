@@ -173,26 +173,10 @@ class PaperDropout(nn.Module):
 
 
 class AlexNet(nn.Module):
-    """The paper's net: five convolutional and three fully-connected layers (section 3.5).
-
-    Args:
-        num_classes: outputs of FC8 (1000 for ImageNet).
-        columns: 2 = the paper's two-GPU net, where conv2, conv4 and conv5 only see the kernel maps of their
-            own column (grouped convolutions) and conv3 and the FC layers see both; 1 = one column.
-        widths: kernels of conv1..conv5. ``None`` picks the paper's: the two-GPU widths for ``columns=2``
-            and the one-GPU baseline of section 3.2 for ``columns=1``. Pass ``PAPER_WIDTHS`` with
-            ``columns=1`` for a one-column net of full width.
-        norm: ``lrn`` (section 3.3), ``bn`` (BatchNorm2d in the same two places) or ``none``.
-        pooling: ``overlap`` (3x3, stride 2, section 3.4) or ``nonoverlap`` (2x2, stride 2).
-        activation: ``relu`` (section 3.1) or ``tanh``, wherever the paper has a ReLU.
-        init: ``paper`` (section 5), ``caffe`` (BVLC's reference values) or ``kaiming``.
-        dropout: probability in FC6 and FC7 (section 4.2).
-        fc_width: neurons of FC6 and FC7; ``None`` is the paper's 4096 (section 3.5). Smaller only for quick tests.
-        input_size: 224 (the paper's patches, conv1 padded by 3 on the right and bottom as cuda-convnet did) or
-            227 (Caffe's crops, no padding). Both give the 55/27/13/6 maps and the same parameters.
-        lrn: ``paper`` (section 3.3: k = 2, alpha times the sum, within each column) or ``caffe`` (k = 1,
-            alpha / n times the sum, across all maps).
-        dropout_form: ``paper`` (section 4.2: outputs times 1 - p at test time) or ``inverted`` (torch's).
+    """The paper's net: five convolutional and three fully-connected layers (section 3.5). conf/model/alexnet.yaml
+    says what each argument is. With ``columns=2`` (the two GPUs), conv2, conv4 and conv5 see only the kernel maps
+    of their own column (grouped convolutions); conv3 and the FC layers see both. ``widths=None`` picks the
+    paper's for the columns; ``PAPER_WIDTHS`` with ``columns=1`` is a one-column net of full width.
     """
 
     @checked
