@@ -196,9 +196,8 @@ def resolve_ckpt_path(ckpt_path: str | None, outputs_root: str | Path) -> str | 
         checkpoint_facts(ckpt_path)  # a file that is not one of our checkpoints stops here, with its name
         return str(ckpt_path)
     hydra = HydraConfig.get()
-    own = Path(hydra.runtime.output_dir, "checkpoints", "last.ckpt")
-    if own.is_file():
-        return str(own)
+    if own := last_checkpoint(hydra.runtime.output_dir):
+        return own
     overrides = list(hydra.overrides.task)
     candidates = [
         ckpt for ckpt in Path(outputs_root).glob("**/checkpoints/last.ckpt") if _same_job(ckpt.parent.parent, overrides)

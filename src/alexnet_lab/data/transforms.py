@@ -32,11 +32,6 @@ def preprocess(image: Image.Image, size: int = IMAGE_SIZE) -> torch.Tensor:
     return TF.center_crop(TF.resize(pixels, size, antialias=True), [size, size])
 
 
-def _crop(image: torch.Tensor, top: int, left: int, flip: bool, size: int) -> torch.Tensor:
-    patch = image[..., top : top + size, left : left + size]
-    return patch.flip(-1) if flip else patch
-
-
 def train_geometry(
     image_size: int = IMAGE_SIZE, size: int = PAPER_INPUT_SIZE, seed: int | None = None
 ) -> tuple[int, int, bool]:
@@ -96,7 +91,7 @@ class Crops:
         ``seed`` fixes a training crop's position and flip (see :mod:`alexnet_lab.data.sampling`)."""
         pixels = image if isinstance(image, torch.Tensor) else preprocess(image)
         geometry = self.geometry(pixels.shape[-1], seed)
-        crops = torch.stack([_crop(pixels, top, left, False, self.size) for top, left, _ in geometry])
+        crops = torch.stack([pixels[:, top : top + self.size, left : left + self.size] for top, left, _ in geometry])
         table = torch.tensor([[top, left, int(flip)] for top, left, flip in geometry])
         return {"image": crops, "geometry": table} if self.mode == "ten" else {"image": crops[0], "geometry": table[0]}
 
