@@ -160,8 +160,8 @@ MUTANTS = [
     # the report
     m("best epoch is the worst", f"{PKG}/report.py", "best = min(curve, key=lambda r: r[1])",
       "best = max(curve, key=lambda r: r[1])", "tests/test_report.py"),
-    m("ablation sign", f"{PKG}/report.py", "effect[metric] = (ma - mb, math.sqrt", "effect[metric] = (mb - ma, math.sqrt",
-      "tests/test_report.py"),
+    m("ablation sign", f"{PKG}/report.py", "effect[metric] = (ma - mb, math.sqrt",
+      "effect[metric] = (mb - ma, math.sqrt", "tests/test_report.py"),
     # config resolvers and the launcher
     m("one gpu, two columns", f"{PKG}/config.py", "return 1 if _check_gpus(gpus) == 1 else 2", "return 2", TC),
     m("devices ignore gpus", f"{PKG}/config.py", "return _check_gpus(gpus) or 1", "return 1", TC),

@@ -397,7 +397,8 @@ def test_rank_0s_watchdog_ends_quietly_when_every_rank_ends_well(
 def test_after_rank_0s_error_a_dead_rank_is_named_within_the_wait_or_nothing_is_said(
     ranks: Callable[..., list[subprocess.Popen]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """launch.watch_children after an error (wait_s): a rank that dies during the wait is named; ranks that live on are not."""
+    """launch.watch_children after an error (wait_s): a rank that dies during the wait is named; ranks that live
+    on are not."""
     late = ranks("import time, sys; time.sleep(0.5); sys.exit(2)", SLEEPS)
     with pytest.raises(Exited):
         launch.watch_children(late, first_rank=1, wait_s=30)

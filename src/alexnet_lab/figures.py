@@ -187,7 +187,7 @@ def draw_figure4(model: Any, datamodule: Any, path: Path, max_train_images: int,
     neighbours = nearest_neighbours(train_features, query_features, min(NEIGHBOURS, len(train_features)))
 
     fig = pyplot().figure(figsize=(16, 8.5))
-    left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])  # type: ignore[misc]
+    left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])
     panels = _draw_predictions(left, shown, probs, labels, names)
     right.suptitle("nearest training images by last-hidden-layer features")
     cells = right.subplots(QUERY_IMAGES, 1 + NEIGHBOURS)

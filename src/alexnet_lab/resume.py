@@ -268,9 +268,8 @@ def finite(pl_module: L.LightningModule) -> bool:
 class SafeCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` that writes nothing once a training loss was not finite (the file before stays, the
     last finite one), and, saving every N training steps, skips a save that falls on an epoch's last step: the
-    epoch-end checkpoint, after the validation, follows at once. (Lightning resumes from a checkpoint of an
-    epoch's last step by skipping that epoch's validation and its epoch-end hooks, the lr schedule's step
-    among them, so a resumed run would not equal an uninterrupted one.)"""
+    epoch-end checkpoint, after the validation, follows at once (README, "Checkpoints, preemption and exact
+    resume", says why)."""
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -290,26 +289,17 @@ class SafeCheckpoint(ModelCheckpoint):
 
 
 class Preemption(Checkpoint):
-    """Saves ``last.ckpt`` at the end of the step when a signal asks the run to stop, and exits 0 before the
-    next step (a run whose last step it was simply finishes). A signal that arrives in an epoch's last step or
-    its validation is acted on after the validation (see :class:`SafeCheckpoint`). After a loss that was not
-    finite, nothing is saved and the job is not requeued: the run stops as diverged (``ClassifierModule.finite``),
-    naming the last finite checkpoint.
+    """What a signal to stop does (README, "Checkpoints, preemption and exact resume"): ``last.ckpt`` is saved at
+    the end of the step, or after the validation for a signal in an epoch's last step (:class:`SafeCheckpoint`),
+    and the run exits 0 before the next step; ``requeue_signals`` also ``scontrol requeue`` a SLURM job. The
+    first signal decides. After a loss that was not finite nothing is saved or requeued: the run stops as
+    diverged (``ClassifierModule.finite``).
 
-    - ``stop_signals`` (SIGTERM: ``scancel``, a preemption, the time limit itself): save and exit. The job
-      ends; if SLURM preempts with ``PreemptMode=REQUEUE``, SLURM requeues it itself.
-    - ``requeue_signals`` (SIGUSR1: SLURM's time-limit warning ``--signal=USR1@90``; SIGUSR2: submitit's):
-      save, exit, and under SLURM put the job back in the queue with ``scontrol requeue``. The requeued job
-      continues in the same run dir from that checkpoint (:func:`alexnet_lab.config.claim_dir`,
-      :func:`resolve_ckpt_path`).
-
-    The first signal decides: SLURM follows ``scontrol requeue``, and the time limit, with a SIGTERM. The
-    handlers are installed when the callback is made, before the data are set up, and replace Lightning's
+    The handlers are installed when the callback is made, before the data are set up, and replace Lightning's
     (which broadcast from inside the handler). A signal sent to rank 0 alone is forwarded to the ranks it
-    started, and all ranks agree at each step end, so they stop at the same step.
-
-    It is a ``Checkpoint`` so that Lightning calls its epoch-end hook after the LightningModule's, which steps
-    the lr schedule: the saved schedule is then the one the next epoch uses.
+    started, and all ranks agree at each step end, so they stop at the same step. It is a ``Checkpoint`` so that
+    Lightning calls its epoch-end hook after the LightningModule's, which steps the lr schedule: the saved
+    schedule is then the one the next epoch uses.
     """
 
     def __init__(

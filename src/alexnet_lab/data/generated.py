@@ -60,10 +60,11 @@ def _picture(rng: np.random.Generator, label: int, num_classes: int) -> np.ndarr
     return (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
 
 
+ENCODINGS = {"grayscale": ("L", "JPEG"), "cmyk": ("CMYK", "JPEG"), "png": ("RGB", "PNG"), None: ("RGB", "JPEG")}
+
+
 def _encode(pixels: np.ndarray, quirk: str | None) -> bytes:
-    mode, form = {"grayscale": ("L", "JPEG"), "cmyk": ("CMYK", "JPEG"), "png": ("RGB", "PNG")}.get(
-        quirk, ("RGB", "JPEG")
-    )
+    mode, form = ENCODINGS[quirk]  # (PIL's mode, file format)
     buffer = io.BytesIO()
     Image.fromarray(pixels).convert(mode).save(buffer, form, **({"quality": 90} if form == "JPEG" else {}))
     return buffer.getvalue()
