@@ -49,14 +49,19 @@ class CIFAR10Files(CIFAR10):
     meta = {**CIFAR10.meta, "md5": None}
 
 
-class Split:
-    """uint8 images (N, C, H, W) and int64 labels of one split, with the dataset's class names."""
+class Split(Dataset):
+    """uint8 images (N, C, H, W) and int64 labels of one split, with the dataset's class names; an item, taken
+    by index or by (index, augmentation seed) (no augmentation here), is {"image", "label"}."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> None:
         self.images, self.labels, self.class_names = images, labels, class_names
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        i = item[0] if isinstance(item, tuple) else item
+        return {"image": self.images[i], "label": self.labels[i]}
 
 
 def read_split(dataset: str, root: str | Path, split: str) -> Split:
@@ -153,18 +158,6 @@ IMAGE_SHAPES = {"cifar10": (3, 32), "mnist": (1, 32)}  # (channels, size) of the
 
 
 # -- the data module ---------------------------------------------------------------------------------------------
-class _Indexed(Dataset):
-    def __init__(self, split: Split) -> None:
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
-        i = item[0] if isinstance(item, tuple) else item  # (index, augmentation seed): no augmentation here
-        return {"image": self.split.images[i], "label": self.split.labels[i]}
-
-
 class SmallImageDataModule(ClassificationData):
     """CIFAR-10 or MNIST (``dataset``) in memory. The uint8 pixels travel to the device and the training set's
     mean image is subtracted there.
@@ -211,7 +204,7 @@ class SmallImageDataModule(ClassificationData):
         self.mean_image = train.images.double().mean(dim=0).float()  # cuda-convnet's data_mean
 
     def dataset(self, split: Literal["train", "val"], use: Use) -> Dataset:
-        return _Indexed(self.split(split))
+        return self.split(split)
 
     def net_input(self, batch: dict[str, Any], training: bool) -> torch.Tensor:
         assert self.mean_image is not None, "setup() first"
