@@ -17,7 +17,6 @@ queries x images x features multiply-adds, negligible beside the forward pass.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from annotated_types import Ge, Interval
 from lightning.pytorch.loggers import WandbLogger
 from torch.utils.data import DataLoader, Subset
+from torchvision.utils import make_grid
 
 from alexnet_lab.declare import PositiveInt
 from alexnet_lab.report import FIG1_TARGET, epochs_to, pyplot, save_figure
@@ -61,25 +61,16 @@ def column_saturation(kernels: torch.Tensor, columns: int) -> list[float]:
 
 
 def kernel_mosaic(kernels: torch.Tensor, columns: int) -> np.ndarray:
-    """The tiles as one uint8 HxWx3 image: each column's kernels in rows of up to 16, the blocks stacked."""
-    scaled = _scaled(kernels.detach().float().cpu())  # grey kernels (LeNet-5's) fill the three channels alike
-    tile = scaled.shape[-1] * TILE_SCALE
-    blocks = []
-    for block in scaled.chunk(columns):
-        rows = math.ceil(len(block) / TILES_PER_ROW)
-        per_row = min(len(block), TILES_PER_ROW)
-        image = np.full((rows * (tile + GAP) - GAP, per_row * (tile + GAP) - GAP, 3), 255, dtype=np.uint8)
-        for i, kernel in enumerate(block):
-            r, c = divmod(i, TILES_PER_ROW)
-            pixels = kernel.repeat_interleave(TILE_SCALE, 1).repeat_interleave(TILE_SCALE, 2)
-            image[r * (tile + GAP) : r * (tile + GAP) + tile, c * (tile + GAP) : c * (tile + GAP) + tile] = (
-                (pixels.permute(1, 2, 0) * 255).round().byte().numpy()
-            )
-        blocks.append(image)
-    width = max(b.shape[1] for b in blocks)
-    gap = np.full((COLUMN_GAP, width, 3), 255, dtype=np.uint8)
-    padded = [np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in blocks]
-    return np.concatenate([x for b in padded for x in (b, gap)][:-1])
+    """The tiles as one uint8 HxWx3 image: each column's kernels in rows of up to 16, the blocks stacked (grey
+    kernels, LeNet-5's, fill the three channels alike)."""
+    tiles = _scaled(kernels.detach().float().cpu()).repeat_interleave(TILE_SCALE, 2).repeat_interleave(TILE_SCALE, 3)
+    grids = [make_grid(block, TILES_PER_ROW, padding=GAP, pad_value=1.0)[:, GAP:-GAP, GAP:-GAP]  # no outer border
+             for block in tiles.chunk(columns)]  # fmt: skip
+    width = max(grid.shape[2] for grid in grids)
+    blocks = [F.pad(grid, (0, width - grid.shape[2]), value=1.0) for grid in grids]
+    gap = torch.ones(3, COLUMN_GAP, width)
+    mosaic = torch.cat([part for block in blocks for part in (block, gap)][:-1], dim=1)
+    return (mosaic.permute(1, 2, 0) * 255).round().byte().numpy()
 
 
 def first_conv(net: torch.nn.Module) -> torch.nn.Conv2d:
