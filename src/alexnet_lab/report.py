@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -337,17 +338,13 @@ def _draw(sweep_dir: Path, rows: list[dict[str, Any]], labels: list[str]) -> Pat
     if any(len(jobs) > 1 for jobs in groups.values()):
         for name, jobs in groups.items():
             epochs = sorted({e for job in jobs for e, _, _ in job["curve"]})
-            stats = [
-                mean_std([100 * t1 for job in jobs for e, t1, _ in job["curve"] if e == epoch]) for epoch in epochs
-            ]
             if not epochs:
                 continue
-            mean = [m for m, _ in stats]
-            std = [0.0 if math.isnan(s) else s for _, s in stats]
+            by_epoch = [[100 * t1 for job in jobs for e, t1, _ in job["curve"] if e == epoch] for epoch in epochs]
+            mean, std = np.array([mean_std(errors) for errors in by_epoch]).T
             (line,) = ax.plot(epochs, mean, marker="o", label=f"{name} (n={len(jobs)})")
-            low = [m - s for m, s in zip(mean, std, strict=True)]
-            high = [m + s for m, s in zip(mean, std, strict=True)]
-            ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+            std = np.nan_to_num(std)  # one job at that epoch: no band
+            ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     else:
         for row, label in zip(rows, labels, strict=True):
             if row["curve"]:
