@@ -1,17 +1,6 @@
 """The resolvers conf/ names (:data:`RESOLVERS`), which Hydra's plugin discovery registers in any process that
-composes conf/ (hydra_plugins/alexnet_lab).
-
-Hydra rejects numeric option names for config groups (``gpus=1`` with a file ``1.yaml`` in a gpus/ group fails with
-"Config group override must be a string or a list. Got int"), so ``gpus`` is a plain key and the settings
-that follow from it are derived by resolvers:
-
-=========  ==========================================  =======  ========
-gpus       net                                          devices  strategy
-=========  ==========================================  =======  ========
-(unset)    the paper's two-column net                   1        auto
-1          the one-GPU baseline of section 3.2          1        auto
-2          the paper's two-column net (section 3.2)     2        DDP
-=========  ==========================================  =======  ========
+composes conf/ (hydra_plugins/alexnet_lab). ``gpus`` is a plain key, not a group (Hydra rejects numeric option
+names), so the net's columns and the devices that follow from it are derived here (README, the table of choices).
 """
 
 from __future__ import annotations
@@ -27,7 +16,7 @@ from alexnet_lab.cluster import process_rank, slurm_task
 from alexnet_lab.declare import check_value
 from alexnet_lab.files import HOST
 
-Gpus = Literal[1, 2] | None  # the table above
+Gpus = Literal[1, 2] | None  # unset: the two-column net on one device; 1: the one-GPU baseline; 2: two devices
 
 
 def _check_gpus(gpus: Any) -> int | None:

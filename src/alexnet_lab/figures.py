@@ -1,18 +1,5 @@
-"""The paper's Figures 3 and 4, drawn from any run or checkpoint, to PNG and to W&B.
-
-- Figure 3: the first convolutional layer's kernels as RGB tiles, each min-max scaled for display, one block
-  of rows per column (the paper: "the top 48 kernels were learned on GPU 1 while the bottom 48 kernels were
-  learned on GPU 2"). Its number: per column, the kernels' mean colour saturation (0 for grey kernels), which
-  measures the paper's finding that one column's kernels are largely colour-agnostic and the other's
-  colour-specific.
-- Figure 4, left: eight validation images with their true class and the top-5 predicted classes with their
-  probabilities as bars. Right: five validation images and, for each, the six training images whose
-  last-hidden-layer feature vectors (FC7's 4096 for AlexNet) are nearest in Euclidean distance (section 6.1).
-
-The costly part of Figure 4 is the training images' features: one forward pass over ``max_train_images``
-images (batched, on the model's device). The search is exact, in chunks of ``chunk`` training vectors:
-queries x images x features multiply-adds, negligible beside the forward pass.
-"""
+"""The paper's Figures 3 and 4, drawn from any run or checkpoint, to PNG and to W&B: what each shows, and what
+Figure 4's nearest-neighbour search costs, is in the README ("The paper's figures")."""
 
 from __future__ import annotations
 

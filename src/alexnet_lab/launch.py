@@ -9,10 +9,9 @@ When a rank dies, the others would wait in their next collective. Watchdog threa
 a message naming the dead rank: rank 0 watches the ranks it started, and they watch rank 0. (Under torchrun or
 SLURM, the launcher does this.)
 
-Hydra's basic launcher runs the jobs of a sweep one after another in one process. Lightning leaves a DDP job's
-traces in that process: the rendezvous variables (``LOCAL_RANK`` among them, which tells the next job that
-its ranks were started by someone else, so it starts none) and the process group (which the next job then
-reuses, with peers that have exited). :func:`job_scope` gives each job a clean start and leaves nothing behind.
+Lightning leaves a DDP job's traces in the process that Hydra's basic launcher runs the next job of a sweep in:
+the rendezvous variables (``LOCAL_RANK`` tells the next job that its ranks were started by someone else) and the
+process group (with peers that have exited). :func:`job_scope` gives each job a clean start.
 """
 
 from __future__ import annotations
