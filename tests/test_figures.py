@@ -67,11 +67,15 @@ def test_each_kernel_is_scaled_to_0_1_on_its_own_for_display() -> None:
 
 
 def test_a_column_with_fewer_kernels_is_padded_white() -> None:
-    """17 kernels in two columns: 9 tiles beside 8; the second block's last tile width is white (255)."""
+    """17 kernels in two columns: 9 tiles beside 8; the second block's last tile width is white (255), and so
+    are the gaps between tiles and between the blocks."""
     tile = 11 * TILE_SCALE
     mosaic = kernel_mosaic(torch.randn(17, 3, 11, 11), columns=2)
     assert mosaic.shape == (2 * tile + COLUMN_GAP, 9 * (tile + GAP) - GAP, 3)
     assert (mosaic[tile + COLUMN_GAP :, 8 * (tile + GAP) - GAP :] == 255).all()
+    assert (mosaic[tile : tile + COLUMN_GAP] == 255).all(), "the gap between the blocks"
+    for k in range(1, 9):  # the gap left of each tile but the first, in both blocks
+        assert (mosaic[:, k * (tile + GAP) - GAP : k * (tile + GAP)] == 255).all(), k
 
 
 def test_mosaic_puts_each_column_in_its_own_block_of_rows() -> None:
