@@ -43,6 +43,21 @@ class EachOnceSampler(Sampler[int]):
         return len(range(self.rank, self.size, self.num_replicas))
 
 
+class Split(Dataset):
+    """A split held in memory: uint8 images (N, C, H, W) and int64 labels, with the dataset's class names; an
+    item, taken by index or by (index, augmentation seed) (no augmentation here), is {"image", "label"}."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> None:
+        self.images, self.labels, self.class_names = images, labels, class_names
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        i = item[0] if isinstance(item, tuple) else item
+        return {"image": self.images[i], "label": self.labels[i]}
+
+
 def per_device_batch(global_batch: int, world_size: int) -> int:
     if global_batch % world_size:
         raise UserError(
@@ -75,16 +90,11 @@ class ClassificationData(L.LightningDataModule):
         self.num_classes, self.batch_size, self.num_workers, self.seed = num_classes, batch_size, num_workers, seed
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.splits: dict[str, Any] = {}
-        self._class_names: list[str] | None = None
 
     @property
     def class_names(self) -> list[str]:
-        """The classes' names in label order (Figure 4's captions): the training split's, unless set."""
-        return self._class_names if self._class_names is not None else self.split("train").class_names
-
-    @class_names.setter
-    def class_names(self, names: list[str]) -> None:
-        self._class_names = names
+        """The classes' names in label order (Figure 4's captions): the training split's."""
+        return self.split("train").class_names
 
     def split(self, name: str) -> Any:
         """:meth:`read_split`, once per split."""

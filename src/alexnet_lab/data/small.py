@@ -23,7 +23,7 @@ from annotated_types import Ge
 from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, MNIST
 
-from alexnet_lab.data.base import ClassificationData, Use
+from alexnet_lab.data.base import ClassificationData, Split, Use
 from alexnet_lab.data.layouts import DataRootError
 from alexnet_lab.declare import PositiveInt, Seed, checked
 from alexnet_lab.files import atomic_dir, create_once
@@ -47,21 +47,6 @@ class CIFAR10Files(CIFAR10):
     train_list = [[name, None] for name, _ in CIFAR10.train_list]
     test_list = [[name, None] for name, _ in CIFAR10.test_list]
     meta = {**CIFAR10.meta, "md5": None}
-
-
-class Split(Dataset):
-    """uint8 images (N, C, H, W) and int64 labels of one split, with the dataset's class names; an item, taken
-    by index or by (index, augmentation seed) (no augmentation here), is {"image", "label"}."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> None:
-        self.images, self.labels, self.class_names = images, labels, class_names
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
-        i = item[0] if isinstance(item, tuple) else item
-        return {"image": self.images[i], "label": self.labels[i]}
 
 
 def read_split(dataset: str, root: str | Path, split: str) -> Split:

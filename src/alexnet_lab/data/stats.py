@@ -28,6 +28,8 @@ class StatsSums:
     """Running sums for the mean 256x256 image (0..255) and the 3x3 covariance of RGB pixels scaled to [0, 1];
     sums of parts merge, so shards can be summed apart and combined."""
 
+    SUMS = ("image_sum", "pixel_sum", "outer_sum")  # the tensors; ``images`` counts
+
     def __init__(self) -> None:
         self.image_sum = torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.float64)
         self.pixel_sum = torch.zeros(3, dtype=torch.float64)
@@ -42,8 +44,6 @@ class StatsSums:
         self.pixel_sum += pixels.sum(1)
         self.outer_sum += pixels @ pixels.T
         self.images += images.shape[0]
-
-    SUMS = ("image_sum", "pixel_sum", "outer_sum")
 
     def state(self) -> dict[str, torch.Tensor]:
         return {**{name: getattr(self, name) for name in self.SUMS}, "images": torch.tensor(self.images)}
