@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -331,6 +330,7 @@ def _draw_figure1(path: Path, fastest: dict[str, dict[str, Any]]) -> None:
 
 
 def _draw(sweep_dir: Path, rows: list[dict[str, Any]], labels: list[str]) -> Path:
+    import numpy as np  # (with matplotlib, which imports it anyway: not at start-up)
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = pyplot().subplots(figsize=(7, 4.5))
