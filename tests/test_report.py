@@ -7,10 +7,12 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from alexnet_lab import report
 from alexnet_lab.report import write_report
 from conftest import run_in_process
 
@@ -100,6 +102,74 @@ def test_seeds_are_grouped_with_mean_and_std(sweep: Path) -> None:
     assert groups[0][2] == "41.00 ± 1.00" and groups[0][4] == "43.00 ± 2.00"
     # nonoverlap's best top-1: 46, 45, 45.5 -> 45.50 ± 0.50
     assert groups[1][2] == "45.50 ± 0.50"
+
+
+def drawn(monkeypatch: pytest.MonkeyPatch, sweep: Path) -> dict[str, Any]:
+    """write_report's figures by file name (report.png, fig1.png), as they are saved."""
+    figures = {}
+    real_save = report.save_figure
+
+    def save(fig: Any, path: Path, **kwargs: Any) -> Path:
+        figures[path.name] = fig
+        return real_save(fig, path, **kwargs)
+
+    monkeypatch.setattr(report, "save_figure", save)
+    write_report(sweep)
+    return figures
+
+
+def curves(fig: Any) -> dict[str, list[tuple[float, float]]]:
+    """Each labelled line's (x, y) points."""
+    return {line.get_label(): [(x, round(y, 6)) for x, y in line.get_xydata()] for line in fig.axes[0].lines}
+
+
+def bands(fig: Any) -> dict[str, dict[int, tuple[float, float]]]:
+    """Each line's band (fill_between's polygon, drawn after its line): its lowest and highest y at each x."""
+    ax, found = fig.axes[0], {}
+    for line, band in zip(ax.lines, ax.collections, strict=True) if ax.collections else ():
+        points = band.get_paths()[0].vertices
+        at = {x: points[points[:, 0] == x, 1] for x in set(points[:, 0])}
+        found[line.get_label()] = {int(x): (round(min(ys), 6), round(max(ys), 6)) for x, ys in at.items()}
+    return found
+
+
+def test_report_png_draws_each_variants_mean_over_seeds_with_a_band_of_one_std(
+    sweep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picture = drawn(monkeypatch, sweep)["report.png"]
+    # val top-1 in % per epoch over seeds 0, 1, 2 (the fixture): overlap 60 61 62 | 42 40 41 | 45 41 43, so means
+    # 61, 41, 43 and sample stds 1, 1, 2; nonoverlap 65 64 66 | 46 45 45.5 | 47 45 46: 65, 45.5, 46 and 1, 0.5, 1
+    overlap, nonoverlap = "pooling=overlap,experiment=smoke (n=3)", "pooling=nonoverlap,experiment=smoke (n=3)"
+    assert curves(picture) == {
+        overlap: [(0, 61.0), (1, 41.0), (2, 43.0)],
+        nonoverlap: [(0, 65.0), (1, 45.5), (2, 46.0)],
+    }
+    assert bands(picture) == {
+        overlap: {0: (60.0, 62.0), 1: (40.0, 42.0), 2: (41.0, 45.0)},
+        nonoverlap: {0: (64.0, 66.0), 1: (45.0, 46.0), 2: (45.0, 47.0)},
+    }
+
+
+def test_report_png_draws_one_line_per_job_without_seeds_and_no_band_for_one_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone, seeded = tmp_path / "alone", tmp_path / "seeded"
+    make_job(alone, 0, ["norm=lrn"], [0.5, 0.4], [0.2, 0.1])
+    make_job(alone, 1, ["norm=none"], [0.55, 0.45, 0.425], [0.2, 0.15, 0.1])
+    picture = drawn(monkeypatch, alone)["report.png"]
+    # the differing choice labels each job; the post-fit validation (logged as the next epoch) is no point
+    assert curves(picture) == {"norm=lrn": [(0, 50.0), (1, 40.0)], "norm=none": [(0, 55.0), (1, 45.0), (2, 42.5)]}
+    assert bands(picture) == {}
+    for number, (norm, seed, top1) in enumerate([("lrn", 0, [0.6, 0.2]), ("none", 0, [0.55]), ("lrn", 1, [0.6, 0.3])]):
+        make_job(seeded, number, [f"norm={norm}", f"seed={seed}"], top1, [0.1] * len(top1))
+    picture = drawn(monkeypatch, seeded)["report.png"]
+    # lrn: 60 and 60 (std 0), 20 and 30 (std 7.07); none: its one job, whose band has no width (no std of one value)
+    assert curves(picture) == {"norm=lrn (n=2)": [(0, 60.0), (1, 25.0)], "norm=none (n=1)": [(0, 55.0)]}
+    spread = round(math.sqrt(50), 6)
+    assert bands(picture) == {
+        "norm=lrn (n=2)": {0: (60.0, 60.0), 1: (25.0 - spread, 25.0 + spread)},
+        "norm=none (n=1)": {0: (55.0, 55.0)},
+    }
 
 
 def test_the_paper_quantified_ablation_is_reported_beside_its_claim(sweep: Path) -> None:
@@ -301,3 +371,25 @@ def test_an_ablations_std_combines_both_sides_spreads(tmp_path: Path) -> None:
     (row,) = table(write_report(sweep)[0].read_text(), "## The paper's ablations")
     # lrn: 40, 44 -> 42 ± sqrt(8); none: 50, 52, 54 -> 52 ± 2; sqrt(8 / 2 + 4 / 3) = 2.31
     assert row[3] == "2 vs 3" and row[4] == f"-10.00 ± {math.sqrt(8 / 2 + 4 / 3):.2f}"
+
+
+def test_fig1_png_draws_each_neurons_fastest_job_and_the_25_percent_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Figure 1: training error per epoch of the fastest ReLU job (solid) and tanh job (dashed), over epochs
+    counted from 1, and the 25% line."""
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, ["activation=relu", "model.lr=0.01"], [0.5] * 3, [0.2] * 3, [0.5, 0.3, 0.26])
+    make_job(sweep, 1, ["activation=relu", "model.lr=0.02"], [0.5] * 3, [0.2] * 3, [0.4, 0.2, 0.1])  # faster
+    make_job(sweep, 2, ["activation=tanh", "model.lr=0.02"], [0.5] * 3, [0.2] * 3, [0.7, 0.5, 0.24])
+    fig = drawn(monkeypatch, sweep)["fig1.png"]
+    drawn_lines = curves(fig)
+    assert [points for label, points in drawn_lines.items() if label.startswith("_")] == [[(0, 0.25), (1, 0.25)]]
+    # (an unlabelled horizontal line across the axes, x in axes fractions, at 25%)
+    relu, tanh = "ReLU (activation=relu model.lr=0.02)", "tanh (activation=tanh model.lr=0.02)"
+    assert {label: points for label, points in drawn_lines.items() if not label.startswith("_")} == {
+        relu: [(1, 0.4), (2, 0.2), (3, 0.1)],
+        tanh: [(1, 0.7), (2, 0.5), (3, 0.24)],
+    }
+    styles = {line.get_label(): line.get_linestyle() for line in fig.axes[0].lines}
+    assert (styles[relu], styles[tanh]) == ("-", "--")
