@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from matplotlib.colors import to_rgb
 
 from alexnet_lab import report
 from alexnet_lab.report import write_report
@@ -148,27 +149,46 @@ def test_report_png_draws_each_variants_mean_over_seeds_with_a_band_of_one_std(
         overlap: {0: (60.0, 62.0), 1: (40.0, 42.0), 2: (41.0, 45.0)},
         nonoverlap: {0: (64.0, 66.0), 1: (45.0, 46.0), 2: (45.0, 47.0)},
     }
+    ax = picture.axes[0]
+    for line, band in zip(ax.lines, ax.collections, strict=True):  # each band in its line's colour
+        assert to_rgb(band.get_facecolor()[0]) == to_rgb(line.get_color())
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("epoch", "val top-1 error (%)", "Sweep sweep")
+
+
+def validated_only(job: Path, epochs: set[int]) -> None:
+    """Keeps the job's validation rows of ``epochs`` alone (as trainer.check_val_every_n_epoch would log)."""
+    with open(job / "csv" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(job / "csv" / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(r for r in rows if not r["val/top1_err"] or int(r["epoch"]) in epochs)
 
 
 def test_report_png_draws_one_line_per_job_without_seeds_and_no_band_for_one_seed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alone, seeded = tmp_path / "alone", tmp_path / "seeded"
-    make_job(alone, 0, ["norm=lrn"], [0.5, 0.4], [0.2, 0.1])
+    make_job(alone, 0, ["norm=lrn"], [0.5, 0.4, 0.3, 0.2], [0.2] * 4)
+    validated_only(alone / "0", {1, 3})
     make_job(alone, 1, ["norm=none"], [0.55, 0.45, 0.425], [0.2, 0.15, 0.1])
     picture = drawn(monkeypatch, alone)["report.png"]
-    # the differing choice labels each job; the post-fit validation (logged as the next epoch) is no point
-    assert curves(picture) == {"norm=lrn": [(0, 50.0), (1, 40.0)], "norm=none": [(0, 55.0), (1, 45.0), (2, 42.5)]}
+    # the differing choice labels each job, at the epochs it validated; the post-fit validation (logged as the
+    # next epoch) is no point
+    assert curves(picture) == {"norm=lrn": [(1, 40.0), (3, 20.0)], "norm=none": [(0, 55.0), (1, 45.0), (2, 42.5)]}
     assert bands(picture) == {}
-    for number, (norm, seed, top1) in enumerate([("lrn", 0, [0.6, 0.2]), ("none", 0, [0.55]), ("lrn", 1, [0.6, 0.3])]):
+    jobs = [("bn", 0, []), ("lrn", 0, [0.6, 0.2]), ("none", 0, [0.55, 0.5]), ("lrn", 1, [0.6, 0.3])]
+    for number, (norm, seed, top1) in enumerate(jobs):
         make_job(seeded, number, [f"norm={norm}", f"seed={seed}"], top1, [0.1] * len(top1))
+    validated_only(seeded / "2", {1})
     picture = drawn(monkeypatch, seeded)["report.png"]
-    # lrn: 60 and 60 (std 0), 20 and 30 (std 7.07); none: its one job, whose band has no width (no std of one value)
-    assert curves(picture) == {"norm=lrn (n=2)": [(0, 60.0), (1, 25.0)], "norm=none (n=1)": [(0, 55.0)]}
+    # bn trained no epoch: no line, and the variants after it are drawn; lrn: 60 and 60 (std 0), 20 and 30
+    # (std 7.07); none: its one job, validated after epoch 1 only, whose band has no width (no std of one value)
+    assert curves(picture) == {"norm=lrn (n=2)": [(0, 60.0), (1, 25.0)], "norm=none (n=1)": [(1, 50.0)]}
     spread = round(math.sqrt(50), 6)
     assert bands(picture) == {
         "norm=lrn (n=2)": {0: (60.0, 60.0), 1: (25.0 - spread, 25.0 + spread)},
-        "norm=none (n=1)": {0: (55.0, 55.0)},
+        "norm=none (n=1)": {1: (50.0, 50.0)},
     }
 
 
@@ -391,5 +411,7 @@ def test_fig1_png_draws_each_neurons_fastest_job_and_the_25_percent_line(
         relu: [(1, 0.4), (2, 0.2), (3, 0.1)],
         tanh: [(1, 0.7), (2, 0.5), (3, 0.24)],
     }
-    styles = {line.get_label(): line.get_linestyle() for line in fig.axes[0].lines}
-    assert (styles[relu], styles[tanh]) == ("-", "--")
+    styles = {line.get_label(): (line.get_linestyle(), to_rgb(line.get_color())) for line in fig.axes[0].lines}
+    assert (styles[relu], styles[tanh]) == (("-", (0, 0, 0)), ("--", (0, 0, 0)))  # black, as the paper's
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_ylim()) == ("epochs", "training error rate", (0, 1))
