@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -159,6 +160,28 @@ def test_lrn_gradient_equals_autograd_through_the_papers_formula(maps: int) -> N
     channels_last = a.contiguous(memory_format=torch.channels_last).requires_grad_()
     PaperLRN()(channels_last).backward(grad)
     assert torch.allclose(channels_last.grad, literal.grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled-stencil"])
+@pytest.mark.parametrize("size", [5, 4, 1])
+@pytest.mark.parametrize("maps", [16, 3, 1])
+def test_lrn_gradient_equals_autograd_through_torchs_own_lrn_for_any_window(
+    maps: int, size: int, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both backward passes, against autograd through torch's local_response_norm (the same windows: an even
+    window reaches one map further back than forward): the eager one, and the stencil that torch.compile runs
+    (_LRN.backward takes it where torch.compiler.is_compiling(); here run eagerly, in float64)."""
+    torch.manual_seed(0)
+    a = torch.randn(2, maps, 3, 3, dtype=torch.float64) * 60
+    grad = torch.randn_like(a)
+    alpha, beta, k = 1e-2, 0.75, 2.0  # a strong normalisation: the gradient's second term matters
+    torchs = a.clone().requires_grad_()
+    F.local_response_norm(torchs, size, alpha * size, beta, k).backward(grad)
+    if compiled:
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    ours = a.clone().requires_grad_()
+    PaperLRN(size, alpha, beta, k)(ours).backward(grad)
+    assert torch.allclose(ours.grad, torchs.grad, rtol=1e-10, atol=1e-14)
 
 
 def test_lrn_does_not_cross_the_columns() -> None:
