@@ -16,7 +16,10 @@ import torch
 from PIL import Image
 
 from alexnet_lab.data import small
-from alexnet_lab.data.layouts import DataRootError
+from alexnet_lab.data.generated import write_layout
+from alexnet_lab.data.imagenet import ImageNetDataModule
+from alexnet_lab.data.layouts import DataRootError, load_rgb
+from alexnet_lab.data.transforms import preprocess
 from alexnet_lab.figures import (
     COLUMN_GAP,
     GAP,
@@ -133,6 +136,25 @@ def test_figure4_from_a_checkpoint_on_the_sample(tmp_path: Path) -> None:
     assert (run / "figures" / "fig4.png").stat().st_size > 10_000
     summary = json.loads((run / "summary.json").read_text())
     assert summary["params"] == 61_706 and summary["crops"] == "whole image"
+
+
+def test_figure4_takes_each_image_as_validation_does_without_lighting(tmp_path: Path) -> None:
+    """Figure 4 shows and embeds the centre crop of each image, less the same pixels of the mean image, and no
+    PCA lighting: even from a data module set up to train with the paper's (lighting_std=0.1)."""
+    dm = ImageNetDataModule(root=str(tmp_path / "sample"), num_classes=4, batch_size=4, num_workers=0,
+                            sample=functools.partial(write_layout, num_classes=4, train_per_class=3, val_per_class=1),
+                            lighting_std=0.1)  # fmt: skip
+    dm.prepare_data()
+    dm.setup("fit")
+    centre = slice(16, 16 + 224)  # (256 - 224) / 2 from the top and the left
+    paths = [dm.split("train").samples[i][0] for i in (0, 5, 11)]
+    crops = torch.stack([preprocess(load_rgb(path))[:, centre, centre] for path in paths])
+    expected = crops.float() - torch.load(dm.stats_file, weights_only=True)["mean_image"][:, centre, centre]
+    images, inputs, labels = figure_images(dm, "train", [0, 5, 11])
+    assert torch.equal(images, crops) and labels.tolist() == [0, 1, 3]
+    assert torch.allclose(inputs, expected, atol=1e-4)
+    (first, indices), *_ = figure_batches(dm, "train", 6, 6)
+    assert indices.tolist() == list(range(6)) and torch.allclose(first[[0, 5]], expected[:2], atol=1e-4)
 
 
 def test_figures_script_draws_from_a_checkpoint_to_png_and_wandb(tmp_path: Path) -> None:
