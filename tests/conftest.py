@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import logging
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -50,6 +52,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for item in items:
             if item.get_closest_marker("gpu"):
                 item.add_marker(no_gpu)
+
+
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], object]) -> Path:
+    """``make(path)`` run once per pytest session, by whichever pytest-xdist worker asks first, into a folder that
+    the others then share (a file lock: the others wait for it). Only for what tests read and do not change."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name  # this session's, not older
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / ".made").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            make(shared)
+            (shared / ".made").touch()
+    return shared
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -23,7 +23,7 @@ from torch import nn
 from alexnet_lab import settings
 from alexnet_lab.declare import hints
 from alexnet_lab.models.alexnet import AlexNet
-from conftest import ablation_groups
+from conftest import ablation_groups, run_in_process
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -262,8 +262,7 @@ def test_conf_composes_in_a_process_that_calls_nothing_in_the_package(tmp_path: 
 
 
 def test_help_lists_the_groups_a_user_chooses_and_no_other(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(README.parent / "src" / "train.py"), "--help"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = run_in_process("train.py", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     listed = {line.split(":")[0] for line in groups.splitlines() if ": " in line}

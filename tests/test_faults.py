@@ -4,13 +4,11 @@ SLURM's warning signal, a dead DDP rank, and checkpoints of another configuratio
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import logging
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -53,7 +51,7 @@ from alexnet_lab.resume import (
     make_loggers,
     trainer_plugins,
 )
-from conftest import run_in_process, run_script
+from conftest import made_once, run_in_process, run_script
 from faults import SignalAtStep
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
@@ -143,17 +141,15 @@ RESUME_CASES = {  # gpus, loader workers, persistent workers, interruptions
 
 
 def straight_run(tmp_path_factory: pytest.TempPathFactory, gpus: str) -> Path:
-    """An uninterrupted run, made once per process count and shared by the pytest-xdist workers (file lock).
+    """An uninterrupted run, made once per process count and shared by the pytest-xdist workers.
 
     It uses no loader workers: with any number the data are the same (per-image seeds, tests/test_data.py),
     so a resumed run with workers must equal it too."""
-    shared = tmp_path_factory.getbasetemp().parent / f"straight-gpus{gpus}"
-    with open(f"{shared}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / "summary.json").is_file():
-            shutil.rmtree(shared, ignore_errors=True)
-            ok(train(shared, f"gpus={gpus}", "logger=csv", "data.num_workers=0", *RESUME_RUN))
-    return shared
+
+    def make(folder: Path) -> None:
+        ok(train(folder / "run", f"gpus={gpus}", "logger=csv", "data.num_workers=0", *RESUME_RUN))
+
+    return made_once(tmp_path_factory, f"straight-gpus{gpus}", make) / "run"
 
 
 def per_step(run_dir: Path, key: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from alexnet_lab.cli import NOTICES
-from conftest import run_script
+from conftest import run_in_process, run_script
 from test_train import ok, report_rows, wandb_run
 
 SMOKE = ["experiment=smoke", "logger=csv"]
@@ -29,7 +29,7 @@ def test_each_debug_mode_as_typed(tmp_path: Path, mode: str) -> None:
     run_dir = tmp_path / "run"
     # overfit: a recipe that can learn 24 images by heart in 60 steps (BatchNorm, Kaiming's init, no dropout)
     learns = ["norm=bn", "init=kaiming", "model.net.dropout=0"] if mode == "overfit" else []
-    result = run_script("train.py", f"debug={mode}", *SMOKE, *learns, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_in_process("train.py", f"debug={mode}", *SMOKE, *learns, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     ok(result)
     checkpoints = (
         {p.name for p in (run_dir / "checkpoints").glob("*.ckpt")} if (run_dir / "checkpoints").is_dir() else set()
@@ -57,11 +57,11 @@ def test_another_backbone_without_a_preset(tmp_path: Path) -> None:
     """model=lenet5 data=mnist_sample and model=torchvision_alexnet as typed: the default run's settings for
     AlexNet on the sample (conf/data_model/sample_alexnet.yaml) do not apply to them."""
     lenet = tmp_path / "lenet"
-    ok(run_script("train.py", "model=lenet5", "data=mnist_sample", "logger=csv", "trainer.max_epochs=1",
+    ok(run_in_process("train.py", "model=lenet5", "data=mnist_sample", "logger=csv", "trainer.max_epochs=1",
                   f"hydra.run.dir={lenet}", cwd=tmp_path))  # fmt: skip
     assert json.loads((lenet / "summary.json").read_text())["params"] == 61_706
     torchvision_net = tmp_path / "torchvision"
-    ok(run_script("train.py", "model=torchvision_alexnet", "logger=csv", "trainer.max_epochs=1",
+    ok(run_in_process("train.py", "model=torchvision_alexnet", "logger=csv", "trainer.max_epochs=1",
                   "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1",
                   "callbacks.figures.neighbours=false", f"hydra.run.dir={torchvision_net}", cwd=tmp_path))  # fmt: skip
     assert json.loads((torchvision_net / "summary.json").read_text())["params"] == 61_100_840 - 4097 * 990
@@ -71,11 +71,11 @@ def test_another_backbone_without_a_preset(tmp_path: Path) -> None:
 def test_every_logger_node_is_made_and_one_that_cannot_be_stops_the_run_at_start_up(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     extra = "+logger.extra={_target_: lightning.pytorch.loggers.CSVLogger, save_dir: ${paths.output_dir}, name: extra}"
-    ok(run_script("train.py", *SMOKE, extra, f"hydra.run.dir={run_dir}", cwd=tmp_path))
+    ok(run_in_process("train.py", *SMOKE, extra, f"hydra.run.dir={run_dir}", cwd=tmp_path))
     assert metric_rows(run_dir) and list((run_dir / "extra").glob("version_*/metrics.csv")), "both loggers wrote"
     bad = tmp_path / "bad"
     tensorboard = "+logger.tb={_target_: lightning.pytorch.loggers.TensorBoardLogger, save_dir: ${paths.output_dir}}"
-    result = run_script("train.py", *SMOKE, tensorboard, f"hydra.run.dir={bad}", cwd=tmp_path)
+    result = run_in_process("train.py", *SMOKE, tensorboard, f"hydra.run.dir={bad}", cwd=tmp_path)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: logger.tb could not be made: ")
     assert "Traceback" not in result.stderr and not (bad / "checkpoints").exists()
@@ -86,7 +86,7 @@ def test_an_optuna_search_of_three_trials_on_the_smoke_preset(tmp_path: Path) ->
     """Each trial as a grid's job: its own run dir and W&B run in the sweep's group, a row of report.md; Optuna
     minimises the val top-1 error src/train.py returns."""
     sweep = tmp_path / "sweep"
-    ok(run_script("train.py", "-m", "hparams_search=alexnet_optuna", "experiment=smoke", "hydra.sweeper.n_trials=3",
+    ok(run_in_process("train.py", "-m", "hparams_search=alexnet_optuna", "experiment=smoke", "hydra.sweeper.n_trials=3",
                   f"hydra.sweep.dir={sweep}", cwd=tmp_path))  # fmt: skip
     jobs = sorted(p.name for p in sweep.iterdir() if (p / ".hydra").is_dir())
     assert jobs == ["0", "1", "2"] and len(report_rows(sweep)) == 3
@@ -105,7 +105,7 @@ def yaml_load(path: Path) -> dict:
 
 @pytest.mark.parametrize("script", ["train.py", "eval.py", "figures.py", "prepare.py", "report.py"])
 def test_every_entry_script_answers_help(tmp_path: Path, script: str) -> None:
-    result = run_script(script, "--help", cwd=tmp_path, timeout=120)
+    result = run_in_process(script, "--help", cwd=tmp_path)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert ("== Configuration groups ==" in result.stdout) == (script != "report.py")
     assert not (tmp_path / "outputs").exists(), "--help runs nothing"

@@ -21,7 +21,7 @@ import yaml
 
 from alexnet_lab.data.generated import write_layout
 from alexnet_lab.resume import checkpoint_facts
-from conftest import REPO, run_in_process, run_script
+from conftest import REPO, made_once, run_in_process, run_script
 
 SMOKE = ["experiment=smoke", "logger=csv"]
 
@@ -155,13 +155,16 @@ def test_a_ddp_sweep_with_the_submitit_launcher(tmp_path: Path) -> None:
     assert len(report_rows(sweep)) == 1
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two seeds of the smoke preset in one sweep, logged to W&B (offline) and CSV, with tags."""
-    tmp = tmp_path_factory.mktemp("smoke")
-    ok(run_script("train.py", "-m", "experiment=smoke", "seed=0,1", "tags=[baseline,v2]",
-                  f"hydra.sweep.dir={tmp / 'sweep'}", cwd=tmp))  # fmt: skip
-    return tmp / "sweep"
+    """Two seeds of the smoke preset in one sweep, logged to W&B (offline) and CSV, with tags; made once for
+    the tests that read it."""
+
+    def make(folder: Path) -> None:
+        ok(run_script("train.py", "-m", "experiment=smoke", "seed=0,1", "tags=[baseline,v2]",
+                      f"hydra.sweep.dir={folder / 'sweep'}", cwd=folder))  # fmt: skip
+
+    return made_once(tmp_path_factory, "smoke-sweep", make) / "sweep"
 
 
 def wandb_run(job: Path) -> tuple[Any, list[Any]]:
