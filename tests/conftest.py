@@ -40,7 +40,7 @@ if WORKERS > 1:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Longest first, by each ``slow(seconds)`` mark (its duration on 2 cores): pytest-xdist's workers
-    (``-n 2`` in pyproject.toml) then start the long runs early instead of finishing on one of them alone."""
+    (``-n 3`` in pyproject.toml) then start the long runs early instead of finishing on one of them alone."""
 
     def seconds(item: pytest.Item) -> float:
         mark = item.get_closest_marker("slow")
