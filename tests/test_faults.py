@@ -445,6 +445,7 @@ def test_the_ddp_strategy_watches_the_ranks_it_starts_and_after_an_error_names_a
     monkeypatch.setattr(launch, "watch_parent", recorder("watch_parent"))
     monkeypatch.setenv("NODE_RANK", "1")
     monkeypatch.delenv("ALEXNET_LAB_RANK0_PID", raising=False)  # starting_ranks sets it: put back after the test
+    monkeypatch.setattr(launch, "_children", [])  # the job's ranks (job_scope empties it; there is none here)
     environment = LightningEnvironment()
 
     def strategy() -> launch.SweepSafeDDPStrategy:  # this node's two processes

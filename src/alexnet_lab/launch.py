@@ -157,7 +157,6 @@ class SweepSafeDDPStrategy(compat.HookedDDPStrategy):
     a rank dies (see the module doc)."""
 
     _rank0_pid: int | None = None  # set in a child rank that rank 0 started
-    _children: list[subprocess.Popen] = []
 
     def rank_command(self, local_rank: int) -> tuple[Sequence[str], str]:
         return job_command()
@@ -166,7 +165,6 @@ class SweepSafeDDPStrategy(compat.HookedDDPStrategy):
         os.environ[RANK0_PID_ENV] = str(os.getpid())  # the ranks' watchdogs watch this process
 
     def ranks_started(self, procs: list[subprocess.Popen]) -> None:
-        self._children = procs
         _children.extend(procs)
         _daemon(watch_children, list(procs), self.first_child_rank)
 
@@ -187,7 +185,7 @@ class SweepSafeDDPStrategy(compat.HookedDDPStrategy):
             if self._rank0_pid is not None:  # a child rank
                 watch_parent(self._rank0_pid, self.global_rank, wait_s=5.0)
             else:  # rank 0: a collective fails at once when a peer's socket closes
-                watch_children(self._children, self.first_child_rank, wait_s=5.0)
+                watch_children(_children, self.first_child_rank, wait_s=5.0)
         super().on_exception(exception)
 
 
