@@ -25,7 +25,7 @@ from alexnet_lab.data.sampling import ResumableSampler
 from alexnet_lab.data.stats import compute_stats, load_stats
 from alexnet_lab.data.transforms import Crops, preprocess
 from alexnet_lab.errors import UserError
-from conftest import run_in_process, run_script
+from conftest import run_in_process
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +241,7 @@ def test_training_from_prepared_shards_learns(tmp_path: Path) -> None:
     raw = write_layout(tmp_path / "raw", "folders", num_classes=10, train_per_class=40, val_per_class=10)
     out = prep.prepare(raw, tmp_path / "prepared", shard_size=100, workers=2, progress=False)
     run_dir = tmp_path / "run"
-    result = run_script("train.py", "experiment=smoke", "logger=csv", "data=imagenet_prepared", f"data.root={out}",
+    result = run_in_process("train.py", "experiment=smoke", "logger=csv", "data=imagenet_prepared", f"data.root={out}",
                         "data.sample=null",
                         "data.num_classes=10", "data.batch_size=32", "data.num_workers=2", "trainer.max_epochs=4",
                         "norm=bn", "init=kaiming", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
