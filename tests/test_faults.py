@@ -486,6 +486,25 @@ def test_the_ddp_strategy_watches_the_ranks_it_starts_and_after_an_error_names_a
     assert not soon(lambda: watched, within_s=0.5)
 
 
+@pytest.mark.usefixtures("exits")
+def test_after_its_own_error_a_rank_whose_peers_live_stops_looking_after_the_wait(
+    ranks: Callable[..., list[subprocess.Popen]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error that is the rank's own (its peers and its parent alive): the strategy's on_exception waits
+    ``launch.ERROR_WAIT_S`` for a dead peer to name, then returns, naming nothing, so that the error is raised;
+    an unbounded wait would hang the job for as long as the peers live."""
+    monkeypatch.setattr(launch, "ERROR_WAIT_S", 0.3)
+    monkeypatch.setattr(launch, "_children", ranks(SLEEPS))  # rank 0's child, alive for the whole test
+    monkeypatch.delenv("ALEXNET_LAB_RANK0_PID", raising=False)
+    strategy = launch.SweepSafeDDPStrategy(cluster_environment=LightningEnvironment(),
+                                           parallel_devices=[torch.device("cpu")] * 2)  # fmt: skip
+    strategy.on_exception(RuntimeError("rank 0's own error"))  # returns: it raised no Exited
+    strategy._rank0_pid = os.getppid()  # now as the child rank: its parent is alive
+    strategy.on_exception(RuntimeError("the child's own error"))
+    assert capsys.readouterr().err == ""
+    assert all(proc.poll() is None for proc in launch._children), "the live rank is left to the job's end"
+
+
 def test_a_started_rank_runs_the_current_job_alone_in_its_run_dir(
     compose_cfg: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

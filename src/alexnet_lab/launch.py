@@ -102,6 +102,7 @@ def job_command() -> tuple[Sequence[str], str]:
 
 RANK0_PID_ENV = "ALEXNET_LAB_RANK0_PID"
 POLL_S = 0.2
+ERROR_WAIT_S = 5.0  # after a rank's own error, how long its watchdog looks for a dead peer to name
 
 
 def _describe(status: int) -> str:
@@ -183,9 +184,9 @@ class SweepSafeDDPStrategy(compat.HookedDDPStrategy):
     def on_exception(self, exception: BaseException) -> None:
         if not isinstance(exception, KeyboardInterrupt | SystemExit):
             if self._rank0_pid is not None:  # a child rank
-                watch_parent(self._rank0_pid, self.global_rank, wait_s=5.0)
+                watch_parent(self._rank0_pid, self.global_rank, wait_s=ERROR_WAIT_S)
             else:  # rank 0: a collective fails at once when a peer's socket closes
-                watch_children(_children, self.first_child_rank, wait_s=5.0)
+                watch_children(_children, self.first_child_rank, wait_s=ERROR_WAIT_S)
         super().on_exception(exception)
 
 
