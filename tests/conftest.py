@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import logging
 import os
@@ -18,6 +17,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+
+from alexnet_lab.files import create_once
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -56,16 +57,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], object]) -> Path:
     """``make(path)`` run once per pytest session, by whichever pytest-xdist worker asks first, into a folder that
-    the others then share (a file lock: the others wait for it). Only for what tests read and do not change."""
+    the others then share (alexnet_lab.files.create_once: the others wait for it). Only for what tests read and
+    do not change. The folder is made in place, not renamed into place: runs record their own paths."""
     base = tmp_path_factory.getbasetemp()
     shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name  # this session's, not older
-    with open(f"{shared}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / ".made").is_file():
-            shutil.rmtree(shared, ignore_errors=True)
-            shared.mkdir()
-            make(shared)
-            (shared / ".made").touch()
+
+    def make_whole(made: Path) -> None:
+        shutil.rmtree(shared, ignore_errors=True)  # what a failed attempt left
+        shared.mkdir()
+        make(shared)
+        made.touch()
+
+    create_once(shared.with_name(f"{name}.made"), make_whole)
     return shared
 
 
