@@ -146,9 +146,9 @@ def run_in_process(script: str, *args: str, cwd: Path) -> subprocess.CompletedPr
         os.chdir(cwd_before)
         os.environ.clear()
         os.environ.update(environ)
-        for handler in logging.root.handlers:
-            if handler not in handlers:
-                handler.close()
+        for added in logging.root.handlers:
+            if added not in handlers:
+                added.close()
         logging.root.handlers, logging.root.level = handlers, level
     code = status if isinstance(status, int) else (0 if status is None else 1)
     return subprocess.CompletedProcess(sys.argv, code, stdout.getvalue(), stderr.getvalue())

@@ -251,8 +251,9 @@ def test_the_reports_small_numbers_by_hand(tmp_path: Path) -> None:
 
 
 def test_the_whole_report_of_a_small_sweep_reads_as_worked_out_here(tmp_path: Path) -> None:
-    """Every line of report.md for five jobs: two seeds of one variant, a job without summary.json, a job that
-    logged no epoch, an LRN ablation and Figure 1's table. Each number is worked out in the comments."""
+    """Every line of report.md for six jobs: two seeds of one variant, a job without summary.json, a job that
+    logged no epoch, a job that diverged, the jobs' tags, an LRN ablation and Figure 1's table. Each number is
+    worked out in the comments."""
     sweep, smoke = tmp_path / "sweep", "experiment=smoke"  # smoke: in every job, so in no job's choices
     make_job(sweep, 0, ["norm=lrn", "activation=relu", "seed=0", smoke], [0.50, 0.30], [0.20, 0.12], [0.40, 0.20])
     make_job(sweep, 1, ["norm=lrn", "activation=tanh", "seed=0", smoke], [0.55, 0.35, 0.36], [0.25, 0.15, 0.16],
@@ -263,8 +264,14 @@ def test_the_whole_report_of_a_small_sweep_reads_as_worked_out_here(tmp_path: Pa
              [0.30, 0.10, 0.21])  # fmt: skip
     make_job(sweep, 4, ["norm=lrn", "activation=tanh", "seed=1", smoke], [], [])
     (sweep / "4" / "csv" / "metrics.csv").write_text(",".join(FIELDS) + "\n")  # died before its first epoch
+    make_job(sweep, 5, ["norm=none", "activation=relu", "seed=1", smoke], [0.9], [0.7])
+    (sweep / "5" / "summary.json").write_text(json.dumps({"params": 1005, "diverged_at_step": 13}))
+    for job, tags in ((0, ["v2", "baseline"]), (3, ["v2", "alpha"])):
+        (sweep / str(job) / "summary.json").write_text(json.dumps({"params": 1000 + job, "tags": tags}))
     expected = [
         "# Sweep report: sweep",
+        "",
+        "Tags: alpha, baseline, v2",  # every job's, each once, sorted
         "",
         "Val error in %, centre crop. *best*: the epoch with the lowest top-1 error, selected on the validation set "
         "itself (optimistic); *last*: the final epoch.",
@@ -278,6 +285,9 @@ def test_the_whole_report_of_a_small_sweep_reads_as_worked_out_here(tmp_path: Pa
         "| 2 | norm=none activation=relu seed=0 | - | 40.00 | 20.00 | 1 | 40.00 | 20.00 | 100.5 |",
         "| 3 | norm=lrn activation=relu seed=1 | 1,003 | 34.00 | 14.00 | 1 | 36.00 | 15.00 | 101.0 |",
         "| 4 | norm=lrn activation=tanh seed=1 | 1,004 | nan | nan | - | nan | nan | nan |",
+        # not a result: its errors are not shown (its one epoch's 90% would be its best and its last)
+        "| 5 | norm=none activation=relu seed=1 | 1,005 | diverged at step 13 | diverged at step 13 | 0 | "
+        "diverged at step 13 | diverged at step 13 | 100.0 |",
         "",
         "## Over seeds (mean ± std)",
         "",
@@ -288,13 +298,14 @@ def test_the_whole_report_of_a_small_sweep_reads_as_worked_out_here(tmp_path: Pa
         "| norm=lrn,activation=relu,experiment=smoke | 2 | 32.00 ± 2.83 | 13.00 ± 1.41 | 33.00 ± 4.24 | 13.50 ± 2.12 |",
         # job 4 has no error to average: the mean is job 1's alone, and n says so
         "| norm=lrn,activation=tanh,experiment=smoke | 1 of 2 | 35.00 | 15.00 | 36.00 | 16.00 |",
-        "| norm=none,activation=relu,experiment=smoke | 1 | 40.00 | 20.00 | 40.00 | 20.00 |",
+        # job 5 diverged: job 2's errors alone, and n says so
+        "| norm=none,activation=relu,experiment=smoke | 1 of 2 | 40.00 | 20.00 | 40.00 | 20.00 |",
         "",
         "## The paper's ablations (best error, paper's choice minus the other, in points)",
         "",
         "| ablation | paper's choice | other | n | Δ top-1 | Δ top-5 | the paper |",
         "|---|---|---|---|---:|---:|---|",
-        # 32 - 40 and 13 - 20; no std with one job on a side. Section 3.3: "reduces our top-1 and top-5 error
+        # 32 - 40 and 13 - 20, without the diverged job 5; no std with one job on a side. Section 3.3: "reduces our top-1 and top-5 error
         # rates by 1.4% and 1.2%"
         "| LRN (section 3.3) | norm=lrn | norm=none | 2 vs 1 | -8.00 | -7.00 | -1.4 / -1.2 |",
         "",
@@ -360,6 +371,48 @@ def test_the_sweep_callback_writes_the_report_when_the_sweep_ends(tmp_path: Path
     SweepReport().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}}))
     assert (tmp_path / "sweep" / "report.md").is_file() and (tmp_path / "sweep" / "report.png").is_file()
     assert capsys.readouterr().out == f"sweep report: {tmp_path / 'sweep' / 'report.md'}\n"
+
+
+def test_the_sweep_callback_writes_the_report_then_exits_1_naming_each_diverged_job(tmp_path: Path, capsys) -> None:
+    from omegaconf import OmegaConf
+
+    from alexnet_lab.report import SweepReport
+
+    sweep = tmp_path / "sweep"
+    for number in range(3):
+        make_job(sweep, number, [f"seed={number}"], [0.5], [0.2])
+    for number, step in ((1, 7), (2, 30)):
+        (sweep / str(number) / "summary.json").write_text(json.dumps({"diverged_at_step": step}))
+    with pytest.raises(SystemExit) as exited:
+        SweepReport().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert exited.value.code == 1 and "diverged at step 30" in (sweep / "report.md").read_text()
+    assert capsys.readouterr() == (
+        f"sweep report: {sweep / 'report.md'}\n",
+        f"error: job(s) 1, 2 of the sweep diverged (see {sweep / 'report.md'})\n",
+    )
+
+
+def test_the_sweep_callback_writes_no_report_for_a_sweep_of_fast_dev_runs(tmp_path: Path, capsys) -> None:
+    from omegaconf import OmegaConf
+
+    from alexnet_lab.report import SweepReport
+
+    make_job(tmp_path / "sweep", 0, ["norm=lrn"], [0.5], [0.2])  # (such a job logs nothing: nothing to report)
+    config = {"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}, "trainer": {"fast_dev_run": 1}}
+    SweepReport().on_multirun_end(OmegaConf.create(config))
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["0"] and capsys.readouterr().out == ""
+
+
+def test_figure1s_ratio_is_the_epochs_of_the_fastest_tanh_job_over_those_of_the_fastest_relu_job(
+    tmp_path: Path,
+) -> None:
+    sweep = tmp_path / "sweep"
+    # ReLU: below 25% after 2 epochs (the faster of its two jobs); tanh: after 5 -> 5 / 2 = 2.5
+    make_job(sweep, 0, ["activation=relu", "model.lr=0.01"], [0.5] * 3, [0.2] * 3, [0.5, 0.3, 0.2])
+    make_job(sweep, 1, ["activation=relu", "model.lr=0.02"], [0.5] * 3, [0.2] * 3, [0.4, 0.2, 0.1])
+    make_job(sweep, 2, ["activation=tanh", "model.lr=0.02"], [0.5] * 5, [0.2] * 5, [0.7, 0.5, 0.4, 0.3, 0.24])
+    lines = write_report(sweep)[0].read_text().splitlines()
+    assert lines[-1] == "tanh / ReLU: 2.5 (the paper: about 6)"
 
 
 @pytest.mark.parametrize(
