@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import to_rgb
 from PIL import Image
 
 from alexnet_lab.data import small
@@ -24,6 +25,7 @@ from alexnet_lab.figures import (
     COLUMN_GAP,
     GAP,
     TILE_SCALE,
+    _draw_predictions,
     _scaled,
     column_saturation,
     draw_figure4,
@@ -107,6 +109,40 @@ def test_nearest_neighbours_are_exact_in_chunks_and_find_the_image_itself() -> N
     assert torch.equal(found, brute)
     itself = nearest_neighbours(features, features[[0, 17, 523]], k=6, chunk=100)
     assert itself[:, 0].tolist() == [0, 17, 523], "a training image is its own nearest neighbour"
+
+
+def test_figure4s_predictions_show_each_image_over_its_top5_bars_with_the_true_class_red() -> None:
+    """Figure 4's left half, for six images (the last two of eight panels stay empty): each image with its class
+    under it, and below it the net's five most probable classes as bars, most probable first, the true one red."""
+    from alexnet_lab.report import pyplot
+
+    rng = np.random.default_rng(0)
+    shown = torch.stack([torch.full((3, 8, 8), 10 * n, dtype=torch.uint8) for n in range(6)])  # image n: 10n
+    probs = torch.from_numpy(rng.dirichlet(np.ones(7), size=6)).float()
+    ranked = [sorted(range(7), key=lambda c: -float(p[c]))[:5] for p in probs]  # top 5, by hand
+    labels = torch.tensor([ranked[0][0], ranked[1][2], ranked[2][4], ranked[3][1], ranked[4][3], ranked[5][0]])
+    outside = next(c for c in range(7) if c not in ranked[5])
+    labels[5] = outside  # the true class outside the top 5: no red bar
+    names = [f"class {c} with a long name, cut short" for c in range(7)]
+    fig = pyplot().figure()
+    assert _draw_predictions(fig, shown, probs, labels, names) == 6
+    cell = {(ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start): ax for ax in fig.axes}
+    assert sorted(cell) == [(r, c) for r in range(4) for c in range(4)]  # four rows: images, bars, images, bars
+    for n in range(8):
+        image_ax, bars_ax = cell[2 * (n // 4), n % 4], cell[2 * (n // 4) + 1, n % 4]  # the bars under the image
+        if n >= 6:
+            assert not image_ax.axison and not bars_ax.axison and not image_ax.images and not bars_ax.patches
+            continue
+        label = int(labels[n])
+        assert np.array_equal(image_ax.images[0].get_array(), np.full((8, 8, 3), 10 * n))
+        assert image_ax.get_title() == names[label][:24]
+        bars = sorted(bars_ax.patches, key=lambda bar: bar.get_y())  # from the top (the y axis is inverted)
+        assert bars_ax.yaxis_inverted() and bars_ax.get_xlim() == (0, 1)
+        assert [round(bar.get_width(), 6) for bar in bars] == [round(float(probs[n][c]), 6) for c in ranked[n]]
+        assert [t.get_text() for t in bars_ax.get_yticklabels()] == [names[c][:18] for c in ranked[n]]
+        red = [c for c, bar in zip(ranked[n], bars, strict=True) if bar.get_facecolor()[:3] == to_rgb("tab:red")]
+        assert red == ([label] if label in ranked[n] else [])
+    pyplot().close(fig)
 
 
 def test_figure4_from_a_checkpoint_on_the_sample(tmp_path: Path) -> None:
