@@ -142,17 +142,20 @@ def test_a_sweep_resumed_with_ckpt_path_last(tmp_path: Path, gpus: int | None) -
     assert [row[1] for row in rows] == ["seed=0", "seed=1"] and all(row[5] in ("0", "1") for row in rows)
 
 
-@pytest.mark.slow(35)
+@pytest.mark.slow(60)
 def test_a_ddp_sweep_with_the_submitit_launcher(tmp_path: Path) -> None:
-    """submitit runs each job in a process of its own (here on this machine: submitit_local), whose command line
-    is submitit's, not src/train.py's: the DDP ranks must still run src/train.py with the job's overrides."""
-    sweep = tmp_path / "sweep"
-    result = run_script("train.py", "-m", "hydra/launcher=submitit_local", "gpus=2", *SMOKE, "trainer.max_epochs=1",
-                        f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    """submitit runs each job in a process of its own (here on this machine: submitit_local, every job at once),
+    whose command line is submitit's, not src/train.py's: the DDP ranks must still run src/train.py with the
+    job's overrides, and two two-process jobs running side by side must each meet its own ranks."""
+    sweep, sizes = tmp_path / "sweep", [2, 1, 2]
+    result = run_script("train.py", "-m", "hydra/launcher=submitit_local", f"gpus={','.join(map(str, sizes))}", *SMOKE,
+                        "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=300)  # fmt: skip
     ok(result)
-    assert summary(sweep / "0")["val/images"] == 16
-    assert (sweep / "0" / "train_rank1.log").is_file()
-    assert len(report_rows(sweep)) == 1
+    for job, gpus in enumerate(sizes):
+        assert yaml.safe_load((sweep / str(job) / ".hydra" / "overrides.yaml").read_text())[0] == f"gpus={gpus}"
+        assert summary(sweep / str(job))["val/images"] == 16, "4 classes x 4 val images, each counted once"
+        assert (sweep / str(job) / "train_rank1.log").is_file() == (gpus == 2), "rank 1 ran this job, in its dir"
+    assert [row[1] for row in report_rows(sweep)] == [f"gpus={gpus}" for gpus in sizes]
 
 
 @pytest.fixture
