@@ -125,17 +125,22 @@ def assert_same_training(a: Path, b: Path) -> None:
         assert steps == list(range(first["global_step"])), f"{run}: each training step once in one metrics.csv"
 
 
-@pytest.mark.slow(70)
+@pytest.mark.slow(90)
 def test_the_readmes_submitit_sweep_runs_two_jobs_and_writes_the_report(tmp_path: Path) -> None:
+    """The README's command, two tasks a job with gpus=2 (on CPUs: the cluster has no GPU to ask for), for two
+    seeds: each job's two ranks train together under srun, in one run dir, and the sweep writes its report."""
     sweep = tmp_path / "sweep"
-    result = run_script("train.py", "-m", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", *RUN,
-                        "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600)  # fmt: skip
+    result = run_script("train.py", "-m", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug",
+                        "hydra.launcher.tasks_per_node=2", "gpus=2", *RUN, "seed=0,1", f"hydra.sweep.dir={sweep}",
+                        cwd=tmp_path, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = (sweep / "report.md").read_text()
     assert [line.split("|")[2].strip() for line in report.splitlines() if re.match(r"\| \d \|", line)] == [
         "seed=0", "seed=1"]  # fmt: skip
     for job in ("0", "1"):
+        # the smoke preset: 4 classes x 8 training images, a global batch of 8 over two ranks, 2 epochs
         assert checkpoint_facts(sweep / job / "checkpoints" / "last.ckpt").global_step == 8
+        assert (sweep / job / "train.log").is_file() and (sweep / job / "train_rank1.log").is_file()
 
 
 @pytest.mark.slow(80)
