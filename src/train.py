@@ -80,7 +80,7 @@ def main(cfg: DictConfig) -> float:
                 raise
             if process_rank() == 0:
                 print(f"error: {diverged}", file=sys.stderr)
-            return math.nan
+            return math.inf  # worse than any result: an Optuna search goes on (it stops at a nan)
 
 
 if __name__ == "__main__":

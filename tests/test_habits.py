@@ -97,6 +97,24 @@ def test_an_optuna_search_of_three_trials_on_the_smoke_preset(tmp_path: Path) ->
     assert {wandb_run(sweep / job)[0].run_group for job in jobs} == {sweep.name}
 
 
+@pytest.mark.slow(40)
+def test_an_optuna_trial_that_diverges_scores_inf_and_the_search_goes_on(tmp_path: Path) -> None:
+    """Optuna stops a search at a trial that returns nan: a diverged trial scores inf instead. With the sampler's
+    seed 0, the first trial draws lr=1000 (it diverges) and the second lr=0.01 (it trains)."""
+    sweep = tmp_path / "sweep"
+    result = run_in_process("train.py", "-m", "hparams_search=alexnet_optuna", "experiment=smoke", "logger=csv",
+                            "hydra.sweeper.n_trials=2", "model.lr=choice(0.01,1000)", f"hydra.sweep.dir={sweep}",
+                            cwd=tmp_path)  # fmt: skip
+    summaries = [json.loads((sweep / job / "summary.json").read_text()) for job in ("0", "1")]
+    assert [s.get("diverged_at_step") is not None for s in summaries] == [True, False], summaries
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert errors[-1] == f"error: job(s) 0 of the sweep diverged (see {sweep / 'report.md'})"
+    results = yaml_load(sweep / "optimization_results.yaml")
+    assert results["best_params"]["model.lr"] == 0.01 and results["best_value"] == summaries[1]["val/top1_err"]
+    assert len(report_rows(sweep)) == 2
+
+
 def yaml_load(path: Path) -> dict:
     import yaml
 
