@@ -9,6 +9,7 @@ import json
 import math
 import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,8 +22,10 @@ from alexnet_lab.data.generated import write_layout
 from alexnet_lab.data.imagenet import ImageNetDataModule
 from alexnet_lab.data.layouts import DataRootError, load_rgb
 from alexnet_lab.data.transforms import preprocess
+from alexnet_lab import figures
 from alexnet_lab.figures import (
     COLUMN_GAP,
+    DrawFigures,
     GAP,
     TILE_SCALE,
     _draw_predictions,
@@ -143,6 +146,31 @@ def test_figure4s_predictions_show_each_image_over_its_top5_bars_with_the_true_c
         red = [c for c, bar in zip(ranked[n], bars, strict=True) if bar.get_facecolor()[:3] == to_rgb("tab:red")]
         assert red == ([label] if label in ranked[n] else [])
     pyplot().close(fig)
+
+
+@pytest.mark.parametrize(("rank", "diverged_at", "drawn"), [(0, None, True), (1, None, False), (0, 5, False)])
+def test_figures_at_the_end_of_training_are_drawn_by_rank_0_only_and_not_after_a_divergence(
+    tmp_path: Path, rank: int, diverged_at: int | None, drawn: bool
+) -> None:
+    """(rank 0 of a run that stayed finite draws Figure 3, here LeNet-5's kernels; the others draw nothing)"""
+    trainer = SimpleNamespace(is_global_zero=rank == 0, datamodule=None, loggers=[], global_step=3)
+    module = SimpleNamespace(net=LeNet5(), diverged_at=diverged_at, training=True)
+    DrawFigures(str(tmp_path / "figures"), neighbours=False).on_train_end(trainer, module)
+    assert (tmp_path / "figures" / "fig3.png").is_file() == drawn
+
+
+@pytest.mark.parametrize("max_train_images", [7, None])
+def test_figure4_searches_max_train_images_training_images_and_null_means_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_train_images: int | None
+) -> None:
+    searched = []
+    monkeypatch.setattr(figures, "draw_figure4", lambda model, dm, path, count: searched.append(count))
+    monkeypatch.setattr(figures, "draw_figure3", lambda net, path: {})
+    trainer = SimpleNamespace(is_global_zero=True, datamodule=object(), loggers=[], global_step=3)
+    module = SimpleNamespace(net=None, diverged_at=None, training=True, train=lambda mode: None)
+    DrawFigures(str(tmp_path), max_train_images=max_train_images).on_train_end(trainer, module)
+    (count,) = searched
+    assert count == 7 if max_train_images == 7 else count >= 1_281_167  # null: every image, ImageNet's included
 
 
 def test_figure4_from_a_checkpoint_on_the_sample(tmp_path: Path) -> None:
