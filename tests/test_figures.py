@@ -17,17 +17,17 @@ import torch
 from matplotlib.colors import to_rgb
 from PIL import Image
 
+from alexnet_lab import figures
 from alexnet_lab.data import small
 from alexnet_lab.data.generated import write_layout
 from alexnet_lab.data.imagenet import ImageNetDataModule
 from alexnet_lab.data.layouts import DataRootError, load_rgb
 from alexnet_lab.data.transforms import preprocess
-from alexnet_lab import figures
 from alexnet_lab.figures import (
     COLUMN_GAP,
-    DrawFigures,
     GAP,
     TILE_SCALE,
+    DrawFigures,
     _draw_predictions,
     _scaled,
     column_saturation,

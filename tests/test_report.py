@@ -305,8 +305,8 @@ def test_the_whole_report_of_a_small_sweep_reads_as_worked_out_here(tmp_path: Pa
         "",
         "| ablation | paper's choice | other | n | Δ top-1 | Δ top-5 | the paper |",
         "|---|---|---|---|---:|---:|---|",
-        # 32 - 40 and 13 - 20, without the diverged job 5; no std with one job on a side. Section 3.3: "reduces our top-1 and top-5 error
-        # rates by 1.4% and 1.2%"
+        # 32 - 40 and 13 - 20, without the diverged job 5; no std with one job on a side. Section 3.3: "reduces
+        # our top-1 and top-5 error rates by 1.4% and 1.2%"
         "| LRN (section 3.3) | norm=lrn | norm=none | 2 vs 1 | -8.00 | -7.00 | -1.4 / -1.2 |",
         "",
         "## Figure 1: epochs to 25% training error, ReLU vs tanh",
