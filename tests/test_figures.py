@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from matplotlib.colors import to_rgb
 from PIL import Image
 
@@ -148,15 +149,44 @@ def test_figure4s_predictions_show_each_image_over_its_top5_bars_with_the_true_c
     pyplot().close(fig)
 
 
+class Recorder(WandbLogger):
+    """A W&B logger that records what it is given (nothing of W&B's is started)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self.calls.append(("metrics", sorted(metrics), step))
+
+    def log_image(self, key: str, images: list, step: int | None = None, **kwargs) -> None:
+        self.calls.append(("image", key, images, step))
+
+
 @pytest.mark.parametrize(("rank", "diverged_at", "drawn"), [(0, None, True), (1, None, False), (0, 5, False)])
 def test_figures_at_the_end_of_training_are_drawn_by_rank_0_only_and_not_after_a_divergence(
     tmp_path: Path, rank: int, diverged_at: int | None, drawn: bool
 ) -> None:
-    """(rank 0 of a run that stayed finite draws Figure 3, here LeNet-5's kernels; the others draw nothing)"""
-    trainer = SimpleNamespace(is_global_zero=rank == 0, datamodule=None, loggers=[], global_step=3)
-    module = SimpleNamespace(net=LeNet5(), diverged_at=diverged_at, training=True)
+    """Rank 0 of a run that stayed finite draws Figure 3 (here Figure 1's net: one column of RGB kernels) and
+    logs it, with its column's saturation, at the last step; the others draw and log nothing."""
+    logger = Recorder()
+    trainer = SimpleNamespace(is_global_zero=rank == 0, datamodule=None, loggers=[logger], global_step=3)
+    module = SimpleNamespace(net=CifarNet(), diverged_at=diverged_at, training=True)
     DrawFigures(str(tmp_path / "figures"), neighbours=False).on_train_end(trainer, module)
-    assert (tmp_path / "figures" / "fig3.png").is_file() == drawn
+    path = tmp_path / "figures" / "fig3.png"
+    assert path.is_file() == drawn
+    logged = [("metrics", ["fig3/saturation_column1"], 3), ("image", "fig3", [str(path)], 3)]
+    assert logger.calls == (logged if drawn else [])
+
+
+def test_figure3_during_training_every_n_epochs_by_rank_0(tmp_path: Path) -> None:
+    drawer, module = DrawFigures(str(tmp_path), every_n_epochs=2, neighbours=False), SimpleNamespace(net=CifarNet())
+    for rank in (1, 0):
+        for epoch in range(5):  # current_epoch counts from 0: the 2nd and the 4th epochs end at 1 and 3
+            trainer = SimpleNamespace(is_global_zero=rank == 0, current_epoch=epoch, loggers=[], global_step=epoch)
+            drawer.on_train_epoch_end(trainer, module)
+        assert sorted(p.name for p in tmp_path.iterdir()) == (
+            [] if rank else ["fig3_epoch002.png", "fig3_epoch004.png"]
+        )
 
 
 @pytest.mark.parametrize("max_train_images", [7, None])
