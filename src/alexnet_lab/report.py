@@ -1,11 +1,5 @@
-"""Sweep -> report.md and report.png (and fig1.png for a sweep over activation=relu,tanh).
-
-report.md has a row per job; when jobs differ only by their seed, a row per variant with the mean ± std over
-its seeds; and, for the ablations the paper puts a number on, the measured difference next to the paper's.
-Errors are in percent of the validation images. "best" is the epoch with the lowest val top-1 error, chosen
-on those same images, so it is optimistic; "last" is the final epoch. report.png draws val top-1 error per
-epoch: one line per job, or per variant its mean over the seeds with a band of ± one std.
-"""
+"""Sweep -> report.md and report.png (and fig1.png for a sweep over activation=relu,tanh): what each holds is in
+the README ("Sweeps", and "The paper's figures" for Figure 1)."""
 
 from __future__ import annotations
 
