@@ -29,6 +29,7 @@ from alexnet_lab.figures import (
     GAP,
     TILE_SCALE,
     DrawFigures,
+    FirstEpochBelow,
     _draw_predictions,
     _scaled,
     column_saturation,
@@ -156,7 +157,7 @@ class Recorder(WandbLogger):
         self.calls: list[tuple] = []
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        self.calls.append(("metrics", sorted(metrics), step))
+        self.calls.append(("metrics", dict(metrics), step))
 
     def log_image(self, key: str, images: list, step: int | None = None, **kwargs) -> None:
         self.calls.append(("image", key, images, step))
@@ -175,7 +176,7 @@ def test_figures_at_the_end_of_training_are_drawn_by_rank_0_only_and_not_after_a
     path = tmp_path / "figures" / "fig3.png"
     assert path.is_file() == drawn
     logged = [("metrics", ["fig3/saturation_column1"], 3), ("image", "fig3", [str(path)], 3)]
-    assert logger.calls == (logged if drawn else [])
+    assert [(c[0], sorted(c[1]), *c[2:]) if c[0] == "metrics" else c for c in logger.calls] == (logged if drawn else [])
 
 
 def test_figure3_during_training_every_n_epochs_by_rank_0(tmp_path: Path) -> None:
@@ -187,6 +188,31 @@ def test_figure3_during_training_every_n_epochs_by_rank_0(tmp_path: Path) -> Non
         assert sorted(p.name for p in tmp_path.iterdir()) == (
             [] if rank else ["fig3_epoch002.png", "fig3_epoch004.png"]
         )
+
+
+@pytest.mark.parametrize(
+    ("rank", "errors", "logged"),
+    [
+        (0, [0.5, 0.3, 0.2, 0.1], [({"fig1/epochs_to_target": 3.0}, 30)]),  # below 25% after 3 epochs, said then
+        (0, [0.5, 0.3, 0.3, 0.2], [({"fig1/epochs_to_target": 4.0}, 40)]),  # after the last: said at the end
+        (0, [0.5, 0.3, 0.3, 0.25], []),  # never below
+        (1, [0.5, 0.3, 0.2, 0.1], []),
+    ],  # fmt: skip
+)
+def test_figure1s_epochs_to_25_percent_are_logged_once_when_first_reached(
+    rank: int, errors: list[float], logged: list
+) -> None:
+    """As Lightning calls it: an epoch's training error reaches callback_metrics after its epoch-end hooks, so the
+    callback reads it at the next epoch's start, or at the end of training."""
+    logger, callback = Recorder(), FirstEpochBelow()  # the paper's 25% by default
+    trainer = SimpleNamespace(is_global_zero=rank == 0, loggers=[logger], callback_metrics={})
+    for epoch, error in enumerate(errors):
+        trainer.current_epoch = epoch
+        callback.on_train_epoch_start(trainer, None)
+        trainer.callback_metrics, trainer.global_step = {"train/top1_err": torch.tensor(error)}, 10 * (epoch + 1)
+    trainer.current_epoch = len(errors)
+    callback.on_train_end(trainer, None)
+    assert [(metrics, step) for _, metrics, step in logger.calls] == logged
 
 
 @pytest.mark.parametrize("max_train_images", [7, None])
