@@ -180,14 +180,20 @@ def test_figures_at_the_end_of_training_are_drawn_by_rank_0_only_and_not_after_a
 
 
 def test_figure3_during_training_every_n_epochs_by_rank_0(tmp_path: Path) -> None:
+    """Drawn and logged, with its column's saturation, at the step of each Nth epoch's end."""
     drawer, module = DrawFigures(str(tmp_path), every_n_epochs=2, neighbours=False), SimpleNamespace(net=CifarNet())
     for rank in (1, 0):
+        logger = Recorder()
         for epoch in range(5):  # current_epoch counts from 0: the 2nd and the 4th epochs end at 1 and 3
-            trainer = SimpleNamespace(is_global_zero=rank == 0, current_epoch=epoch, loggers=[], global_step=epoch)
+            trainer = SimpleNamespace(
+                is_global_zero=rank == 0, current_epoch=epoch, loggers=[logger], global_step=epoch
+            )
             drawer.on_train_epoch_end(trainer, module)
-        assert sorted(p.name for p in tmp_path.iterdir()) == (
-            [] if rank else ["fig3_epoch002.png", "fig3_epoch004.png"]
-        )
+        drawn = [] if rank else [(tmp_path / "fig3_epoch002.png", 1), (tmp_path / "fig3_epoch004.png", 3)]
+        assert sorted(tmp_path.iterdir()) == [path for path, _ in drawn]
+        calls = [(c[0], sorted(c[1]), *c[2:]) if c[0] == "metrics" else c for c in logger.calls]
+        assert calls == [call for path, step in drawn for call in (
+            ("metrics", ["fig3/saturation_column1"], step), ("image", "fig3", [str(path)], step))]  # fmt: skip
 
 
 @pytest.mark.parametrize(
