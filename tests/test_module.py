@@ -470,6 +470,13 @@ def test_validating_one_net_logs_its_loss_error_and_image_count() -> None:
     assert set(net.trainer.progress_bar_metrics) == {"val/loss", "val/top1_err", "val/top5_err"}  # the bar's
 
 
+def test_a_validation_loss_that_is_not_finite_is_logged_as_nan_without_a_warning(recwarn) -> None:
+    """A net whose weights diverged gives nan scores: its loss is nan, not the mean of its finite images."""
+    logged = validate(Fixed([[0.9, 0.1, 0.0], [float("nan")] * 3, [0.1, 0.9, 0.0], [0.0, 0.5, 0.5]]), 1)
+    assert math.isnan(logged["val/loss"]) and logged["val/images"] == 4.0
+    assert [str(w.message) for w in recwarn if "nan" in str(w.message)] == []
+
+
 class HostReads(TorchDispatchMode):
     """Counts the reads of a tensor's value on the host while ``counting``: ``.item()``, ``bool()``, ``float()``,
     ``int()`` and indexing with a tensor (one aten op), and ``.tolist()``, ``.numpy()``, ``.cpu()`` (patched here:

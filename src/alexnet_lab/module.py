@@ -177,7 +177,7 @@ class ClassifierModule(L.LightningModule):
         self.num_classes = num_classes = int(net.get("num_classes", 1000))
         self.diverged_at: int | None = None  # the step of the first training loss that was not finite
         self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
-        self.val_loss = MeanMetric()
+        self.val_loss = MeanMetric(nan_strategy="disable")  # a nan stays nan; the default drops it, with a warning
         self.val_images = SumMetric()  # how many images the epoch's error counts, over all ranks
         self.example_input_array = torch.zeros(2, int(self.net.in_channels), *[int(self.net.input_size)] * 2)
 
