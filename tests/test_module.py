@@ -555,6 +555,33 @@ def test_twenty_training_steps_read_no_tensor_value_on_the_host(
     assert reads.reads == [], reads.reads[0]
 
 
+@pytest.mark.slow(10)
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def test_validation_steps_read_no_tensor_value_on_the_host(
+    compose_cfg, monkeypatch: pytest.MonkeyPatch, accelerator: str
+) -> None:
+    """The smoke preset's validation, with the progress bar and the paper's ten crops, from its second batch to
+    its last: its loss, errors and image count are summed on the device, and read once, at the epoch's end."""
+    cfg = compose_cfg("experiment=smoke", "logger=csv", "data.batch_size=1", "data.test_crops=10",
+                      "trainer.enable_progress_bar=true", f"trainer.accelerator={accelerator}")  # fmt: skip
+    datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
+    datamodule.fit_to(model.net)
+    reads = HostReads(monkeypatch, on_gpu=accelerator == "gpu")
+
+    class Window(lightning.Callback):
+        def on_validation_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, *_: Any) -> None:
+            reads.counting = batch_idx >= 1  # (the first picks its kernels)
+
+        def on_validation_batch_end(self, *args: Any) -> None:
+            reads.counting = False
+
+    # under no_grad, not inference_mode: inference_mode hides tensor operations from the counter
+    trainer = instantiate(cfg.trainer, callbacks=[Window()], logger=False, inference_mode=False)
+    with reads:
+        logged = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
+    assert logged["val/images"] == 16 and reads.reads == [], "\n".join(reads.reads[:3])
+
+
 def test_the_loss_is_logged_and_shown_per_interval_and_the_errors_per_epoch(tmp_path: Path) -> None:
     """Two epochs of 7 steps, a logging interval of 3: metrics.csv has each interval's mean loss and each epoch's
     mean loss and top-1/top-5 errors, and the progress bar shows the last interval's mean, all as computed here
