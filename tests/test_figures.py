@@ -202,6 +202,7 @@ def test_figure3_during_training_every_n_epochs_by_rank_0(tmp_path: Path) -> Non
         (0, [0.5, 0.3, 0.2, 0.1], [({"fig1/epochs_to_target": 3.0}, 30)]),  # below 25% after 3 epochs, said then
         (0, [0.5, 0.3, 0.3, 0.2], [({"fig1/epochs_to_target": 4.0}, 40)]),  # after the last: said at the end
         (0, [0.5, 0.3, 0.3, 0.25], []),  # never below
+        (0, [0.2, 0.1], [({"fig1/epochs_to_target": 1.0}, 10)]),  # below after the first, said at the second's start
         (1, [0.5, 0.3, 0.2, 0.1], []),
     ],  # fmt: skip
 )
