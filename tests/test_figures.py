@@ -32,6 +32,7 @@ from alexnet_lab.figures import (
     FirstEpochBelow,
     _draw_predictions,
     _scaled,
+    _show,
     column_saturation,
     draw_figure4,
     figure_batches,
@@ -114,6 +115,22 @@ def test_nearest_neighbours_are_exact_in_chunks_and_find_the_image_itself() -> N
     assert torch.equal(found, brute)
     itself = nearest_neighbours(features, features[[0, 17, 523]], k=6, chunk=100)
     assert itself[:, 0].tolist() == [0, 17, 523], "a training image is its own nearest neighbour"
+
+
+def test_figure4_shows_a_grey_image_in_grey_and_a_colour_image_in_colour() -> None:
+    """LeNet-5's digits are one channel: drawn as grey levels, not through a colour map."""
+    from alexnet_lab.report import pyplot
+
+    fig, (grey, colour) = pyplot().subplots(1, 2)
+    digit, photo = (
+        torch.arange(16, dtype=torch.uint8).view(1, 4, 4),
+        torch.randint(0, 256, (3, 4, 4), dtype=torch.uint8),
+    )
+    _show(grey, digit)
+    _show(colour, photo)
+    assert np.array_equal(grey.images[0].get_array(), digit[0].numpy()) and grey.images[0].get_cmap().name == "gray"
+    assert np.array_equal(colour.images[0].get_array(), photo.permute(1, 2, 0).numpy())
+    pyplot().close(fig)
 
 
 def test_figure4s_predictions_show_each_image_over_its_top5_bars_with_the_true_class_red() -> None:
