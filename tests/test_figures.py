@@ -42,7 +42,7 @@ from alexnet_lab.figures import (
     nearest_neighbours,
 )
 from alexnet_lab.models import CifarNet, LeNet5
-from alexnet_lab.report import write_report
+from alexnet_lab.report import pyplot, write_report
 from conftest import run_in_process
 from test_report import make_job, table
 
@@ -119,8 +119,6 @@ def test_nearest_neighbours_are_exact_in_chunks_and_find_the_image_itself() -> N
 
 def test_figure4_shows_a_grey_image_in_grey_and_a_colour_image_in_colour() -> None:
     """LeNet-5's digits are one channel: drawn as grey levels, not through a colour map."""
-    from alexnet_lab.report import pyplot
-
     fig, (grey, colour) = pyplot().subplots(1, 2)
     digit, photo = (
         torch.arange(16, dtype=torch.uint8).view(1, 4, 4),
@@ -136,8 +134,6 @@ def test_figure4_shows_a_grey_image_in_grey_and_a_colour_image_in_colour() -> No
 def test_figure4s_predictions_show_each_image_over_its_top5_bars_with_the_true_class_red() -> None:
     """Figure 4's left half, for six images (the last two of eight panels stay empty): each image with its class
     under it, and below it the net's five most probable classes as bars, most probable first, the true one red."""
-    from alexnet_lab.report import pyplot
-
     rng = np.random.default_rng(0)
     shown = torch.stack([torch.full((3, 8, 8), 10 * n, dtype=torch.uint8) for n in range(6)])  # image n: 10n
     probs = torch.from_numpy(rng.dirichlet(np.ones(7), size=6)).float()
@@ -179,6 +175,10 @@ class Recorder(WandbLogger):
     def log_image(self, key: str, images: list, step: int | None = None, **kwargs) -> None:
         self.calls.append(("image", key, images, step))
 
+    def named(self) -> list[tuple]:
+        """The calls, each metrics dict as its sorted names."""
+        return [(c[0], sorted(c[1]), *c[2:]) if c[0] == "metrics" else c for c in self.calls]
+
 
 @pytest.mark.parametrize(("rank", "diverged_at", "drawn"), [(0, None, True), (1, None, False), (0, 5, False)])
 def test_figures_at_the_end_of_training_are_drawn_by_rank_0_only_and_not_after_a_divergence(
@@ -193,7 +193,7 @@ def test_figures_at_the_end_of_training_are_drawn_by_rank_0_only_and_not_after_a
     path = tmp_path / "figures" / "fig3.png"
     assert path.is_file() == drawn
     logged = [("metrics", ["fig3/saturation_column1"], 3), ("image", "fig3", [str(path)], 3)]
-    assert [(c[0], sorted(c[1]), *c[2:]) if c[0] == "metrics" else c for c in logger.calls] == (logged if drawn else [])
+    assert logger.named() == (logged if drawn else [])
 
 
 def test_figure3_during_training_every_n_epochs_by_rank_0(tmp_path: Path) -> None:
@@ -208,8 +208,7 @@ def test_figure3_during_training_every_n_epochs_by_rank_0(tmp_path: Path) -> Non
             drawer.on_train_epoch_end(trainer, module)
         drawn = [] if rank else [(tmp_path / "fig3_epoch002.png", 1), (tmp_path / "fig3_epoch004.png", 3)]
         assert sorted(tmp_path.iterdir()) == [path for path, _ in drawn]
-        calls = [(c[0], sorted(c[1]), *c[2:]) if c[0] == "metrics" else c for c in logger.calls]
-        assert calls == [call for path, step in drawn for call in (
+        assert logger.named() == [call for path, step in drawn for call in (
             ("metrics", ["fig3/saturation_column1"], step), ("image", "fig3", [str(path)], step))]  # fmt: skip
 
 

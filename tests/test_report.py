@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import yaml
 from matplotlib.colors import to_rgb
+from omegaconf import OmegaConf
 
 from alexnet_lab import report
-from alexnet_lab.report import write_report
+from alexnet_lab.report import SweepReport, epochs_to, mean_std, write_report
 from conftest import run_in_process
 
 FIELDS = ["epoch", "step", "train/loss_epoch", "val/top1_err", "val/top5_err", "train/images_per_sec", "train/top1_err"]
@@ -237,8 +238,6 @@ def test_the_script_refuses_a_folder_that_is_not_a_sweep(tmp_path: Path, given: 
 def test_the_reports_small_numbers_by_hand(tmp_path: Path) -> None:
     """Two seeds have a std (n - 1: sqrt(2) x half their gap); a job that logged no images/s shows nan, not a
     crash; Figure 1's epochs to 25% count an epoch at exactly 25% as not below it."""
-    from alexnet_lab.report import epochs_to, mean_std
-
     assert mean_std([40.0, 42.0]) == (41.0, pytest.approx(math.sqrt(2.0)))
     assert math.isnan(mean_std([40.0])[1]) and math.isnan(mean_std([])[0])
     assert epochs_to([(0, 0.5), (1, 0.25), (2, 0.2499)], 0.25) == 3 and epochs_to([(0, 0.3)], 0.25) is None
@@ -363,10 +362,6 @@ def test_variants_whose_jobs_all_died_show_no_mean_and_no_effect(tmp_path: Path)
 
 
 def test_the_sweep_callback_writes_the_report_when_the_sweep_ends(tmp_path: Path, capsys) -> None:
-    from omegaconf import OmegaConf
-
-    from alexnet_lab.report import SweepReport
-
     make_job(tmp_path / "sweep", 0, ["norm=lrn"], [0.5], [0.2])
     SweepReport().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}}))
     assert (tmp_path / "sweep" / "report.md").is_file() and (tmp_path / "sweep" / "report.png").is_file()
@@ -374,10 +369,6 @@ def test_the_sweep_callback_writes_the_report_when_the_sweep_ends(tmp_path: Path
 
 
 def test_the_sweep_callback_writes_the_report_then_exits_1_naming_each_diverged_job(tmp_path: Path, capsys) -> None:
-    from omegaconf import OmegaConf
-
-    from alexnet_lab.report import SweepReport
-
     sweep = tmp_path / "sweep"
     for number in range(3):
         make_job(sweep, number, [f"seed={number}"], [0.5], [0.2])
@@ -393,10 +384,6 @@ def test_the_sweep_callback_writes_the_report_then_exits_1_naming_each_diverged_
 
 
 def test_the_sweep_callback_writes_no_report_for_a_sweep_of_fast_dev_runs(tmp_path: Path, capsys) -> None:
-    from omegaconf import OmegaConf
-
-    from alexnet_lab.report import SweepReport
-
     make_job(tmp_path / "sweep", 0, ["norm=lrn"], [0.5], [0.2])  # (such a job logs nothing: nothing to report)
     config = {"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}, "trainer": {"fast_dev_run": 1}}
     SweepReport().on_multirun_end(OmegaConf.create(config))
