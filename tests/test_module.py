@@ -560,9 +560,10 @@ def test_twenty_training_steps_read_no_tensor_value_on_the_host(
 def test_validation_steps_read_no_tensor_value_on_the_host(
     compose_cfg, monkeypatch: pytest.MonkeyPatch, accelerator: str
 ) -> None:
-    """The smoke preset's validation, with the progress bar and the paper's ten crops, from its second batch to
-    its last: its loss, errors and image count are summed on the device, and read once, at the epoch's end."""
-    cfg = compose_cfg("experiment=smoke", "logger=csv", "data.batch_size=1", "data.test_crops=10",
+    """The smoke preset's validation, with two loader workers, the progress bar and the paper's ten crops, from its
+    second batch to its last: its loss, errors and image count are summed on the device, and read once, at the
+    epoch's end."""
+    cfg = compose_cfg("experiment=smoke", "logger=csv", "data.batch_size=1", "data.test_crops=10", "data.num_workers=2",
                       "trainer.enable_progress_bar=true", f"trainer.accelerator={accelerator}")  # fmt: skip
     datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
     datamodule.fit_to(model.net)
