@@ -839,20 +839,38 @@ def test_the_epoch_schedule_steps_after_each_whole_epoch_in_a_fit(max_steps: int
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(lrs[-1] / 10 if max_steps < 0 else lrs[-1])
 
 
-def test_a_loss_that_is_not_finite_stops_the_fit_at_the_next_logging_step_naming_its_step() -> None:
-    """ClassifierModule.finite in a fit, in process: one-image batches, the loss read every 2 steps; the third
-    image is all nan, so the third step's loss is: the fit stops after step 4, the first read after it, with
-    diverged_at = 3, and nothing is logged from then on."""
+@pytest.mark.parametrize(
+    ("nan_image", "log_every", "stop_step"),
+    [(2, 2, 4), (7, 50, 8), (None, 2, 16)],
+    ids=["at-a-logging-step", "at-the-epochs-end", "finite"],
+)
+def test_a_loss_that_is_not_finite_stops_the_fit_naming_its_step_and_validates_nothing_after_it(
+    nan_image: int | None, log_every: int, stop_step: int
+) -> None:
+    """ClassifierModule.finite in a fit, in process: eight one-image batches, two epochs, the loss read every
+    ``log_every`` steps and at the epoch's last. With image ``nan_image`` all nan, that step's loss is not: the
+    fit stops at the first read after it, with diverged_at = nan_image + 1, and nothing is logged or validated
+    from then on (Lightning would validate a fit that stops early). A finite run validates each epoch."""
     module = ClassifierModule(net=LENET3, **RECIPE, schedule="step")
-    images = [torch.full((1, 32, 32), math.nan) if i == 2 else torch.randn(1, 32, 32) for i in range(8)]
+    images = [torch.full((1, 32, 32), math.nan) if i == nan_image else torch.randn(1, 32, 32) for i in range(8)]
     batches = DataLoader([{"image": image, "label": i % 3} for i, image in enumerate(images)], batch_size=1)
-    trainer = lightning.Trainer(max_epochs=1, log_every_n_steps=2, accelerator="cpu", logger=False,
+    val = DataLoader([{"image": torch.randn(1, 32, 32), "label": i % 3} for i in range(3)], batch_size=1)
+    validated: list[int] = []
+
+    class Validations(lightning.Callback):
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+            validated.append(trainer.global_step)
+
+    trainer = lightning.Trainer(max_epochs=2, log_every_n_steps=log_every, accelerator="cpu", logger=False,
                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                                limit_val_batches=0)  # fmt: skip
-    trainer.fit(module, train_dataloaders=batches)
-    assert (trainer.global_step, module.diverged_at, trainer.should_stop) == (4, 3, True)
-    assert "train/loss_step" in trainer.callback_metrics and math.isfinite(trainer.callback_metrics["train/loss_step"])
-    assert "train/loss_epoch" not in trainer.callback_metrics, "no epoch figures from a diverged epoch"
+                                num_sanity_val_steps=0, callbacks=[Validations()])  # fmt: skip
+    trainer.fit(module, train_dataloaders=batches, val_dataloaders=val)
+    diverged = None if nan_image is None else nan_image + 1
+    assert (trainer.global_step, module.diverged_at, trainer.should_stop) == (stop_step, diverged, diverged is not None)
+    assert validated == ([] if diverged else [8, 16])
+    if diverged and log_every < diverged:
+        assert math.isfinite(trainer.callback_metrics["train/loss_step"]), "the interval before it was logged"
+    assert ("train/loss_epoch" in trainer.callback_metrics) == (diverged is None), "no figures of a diverged epoch"
 
 
 @pytest.mark.parametrize("compile", [False, True])

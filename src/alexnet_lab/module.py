@@ -206,11 +206,13 @@ class ClassifierModule(L.LightningModule):
 
     def finite(self) -> bool:
         """Whether every training loss so far, on every rank, was finite (one read of the device, and a collective
-        under DDP: every rank calls it at the same steps). The first time it is not, the run stops after this step:
-        the step is kept in ``diverged_at``, and no checkpoint is written from then on (alexnet_lab.resume)."""
+        under DDP: every rank calls it at the same steps). The first time it is not, the run stops after this step,
+        validating nothing more: the step is kept in ``diverged_at``, and no checkpoint is written from then on
+        (alexnet_lab.resume)."""
         if self.diverged_at is None and "totals" in vars(self):  # (before training: nothing to read)
             self.diverged_at = self.totals.first_nonfinite(lambda t: self.trainer.strategy.reduce(t, reduce_op="min"))
-            self.trainer.should_stop = self.trainer.should_stop or self.diverged_at is not None
+            if self.diverged_at is not None:  # (Lightning validates a run that stops early: not diverged weights)
+                self.trainer.should_stop, self.trainer.limit_val_batches = True, 0
         return self.diverged_at is None
 
     def on_train_epoch_start(self) -> None:
@@ -222,15 +224,12 @@ class ClassifierModule(L.LightningModule):
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.totals.ended = time.perf_counter()
+            self.finite()  # before the epoch's validation
         if every and trainer.global_step % every == 0 and self.totals.interval_steps and self.finite():
             loss = self.totals.interval_loss()
             self.log("train/loss_step", loss)  # in a training hook: per step, not per epoch
             if trainer.progress_bar_callback is not None:
                 compat.show_in_progress_bar(trainer, {"train/loss": loss.item()})
-
-    def on_validation_start(self) -> None:
-        if self.trainer.training:  # the epoch's validation in fit: its best checkpoint must be finite
-            self.finite()
 
     def predict_probs(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities; for (B, crops, 3, H, W) input the mean softmax over the crops."""
