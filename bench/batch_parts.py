@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from alexnet_lab.data.transforms import IMAGE_SIZE, Crops
 from loader import generate
 
 
-def best_us(work, images: int, rounds: int) -> float:  # type: ignore[no-untyped-def]
+def best_us(work: Callable[[], object], images: int, rounds: int) -> float:
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
@@ -48,9 +49,10 @@ def main() -> None:
                               progress=False)  # fmt: skip
         reader = prep.ShardReader(shards, "train")
         crops = Crops("train")
-        items = [(i, 1000 + i) for i in range(args.batch)]
+        seeds = [1000 + i for i in range(args.batch)]
+        items: list[int | tuple[int, int]] = list(enumerate(seeds))
         blobs = [reader.jpeg(i)[0] for i in range(args.batch)]
-        geometry = [crops.geometry(IMAGE_SIZE, seed) for _, seed in items]
+        geometry = [crops.geometry(IMAGE_SIZE, seed) for seed in seeds]
         buffer = np.empty((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         size = crops.size
         shape = (args.batch, 1, size, size, 3)

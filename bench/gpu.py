@@ -61,7 +61,8 @@ TINY_NET = ["model.net.widths=[16,32,32,32,16]", "model.net.fc_width=64"]
 
 class Results:
     def __init__(self, out: Path) -> None:
-        self.out, self.data = out, {}
+        self.out = out
+        self.data: dict[str, dict[str, Any]] = {}
         out.mkdir(parents=True, exist_ok=True)
         self.text = open(out / "results.txt", "a")  # noqa: SIM115
 
@@ -271,8 +272,8 @@ def cudnn(results: Results, device: torch.device, size: str) -> None:
             return torch.cat(parts, dim=1)
 
         same = torch.allclose(conv(x).float(), split(x).float(), atol=1e-2, rtol=1e-2)
-        for name, work in (("grouped", conv), ("two halves", split)):
-            ms = best_ms(fwd_bwd(work, x), device, rounds)
+        for name, op in (("grouped", conv), ("two halves", split)):
+            ms = best_ms(fwd_bwd(op, x), device, rounds)
             results.put("cudnn", f"{layer} {name}", ms, f"cudnn: {layer}, {name}: {ms:.3f} ms (outputs equal: {same})")
 
 

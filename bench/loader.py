@@ -17,12 +17,13 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import datasets, transforms
 from torchvision.transforms import v2
 
@@ -60,7 +61,7 @@ def to_dict(sample: tuple[torch.Tensor, int]) -> dict:
     return {"image": sample[0], "label": sample[1]}
 
 
-def loader(dataset, sampler, workers: int, batch: int) -> DataLoader:  # type: ignore[no-untyped-def]
+def loader(dataset: Dataset, sampler: Sampler, workers: int, batch: int) -> DataLoader:
     loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=collate,
                         persistent_workers=workers > 0, drop_last=False)  # fmt: skip
     for _ in loader:  # warm-up, a whole epoch: worker start-up and the page cache
@@ -77,7 +78,7 @@ def measure(loader: DataLoader, min_images: int) -> float:
 
 
 class FolderDataset(datasets.ImageFolder):
-    def __getitem__(self, index: int) -> dict:  # type: ignore[override]
+    def __getitem__(self, index: int) -> dict:  # type: ignore[override,unused-ignore]
         image, label = super().__getitem__(index)
         return {"image": image, "label": label}
 
@@ -145,7 +146,7 @@ class ResumableIndices(ResumableSampler):
     def __init__(self, size: int) -> None:
         super().__init__(size, num_replicas=1, rank=0, seed=0)
 
-    def __iter__(self):  # type: ignore[no-untyped-def, override]
+    def __iter__(self) -> Iterator[int]:  # type: ignore[override]
         return (i for i, _ in super().__iter__())
 
 

@@ -36,7 +36,8 @@ from alexnet_lab.module import ClassifierModule
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ALEXNET = {"_target_": "alexnet_lab.models.AlexNet", "num_classes": 1000}
-NARROW = {"widths": [2, 2, 2, 2, 2], "fc_width": 2, "num_classes": 10}
+NARROW_CLASSES = 10
+NARROW = {"widths": [2, 2, 2, 2, 2], "fc_width": 2, "num_classes": NARROW_CLASSES}
 
 
 def synthetic(batch: int, device: str, classes: int = 1000, n: int = 4) -> list[dict[str, torch.Tensor]]:
@@ -47,7 +48,7 @@ def synthetic(batch: int, device: str, classes: int = 1000, n: int = 4) -> list[
 
 def batches_of(batches: list[dict[str, torch.Tensor]], steps: int) -> DataLoader:
     """The same batches over and over, ``steps`` of them (``batch_size=None``: each item is a batch)."""
-    return DataLoader([batches[i % len(batches)] for i in range(steps)], batch_size=None)
+    return DataLoader([batches[i % len(batches)] for i in range(steps)], batch_size=None)  # type: ignore[arg-type]
 
 
 class Timer(L.Callback):
@@ -155,7 +156,7 @@ def plain_run(module: ClassifierModule, batches: list[dict], steps: int, warmup:
 def cpu_overhead(steps: int, warmup: int, rounds: int) -> dict[str, float]:
     """Microseconds per step of each loop (the best of ``rounds`` alternating rounds)."""
     torch.set_num_threads(1)
-    batches = synthetic(1, "cpu", classes=NARROW["num_classes"])
+    batches = synthetic(1, "cpu", classes=NARROW_CLASSES)
 
     def ours() -> ClassifierModule:
         torch.manual_seed(0)
