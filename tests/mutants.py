@@ -45,6 +45,7 @@ TC = "tests/test_config.py"
 RESUME = "tests/test_faults.py::test_resume_after_interruptions_is_bitwise_equal"
 RESUME_WORKERS = f"{RESUME}[1-process-2-workers-slurm-preempted]"
 RESUME_PLAIN = f"{RESUME}[1-process-0-workers]"
+DIVERGED = f"{TMOD}::test_a_loss_that_is_not_finite_stops_the_fit_naming_its_step_and_validates_nothing_after_it"
 
 MUTANTS = [
     # section 3: the net
@@ -200,6 +201,14 @@ MUTANTS = [
       f"{TM}::test_paper_dropout_keeps_1_minus_p_and_scales_by_it_at_test_time"),
     m("bias decay multiplier ignored", f"{PKG}/optim.py", '"weight_decay": weight_decay * bias_decay_mult',
       '"weight_decay": weight_decay', f"{TMOD}::test_the_decay_and_lr_the_optimizer_applies_to_a_bias"),
+    # a loss that is not finite
+    m("a diverged fit validates the diverged weights", f"{PKG}/module.py",
+      "self.trainer.should_stop, self.trainer.limit_val_batches = True, 0", "self.trainer.should_stop = True",
+      DIVERGED),
+    m("divergence looked for at logging steps only", f"{PKG}/module.py",
+      "self.finite()  # before the epoch's validation", "pass", DIVERGED),
+    m("a diverged search trial scores nan", "src/train.py", "return math.inf", "return math.nan",
+      "tests/test_habits.py::test_an_optuna_trial_that_diverges_scores_inf_and_the_search_goes_on"),
     m("an ensemble's error is its first member's", f"{PKG}/module.py", "self.val_metrics.update(ensemble, labels)",
       "self.val_metrics.update(probs[0], labels)",
       f"{TMOD}::test_an_ensembles_validation_error_is_that_of_the_averaged_softmax"),
