@@ -196,17 +196,19 @@ def test_figures_at_the_end_of_training_are_drawn_by_rank_0_only_and_not_after_a
     assert logger.named() == (logged if drawn else [])
 
 
-def test_figure3_during_training_every_n_epochs_by_rank_0(tmp_path: Path) -> None:
-    """Drawn and logged, with its column's saturation, at the step of each Nth epoch's end."""
-    drawer, module = DrawFigures(str(tmp_path), every_n_epochs=2, neighbours=False), SimpleNamespace(net=CifarNet())
-    for rank in (1, 0):
-        logger = Recorder()
+def test_figure3_during_training_every_n_epochs_by_rank_0_until_a_divergence(tmp_path: Path) -> None:
+    """Drawn and logged, with its column's saturation, at the step of each Nth epoch's end; not by the other
+    ranks, and not from weights that diverged (the module knows it before the epoch-end hooks)."""
+    drawer = DrawFigures(str(tmp_path), every_n_epochs=2, neighbours=False)
+    for rank, diverged_at in ((1, None), (0, 0), (0, None)):
+        logger, module = Recorder(), SimpleNamespace(net=CifarNet(), diverged_at=diverged_at)
         for epoch in range(5):  # current_epoch counts from 0: the 2nd and the 4th epochs end at 1 and 3
             trainer = SimpleNamespace(
                 is_global_zero=rank == 0, current_epoch=epoch, loggers=[logger], global_step=epoch
             )
             drawer.on_train_epoch_end(trainer, module)
-        drawn = [] if rank else [(tmp_path / "fig3_epoch002.png", 1), (tmp_path / "fig3_epoch004.png", 3)]
+        drawn = [(tmp_path / "fig3_epoch002.png", 1), (tmp_path / "fig3_epoch004.png", 3)]
+        drawn = [] if rank or diverged_at is not None else drawn
         assert sorted(tmp_path.iterdir()) == [path for path, _ in drawn]
         assert logger.named() == [call for path, step in drawn for call in (
             ("metrics", ["fig3/saturation_column1"], step), ("image", "fig3", [str(path)], step))]  # fmt: skip

@@ -191,8 +191,8 @@ def log_figures(loggers: list[Any], paths: dict[str, Path], metrics: dict[str, f
 
 class DrawFigures(L.Callback):
     """Draws Figure 3 every ``every_n_epochs`` epochs (0: never during training) and Figures 3 and 4 at the end
-    of training, into ``dirpath``, and logs them (rank 0 only). ``max_train_images`` bounds Figure 4's
-    nearest-neighbour search (null: the whole training set)."""
+    of training, into ``dirpath``, and logs them (rank 0 only; nothing once the training loss was not finite).
+    ``max_train_images`` bounds Figure 4's nearest-neighbour search (null: the whole training set)."""
 
     def __init__(
         self,
@@ -206,7 +206,8 @@ class DrawFigures(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        if self.every_n_epochs and epoch % self.every_n_epochs == 0 and trainer.is_global_zero:
+        due = self.every_n_epochs and epoch % self.every_n_epochs == 0
+        if due and trainer.is_global_zero and getattr(pl_module, "diverged_at", None) is None:
             path = self.dirpath / f"fig3_epoch{epoch:03d}.png"
             log_figures(trainer.loggers, {"fig3": path}, draw_figure3(pl_module.net, path), trainer.global_step)
 
