@@ -198,10 +198,12 @@ def test_figures_at_the_end_of_training_are_drawn_by_rank_0_only_and_not_after_a
 
 def test_figure3_during_training_every_n_epochs_by_rank_0_until_a_divergence(tmp_path: Path) -> None:
     """Drawn and logged, with its column's saturation, at the step of each Nth epoch's end; not by the other
-    ranks, and not from weights that diverged (the module knows it before the epoch-end hooks)."""
+    ranks, and not from weights that diverged (the module knows it before the epoch-end hooks; a module that
+    keeps no ``diverged_at`` is taken as finite)."""
     drawer = DrawFigures(str(tmp_path), every_n_epochs=2, neighbours=False)
     for rank, diverged_at in ((1, None), (0, 0), (0, None)):
-        logger, module = Recorder(), SimpleNamespace(net=CifarNet(), diverged_at=diverged_at)
+        kept = {} if diverged_at is None else {"diverged_at": diverged_at}
+        logger, module = Recorder(), SimpleNamespace(net=CifarNet(), **kept)
         for epoch in range(5):  # current_epoch counts from 0: the 2nd and the 4th epochs end at 1 and 3
             trainer = SimpleNamespace(
                 is_global_zero=rank == 0, current_epoch=epoch, loggers=[logger], global_step=epoch
