@@ -78,7 +78,7 @@ def measure(loader: DataLoader, min_images: int) -> float:
 
 
 class FolderDataset(datasets.ImageFolder):
-    def __getitem__(self, index: int) -> dict:  # type: ignore[override,unused-ignore]
+    def __getitem__(self, index: int) -> dict:
         image, label = super().__getitem__(index)
         return {"image": image, "label": label}
 
