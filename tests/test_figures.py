@@ -223,11 +223,12 @@ def test_figure3_during_training_every_n_epochs_by_rank_0_until_a_divergence(tmp
         (0, [0.5, 0.3, 0.3, 0.2], [({"fig1/epochs_to_target": 4.0}, 40)]),  # after the last: said at the end
         (0, [0.5, 0.3, 0.3, 0.25], []),  # never below
         (0, [0.2, 0.1], [({"fig1/epochs_to_target": 1.0}, 10)]),  # below after the first, said at the second's start
+        (0, [0.5, None, 0.2], [({"fig1/epochs_to_target": 3.0}, 30)]),  # an epoch that logged no training error
         (1, [0.5, 0.3, 0.2, 0.1], []),
     ],  # fmt: skip
 )
 def test_figure1s_epochs_to_25_percent_are_logged_once_when_first_reached(
-    rank: int, errors: list[float], logged: list
+    rank: int, errors: list[float | None], logged: list
 ) -> None:
     """As Lightning calls it: an epoch's training error reaches callback_metrics after its epoch-end hooks, so the
     callback reads it at the next epoch's start, or at the end of training."""
@@ -236,7 +237,8 @@ def test_figure1s_epochs_to_25_percent_are_logged_once_when_first_reached(
     for epoch, error in enumerate(errors):
         trainer.current_epoch = epoch
         callback.on_train_epoch_start(trainer, None)
-        trainer.callback_metrics, trainer.global_step = {"train/top1_err": torch.tensor(error)}, 10 * (epoch + 1)
+        logged_now = {} if error is None else {"train/top1_err": torch.tensor(error)}  # None: every image skipped
+        trainer.callback_metrics, trainer.global_step = logged_now, 10 * (epoch + 1)
     trainer.current_epoch = len(errors)
     callback.on_train_end(trainer, None)
     assert [(metrics, step) for _, metrics, step in logger.calls] == logged
