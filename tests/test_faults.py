@@ -877,10 +877,12 @@ def nonfinite_steps(run_dir: Path) -> list[int]:
 def test_a_loss_that_is_not_finite_stops_the_run_naming_the_step_and_the_last_finite_checkpoint(
     tmp_path: Path, processes: int
 ) -> None:
-    """Alone and with DDP, where every rank stops at the same step: one error line, exit status 2, the step in
-    summary.json, and no checkpoint written after that step (the last one loads, with finite weights)."""
+    """Alone and with DDP, with two loader workers, where every rank stops at the same step: one error line, exit
+    status 2, the step in summary.json, no checkpoint written after that step (the last one loads, with finite
+    weights), and no validation of the diverged weights (found at the epoch's last step, before its validation)."""
     run_dir = tmp_path / "run"
-    result = train(run_dir, *DIVERGES, "logger=csv", "trainer.max_epochs=4", *(["gpus=2"] if processes == 2 else []))
+    gpus = ["gpus=2"] if processes == 2 else []
+    result = train(run_dir, *DIVERGES, "logger=csv", "trainer.max_epochs=4", "data.num_workers=2", *gpus)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     summary = json.loads((run_dir / "summary.json").read_text())
     step = summary["diverged_at_step"]
@@ -893,6 +895,8 @@ def test_a_loss_that_is_not_finite_stops_the_run_naming_the_step_and_the_last_fi
     assert saved["global_step"] < step and all(torch.isfinite(t).all() for t in saved["state_dict"].values())
     trained = [int(r["step"]) for r in csv_rows(run_dir) if r.get("train/loss_step")]
     assert max(trained) < step + 2, "the run stopped at the logging interval after the step"
+    validated = [int(r["step"]) for r in csv_rows(run_dir) if r.get("val/top1_err")]
+    assert validated and max(validated) < step, f"validated at steps {validated}, diverged at {step}"
     if processes == 2:
         assert "rank 1" not in result.stderr and "killed" not in result.stderr, "the ranks stopped together"
 
