@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    settings.check_config(cfg, "train")
-    log.info("choices: %s", records.choices_line())
+    settings.check_config(cfg, "train", HydraConfig.get().overrides.task)
+    log.info("choices: %s", records.choices_line(cfg))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)

@@ -20,8 +20,9 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 from torch import nn
 
-from alexnet_lab import settings
+from alexnet_lab import records, settings
 from alexnet_lab.declare import hints
+from alexnet_lab.errors import UserError
 from alexnet_lab.models.alexnet import AlexNet
 from conftest import ablation_groups, run_in_process
 
@@ -293,3 +294,32 @@ def test_each_base_file_states_every_argument_and_its_default(name: str) -> None
         default = parameters[key].default
         if default is not inspect.Parameter.empty and not str(node[key]).startswith("${"):
             assert node[key] == default, f"{name}: {key}={node[key]!r}, and {target.__name__}'s default {default!r}"
+
+
+# each model with data it reads (the sample's JPEGs for the ImageNet nets)
+MODEL_DATA = {"alexnet": [], "lenet5": ["data=mnist_sample"], "cifar_net": ["data=cifar10_sample"],
+              "torchvision_alexnet": []}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", MODEL_DATA)
+@pytest.mark.parametrize("group", ["norm", "pooling", "activation", "init"])
+def test_a_choice_in_an_ablation_group_that_the_net_does_not_take_is_refused_and_left_out_of_its_records(
+    compose_cfg, model: str, group: str
+) -> None:
+    """The expectation is the net's own signature: a group that names none of its arguments changes nothing, so
+    choosing it is a mistake, and a run does not name it among its choices (log line, W&B tags)."""
+    choice = typing.get_args(hints(AlexNet)[group])[-1]  # not the default, for every group
+    override = f"{group}={choice}"
+    cfg = compose_cfg(f"model={model}", *MODEL_DATA[model], override)
+    with open_dict(cfg):
+        cfg.pop("hydra")
+    net = get_object(cfg.model.net._target_)
+    if group in inspect.signature(net).parameters:
+        settings.check_config(cfg, "train", [override])
+        assert records.choices(cfg)[group] == choice and f" {override} " in f" {records.choices_line(cfg)} "
+    else:
+        expected = f"{override} changes nothing: {cfg.model.net._target_} takes no {group} "
+        with pytest.raises(UserError, match=re.escape(expected)):
+            settings.check_config(cfg, "train", [override])
+        settings.check_config(cfg, "train", [])  # the default choice, which nobody asked for, is no mistake
+        assert group not in records.choices(cfg) and f" {group}=" not in f" {records.choices_line(cfg)}"

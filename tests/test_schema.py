@@ -307,3 +307,18 @@ def test_an_error_that_is_not_the_schedulers_keeps_its_own_report_where_submitit
     monkeypatch.setitem(sys.modules, "submitit", None)  # `import submitit` raises ModuleNotFoundError
     monkeypatch.delitem(sys.modules, "submitit.core.utils", raising=False)
     assert scheduler_refused(ModuleNotFoundError("No module named 'wandb'")) is None
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_a_choice_in_an_ablation_group_that_the_net_does_not_take(
+    start, cache_dir: Path, tmp_path: Path, sweep: bool
+) -> None:
+    # LeNet-5 takes activation= alone: norm= would change nothing, and the jobs of norm=lrn,bn would be the same run
+    lenet = ["model=lenet5", "data=mnist_sample", "data.sample.seed=777", "logger=csv"]
+    status, errors = start("train", *(["-m", *lenet, "norm=lrn,bn"] if sweep else [*lenet, "norm=bn"]))
+    bad = "norm=lrn" if sweep else "norm=bn"
+    expected = (f"error: {bad} changes nothing: alexnet_lab.models.LeNet5 takes no norm (of the ablation groups, it "
+                "takes activation): leave it out, or use model=alexnet")  # fmt: skip
+    assert status == 2 and len(errors) == 1 and errors[0].startswith(expected), errors
+    assert errors[0].endswith(f"(in job 0 of the sweep: {' '.join([*lenet, bad])})") == sweep
+    assert not sample_was_read(cache_dir) and not (tmp_path / "outputs").exists()

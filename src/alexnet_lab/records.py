@@ -26,17 +26,24 @@ def variant(overrides: list[str]) -> str:
     return ",".join(o for o in overrides if not o.startswith(("seed=", "ckpt_path="))) or "default"
 
 
+def ablation_choices(cfg: DictConfig) -> dict[str, str]:
+    """The option taken in each ablation group that the net takes: a group its config passes on as the net's
+    argument of that name (LeNet-5 takes ``activation`` alone)."""
+    net = (cfg.get("model") or {}).get("net") or {}
+    return {group: str(choice) for group, choice in (cfg.get("ablation") or {}).items() if group in net}
+
+
 def choices(cfg: DictConfig) -> dict[str, str]:
-    """The option taken in each of AlexNet's ablation groups, and ``gpus``."""
-    picked = {group: str(choice) for group, choice in (cfg.get("ablation") or {}).items()}
-    return {**picked, "gpus": str(cfg.gpus)}
+    """The option taken in each ablation group that the net takes, and ``gpus``."""
+    return {**ablation_choices(cfg), "gpus": str(cfg.gpus)}
 
 
-def choices_line() -> str:
-    """This job's choice in each config group (model=alexnet norm=lrn ...), Hydra's own groups apart, and
-    data_model, which train.yaml derives from data and model."""
+def choices_line(cfg: DictConfig) -> str:
+    """This job's choice in each config group (model=alexnet norm=lrn ...), Hydra's own groups apart, data_model,
+    which train.yaml derives from data and model, and the ablation groups that the net does not take."""
     picked = reversed(HydraConfig.get().runtime.choices.items())  # Hydra keeps them last first
-    shown = [(g, c) for g, c in picked if c and not g.startswith("hydra") and g != "data_model"]
+    unused = set(cfg.get("ablation") or {}) - set(ablation_choices(cfg))
+    shown = [(g, c) for g, c in picked if c and not g.startswith("hydra") and g not in {"data_model", *unused}]
     return " ".join(f"{group}={choice}" for group, choice in shown)
 
 

@@ -35,7 +35,7 @@ class SweepCheck(Callback):
                     job_config = loader.load_sweep_config(config, job)
                     with open_dict(job_config):
                         del job_config["hydra"]
-                    settings.check_config(job_config, config.hydra.job.config_name)
+                    settings.check_config(job_config, config.hydra.job.config_name, job)
                 except Exception as e:
                     message = str(e) if isinstance(e, UserError) else explain(e)
                     if message is None:
