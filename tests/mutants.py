@@ -210,7 +210,7 @@ MUTANTS = [
       "self.trainer.should_stop, self.trainer.limit_val_batches = True, 0", "self.trainer.should_stop = True",
       DIVERGED),
     m("divergence looked for at logging steps only", f"{PKG}/module.py",
-      "self.finite()  # before the epoch's validation", "pass", DIVERGED),
+      "self.finite()  # before a validation: none of diverged weights", "pass", DIVERGED),
     m("a diverged search trial scores nan", "src/train.py", "return math.inf", "return math.nan",
       "tests/test_habits.py::test_an_optuna_trial_that_diverges_scores_inf_and_the_search_goes_on"),
     m("an ensemble's error is its first member's", f"{PKG}/module.py", "self.val_metrics.update(ensemble, labels)",

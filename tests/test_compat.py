@@ -37,6 +37,26 @@ def test_the_fit_loops_batch_progress() -> None:
                                                              lightning.__version__)  # fmt: skip
 
 
+@pytest.mark.parametrize(("val_every", "limit_val", "expected"),
+                         [(0.5, 2, [False, True, False, True]), (1.0, 2, [False, False, False, True]),
+                          (0.5, 0, [False] * 4)])  # fmt: skip
+def test_the_epoch_loops_decision_to_validate(val_every: float, limit_val: int, expected: list[bool]) -> None:
+    """compat.validates_after_this_step asks trainer.fit_loop.epoch_loop._should_check_val_fx, given
+    fit_loop._data_fetcher: four batches, validated at each ``val_every`` of the epoch (none without batches)."""
+    seen: list[bool] = []
+
+    class Record(lightning.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            seen.append(compat.validates_after_this_step(trainer))
+
+    trainer = lightning.Trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=limit_val,
+                                val_check_interval=val_every, num_sanity_val_steps=0, logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                callbacks=[Record()])  # fmt: skip
+    trainer.fit(BoringModel())
+    assert seen == expected, gone("fit_loop.epoch_loop._should_check_val_fx", "lightning", lightning.__version__)
+
+
 def test_the_subprocess_script_launcher() -> None:
     """compat.HookedDDPStrategy patches _hydra_subprocess_cmd and _launch_process_observer inside Lightning's
     _SubprocessScriptLauncher, overrides its _call_children_scripts and the strategy's _configure_launcher."""

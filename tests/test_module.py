@@ -840,17 +840,19 @@ def test_the_epoch_schedule_steps_after_each_whole_epoch_in_a_fit(max_steps: int
 
 
 @pytest.mark.parametrize(
-    ("nan_image", "log_every", "stop_step"),
-    [(2, 2, 4), (7, 50, 8), (None, 2, 16)],
-    ids=["at-a-logging-step", "at-the-epochs-end", "finite"],
-)
+    ("nan_image", "log_every", "val_every", "stop_step", "validations"),
+    [(2, 2, 1.0, 4, []), (7, 50, 1.0, 8, []), (None, 2, 1.0, 16, [8, 16]),
+     (2, 50, 0.5, 4, []), (None, 50, 0.5, 16, [4, 8, 12, 16])],
+    ids=["at-a-logging-step", "at-the-epochs-end", "finite", "before-a-mid-epoch-validation", "finite-mid-epoch"],
+)  # fmt: skip
 def test_a_loss_that_is_not_finite_stops_the_fit_naming_its_step_and_validates_nothing_after_it(
-    nan_image: int | None, log_every: int, stop_step: int
+    nan_image: int | None, log_every: int, val_every: float, stop_step: int, validations: list[int]
 ) -> None:
     """ClassifierModule.finite in a fit, in process: eight one-image batches, two epochs, the loss read every
-    ``log_every`` steps and at the epoch's last. With image ``nan_image`` all nan, that step's loss is not: the
-    fit stops at the first read after it, with diverged_at = nan_image + 1, and nothing is logged or validated
-    from then on (Lightning would validate a fit that stops early). A finite run validates each epoch."""
+    ``log_every`` steps and before each validation (each epoch's end, and its middle with ``val_every`` 0.5). With
+    image ``nan_image`` all nan, that step's loss is not: the fit stops at the first read after it, with
+    diverged_at = nan_image + 1, and nothing is logged or validated from then on (Lightning would validate a fit
+    that stops early). A finite run validates at each ``val_every`` of an epoch."""
     module = ClassifierModule(net=LENET3, **RECIPE, schedule="step")
     images = [torch.full((1, 32, 32), math.nan) if i == nan_image else torch.randn(1, 32, 32) for i in range(8)]
     batches = DataLoader([{"image": image, "label": i % 3} for i, image in enumerate(images)], batch_size=1)
@@ -863,11 +865,12 @@ def test_a_loss_that_is_not_finite_stops_the_fit_naming_its_step_and_validates_n
 
     trainer = lightning.Trainer(max_epochs=2, log_every_n_steps=log_every, accelerator="cpu", logger=False,
                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                                num_sanity_val_steps=0, callbacks=[Validations()])  # fmt: skip
+                                num_sanity_val_steps=0, val_check_interval=val_every,
+                                callbacks=[Validations()])  # fmt: skip
     trainer.fit(module, train_dataloaders=batches, val_dataloaders=val)
     diverged = None if nan_image is None else nan_image + 1
     assert (trainer.global_step, module.diverged_at, trainer.should_stop) == (stop_step, diverged, diverged is not None)
-    assert validated == ([] if diverged else [8, 16])
+    assert validated == validations
     if diverged and log_every < diverged:
         assert math.isfinite(trainer.callback_metrics["train/loss_step"]), "the interval before it was logged"
     assert ("train/loss_epoch" in trainer.callback_metrics) == (diverged is None), "no figures of a diverged epoch"

@@ -34,6 +34,13 @@ def at_last_batch(trainer: L.Trainer) -> bool:
     return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
 
 
+def validates_after_this_step(trainer: L.Trainer) -> bool:
+    """Whether Lightning validates once the training step that just ended is done: its own decision, which it
+    makes after the step's batch-end hooks (an epoch's end, a ``val_check_interval``, a fit told to stop)."""
+    loop = trainer.fit_loop
+    return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))  # type: ignore[arg-type]
+
+
 def every_n_train_steps(callback: Any) -> int:
     """A ModelCheckpoint's every_n_train_steps (0: it saves on no step), which it keeps as given."""
     return int(callback._every_n_train_steps or 0)

@@ -224,7 +224,8 @@ class ClassifierModule(L.LightningModule):
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.totals.ended = time.perf_counter()
-            self.finite()  # before the epoch's validation
+        if compat.validates_after_this_step(trainer):
+            self.finite()  # before a validation: none of diverged weights
         if every and trainer.global_step % every == 0 and self.totals.interval_steps and self.finite():
             loss = self.totals.interval_loss()
             self.log("train/loss_step", loss)  # in a training hook: per step, not per epoch
