@@ -308,6 +308,26 @@ def test_statistics_are_the_mean_image_and_rgb_covariance(layouts: dict[str, Pat
     assert lam[0] >= lam[1] >= lam[2]
 
 
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_statistics_with_skip_bad_images_are_those_of_the_readable_images(
+    tmp_path: Path, layouts: dict[str, Path], num_workers: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """data.skip_bad_images reaches the statistics: unreadable files (here a whole batch of them, and one beside
+    readable ones) are left out and counted in a warning; without it, the first stops the computation."""
+    good = [p for p, _ in read_split(layouts["folders"], "train").samples][:5]
+    bad = [tmp_path / f"bad{i}.JPEG" for i in range(4)]
+    for path in bad:
+        path.write_bytes(b"not a JPEG")
+    paths = [str(bad[0]), str(bad[1]), good[0], good[1], *good[2:], str(bad[2]), str(bad[3])]  # batches of 2
+    with caplog.at_level(logging.WARNING, logger="alexnet_lab"):
+        skipped = compute_stats(paths, num_workers=num_workers, batch_size=2, skip_bad=True)
+    readable = compute_stats(good, batch_size=2)
+    assert int(skipped["images"]) == 5 and all(torch.allclose(skipped[k], readable[k]) for k in readable)
+    assert caplog.messages == ["statistics: 4 unreadable files skipped (data.skip_bad_images)"]
+    with pytest.raises(BadImageError, match=re.escape(str(bad[0]))):
+        compute_stats(paths, num_workers=num_workers, batch_size=2)
+
+
 def test_statistics_from_at_most_n_images_take_every_kth_and_count_them(layouts: dict[str, Path]) -> None:
     """data.stats_max_images: every k-th training image (k = size / n, so every class is in), and the
     statistics say how many they are from; none at all is an error."""

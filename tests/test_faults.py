@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from torch.utils.data import DataLoader
 
 from alexnet_lab import compat, launch
+from alexnet_lab.data.generated import write_layout
 from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_write
 from alexnet_lab.module import Diverged
@@ -1010,3 +1011,29 @@ def test_several_processes_get_the_sweep_safe_ddp_strategy_and_one_gets_lightnin
     assert launch.strategy_for(1, 1) == "auto"
     for devices, num_nodes in ((2, 1), (1, 2), (4, 2)):
         assert isinstance(launch.strategy_for(devices, num_nodes), launch.SweepSafeDDPStrategy)
+
+
+@pytest.mark.slow(40)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_batch_that_lost_every_image_is_passed_over_alone_and_with_ddp(tmp_path: Path, processes: int) -> None:
+    """data.skip_bad_images with half the training images unreadable (every image of two of the four classes),
+    one image per process and step: each rank meets steps whose batch lost its image while the other rank's did
+    not. The run trains to its end (Lightning refuses a step skipped on one rank only; a rank whose batch is empty
+    adds zero gradients), every step counted, each epoch's training loss finite (the readable images'). The
+    statistics for the PCA lighting are computed over the readable images first."""
+    root = write_layout(tmp_path / "data", num_classes=4, train_per_class=8, val_per_class=4)
+    bad = sorted((root / "train").glob("*/*.JPEG"))[:16]  # the first two classes' (sorted by wnid)
+    for path in bad:
+        path.write_bytes(b"not a JPEG")
+    run_dir = tmp_path / "run"
+    data = ["data=imagenet", f"data.root={root}", "data.skip_bad_images=true", f"data.batch_size={processes}"]
+    gpus = ["gpus=2"] if processes == 2 else []
+    # a rank left out of a collective hangs: fail after 5 minutes, not 10
+    result = train(run_dir, *data, "data.num_workers=2", "logger=csv", *gpus, timeout=300)
+    ok(result)
+    rows = csv_rows(run_dir)
+    steps_per_epoch = 32 // processes  # drop_last: every step has one image per process, readable or not
+    assert max(int(r["step"]) for r in rows if r.get("train/loss_step")) == 2 * steps_per_epoch - 1
+    epochs = [r for r in rows if r.get("train/top1_err")]
+    assert len(epochs) == 2 and all(math.isfinite(float(r["train/loss_epoch"])) for r in epochs)
+    assert load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 2 * steps_per_epoch

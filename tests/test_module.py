@@ -27,6 +27,7 @@ from alexnet_lab.module import (
     TrainingTotals,
     error_metrics,
     load_weights,
+    zero_loss,
 )
 from alexnet_lab.optim import PaperSGD, compile_update
 
@@ -934,3 +935,15 @@ def test_a_net_that_is_not_a_backbone_is_refused_naming_what_it_lacks() -> None:
         "model.net._target_=torch.nn.Linear is not a backbone: it lacks what alexnet_lab.models.Backbone asks "
         "(in_channels, input_size, columns, hidden)"
     )
+
+
+def test_the_loss_of_a_rank_with_nothing_to_learn_is_zero_with_a_zero_gradient_for_every_parameter() -> None:
+    """What a rank adds to DDP's all-reduce for a batch that lost every image: 0, and zeros for every parameter
+    (a gradient left out would leave that rank out of its bucket's all-reduce)."""
+    net = instantiate(LENET3)
+    for p in net.parameters():
+        p.data.normal_()  # not zero: a gradient of 0 must come from the loss, not the weights
+    loss = zero_loss(net)
+    loss.backward()
+    grads = [p.grad for p in net.parameters()]
+    assert float(loss) == 0 and len(grads) == 10 and all(g is not None and not g.any() for g in grads)

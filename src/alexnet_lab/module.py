@@ -194,8 +194,8 @@ class ClassifierModule(L.LightningModule):
         return self.net(images)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        if batch["label"].numel() == 0:
-            return None  # every image of the batch was unreadable and skipped (data.skip_bad_images)
+        if batch["label"].numel() == 0:  # every image of the batch was unreadable and skipped (data.skip_bad_images)
+            return None if self.trainer.world_size == 1 else zero_loss(self.net)  # DDP: all ranks reduce gradients
         logits = self(batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
         self.totals.add(loss, logits, batch["label"])
@@ -226,7 +226,7 @@ class ClassifierModule(L.LightningModule):
             self.totals.ended = time.perf_counter()
         if compat.validates_after_this_step(trainer):
             self.finite()  # before a validation: none of diverged weights
-        if every and trainer.global_step % every == 0 and self.totals.interval_steps and self.finite():
+        if every and trainer.global_step % every == 0 and self.finite() and self.totals.interval_steps:
             loss = self.totals.interval_loss()
             self.log("train/loss_step", loss)  # in a training hook: per step, not per epoch
             if trainer.progress_bar_callback is not None:
@@ -291,6 +291,12 @@ class ClassifierModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_same_net(checkpoint["hyper_parameters"]["net"], self.hparams["net"])  # in every one: CHECKPOINT_KEYS
+
+
+def zero_loss(net: nn.Module) -> torch.Tensor:
+    """0, with a gradient of 0 for every parameter: under DDP, a rank whose batch lost every image still takes part
+    in the all-reduce of the gradients (Lightning refuses a step skipped on one rank), adding nothing to them."""
+    return torch.stack([p.sum() for p in net.parameters() if p.requires_grad]).sum() * 0.0
 
 
 def build_net(net: dict[str, Any], weights: str | None) -> Backbone:

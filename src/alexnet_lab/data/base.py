@@ -6,7 +6,8 @@
 - Validation under DDP counts each image once: rank r of w takes r, r + w, ... (:class:`EachOnceSampler`),
   where ``DistributedSampler`` would pad with repeats.
 - The global batch (section 5's 128) is split evenly over the processes.
-- A batch that lost every image (unreadable files, skipped) is an empty batch the module passes over.
+- A batch that lost every image (unreadable files, skipped) is an empty batch the module passes over (under
+  DDP, its rank adds zero gradients to the step: ``alexnet_lab.module.zero_loss``).
 
 A dataset subclasses it and gives :meth:`dataset` (items taken by ``(index, augmentation seed)``) and
 :meth:`net_input` (on the device: the float tensor the net takes); docs/extending.md has the recipe.

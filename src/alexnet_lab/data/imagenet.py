@@ -141,7 +141,7 @@ class ImageNetDataModule(ClassificationData):
     def _write_stats(self, path: Path) -> None:
         paths = subset([p for p, _ in read_split(self.root, "train", self.layout).samples], self.stats_max_images)
         log.info("computing the training-set mean and RGB covariance from %d images", len(paths))
-        save_stats(compute_stats(paths, num_workers=self.num_workers), path)
+        save_stats(compute_stats(paths, num_workers=self.num_workers, skip_bad=self.skip_bad_images), path)
 
     def read_split(self, name: str) -> SplitIndex | ShardReader:
         return ShardReader(self.root, name) if self.prepared else read_split(self.root, name, self.layout)

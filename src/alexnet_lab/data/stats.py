@@ -3,25 +3,40 @@ eigen-decomposition of the RGB covariance for the PCA lighting (section 4.1)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from alexnet_lab.data.layouts import load_rgb
+from alexnet_lab.data.layouts import BadImageError, load_rgb
 from alexnet_lab.data.transforms import IMAGE_SIZE, preprocess
 from alexnet_lab.files import atomic_write
 
+log = logging.getLogger(__name__)
+
 
 class _Preprocessed(Dataset):
-    def __init__(self, paths: list[str]) -> None:
-        self.paths = paths
+    """Each path's 256x256 image; with ``skip_bad``, None for a file that cannot be read."""
+
+    def __init__(self, paths: list[str], skip_bad: bool) -> None:
+        self.paths, self.skip_bad = paths, skip_bad
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return preprocess(load_rgb(self.paths[i]))
+    def __getitem__(self, i: int) -> torch.Tensor | None:
+        try:
+            return preprocess(load_rgb(self.paths[i]))
+        except BadImageError:
+            if self.skip_bad:
+                return None
+            raise
+
+
+def _stack(images: list[torch.Tensor | None]) -> torch.Tensor:
+    kept = [image for image in images if image is not None]
+    return torch.stack(kept) if kept else torch.empty(0, 3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
 
 
 class StatsSums:
@@ -70,11 +85,17 @@ class StatsSums:
         }
 
 
-def compute_stats(paths: list[str], num_workers: int = 0, batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """Mean 256x256 image (0..255) and the 3x3 covariance of RGB pixel values (scaled to [0, 1])."""
+def compute_stats(
+    paths: list[str], num_workers: int = 0, batch_size: int = 64, skip_bad: bool = False
+) -> dict[str, torch.Tensor]:
+    """Mean 256x256 image (0..255) and the 3x3 covariance of RGB pixel values (scaled to [0, 1]), over the
+    images that can be read with ``skip_bad`` (data.skip_bad_images), else a file that cannot be read raises."""
     sums = StatsSums()
-    for batch in DataLoader(_Preprocessed(paths), batch_size=batch_size, num_workers=num_workers):
+    dataset = _Preprocessed(paths, skip_bad)
+    for batch in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_stack):
         sums.add(batch)
+    if sums.images < len(paths):
+        log.warning("statistics: %d unreadable files skipped (data.skip_bad_images)", len(paths) - sums.images)
     return sums.finish()
 
 
