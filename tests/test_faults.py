@@ -1013,6 +1013,20 @@ def test_several_processes_get_the_sweep_safe_ddp_strategy_and_one_gets_lightnin
         assert isinstance(launch.strategy_for(devices, num_nodes), launch.SweepSafeDDPStrategy)
 
 
+def skip_bad_run(tmp_path: Path, processes: int, train_per_class: int, bad: int) -> Path:
+    """A run of two epochs, one image per process and step, on four classes of which the first ``bad`` training
+    images (in wnid order) are unreadable, with data.skip_bad_images: its run dir, once it has ended well."""
+    root = write_layout(tmp_path / "data", num_classes=4, train_per_class=train_per_class, val_per_class=4)
+    for path in sorted((root / "train").glob("*/*.JPEG"))[:bad]:
+        path.write_bytes(b"not a JPEG")
+    run_dir = tmp_path / "run"
+    data = ["data=imagenet", f"data.root={root}", "data.skip_bad_images=true", f"data.batch_size={processes}"]
+    gpus = ["gpus=2"] if processes == 2 else []
+    # a rank left out of a collective hangs: fail after 5 minutes, not 10
+    ok(train(run_dir, *data, "data.num_workers=2", "logger=csv", *gpus, timeout=300))
+    return run_dir
+
+
 @pytest.mark.slow(40)
 @pytest.mark.parametrize("processes", [1, 2])
 def test_a_batch_that_lost_every_image_is_passed_over_alone_and_with_ddp(tmp_path: Path, processes: int) -> None:
@@ -1021,19 +1035,22 @@ def test_a_batch_that_lost_every_image_is_passed_over_alone_and_with_ddp(tmp_pat
     not. The run trains to its end (Lightning refuses a step skipped on one rank only; a rank whose batch is empty
     adds zero gradients), every step counted, each epoch's training loss finite (the readable images'). The
     statistics for the PCA lighting are computed over the readable images first."""
-    root = write_layout(tmp_path / "data", num_classes=4, train_per_class=8, val_per_class=4)
-    bad = sorted((root / "train").glob("*/*.JPEG"))[:16]  # the first two classes' (sorted by wnid)
-    for path in bad:
-        path.write_bytes(b"not a JPEG")
-    run_dir = tmp_path / "run"
-    data = ["data=imagenet", f"data.root={root}", "data.skip_bad_images=true", f"data.batch_size={processes}"]
-    gpus = ["gpus=2"] if processes == 2 else []
-    # a rank left out of a collective hangs: fail after 5 minutes, not 10
-    result = train(run_dir, *data, "data.num_workers=2", "logger=csv", *gpus, timeout=300)
-    ok(result)
+    run_dir = skip_bad_run(tmp_path, processes, train_per_class=8, bad=16)  # the first two classes' images
     rows = csv_rows(run_dir)
     steps_per_epoch = 32 // processes  # drop_last: every step has one image per process, readable or not
     assert max(int(r["step"]) for r in rows if r.get("train/loss_step")) == 2 * steps_per_epoch - 1
     epochs = [r for r in rows if r.get("train/top1_err")]
     assert len(epochs) == 2 and all(math.isfinite(float(r["train/loss_epoch"])) for r in epochs)
     assert load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 2 * steps_per_epoch
+
+
+@pytest.mark.slow(40)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_an_epoch_with_one_readable_image_gives_its_figures_alone_and_with_ddp(tmp_path: Path, processes: int) -> None:
+    """Four training images, three unreadable: under DDP one rank trains on the readable image and the other on
+    none in the whole epoch; the epoch's figures, summed over the ranks, are that one image's (an error of 0 or 1)
+    and the run ends (the rank with no image takes part in the sum)."""
+    rows = csv_rows(skip_bad_run(tmp_path, processes, train_per_class=1, bad=3))
+    epochs = [r for r in rows if r.get("train/top1_err")]
+    assert len(epochs) == 2 and all(float(r["train/top1_err"]) in (0.0, 1.0) for r in epochs), epochs
+    assert all(math.isfinite(float(r["train/loss_epoch"])) for r in epochs)

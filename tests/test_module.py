@@ -680,6 +680,23 @@ def test_an_epochs_images_per_second_run_from_its_start_to_its_last_steps_end_or
     assert rates == pytest.approx([2 * 12 / 4, 2 * 8 / 10])
 
 
+@pytest.mark.parametrize("other_rank_images", [0, 3])
+def test_an_epoch_with_no_image_on_this_rank_sums_the_others_and_one_with_none_anywhere_gives_no_figures(
+    other_rank_images: int,
+) -> None:
+    """A rank whose every batch of the epoch lost its images still sums with the others (here a stand-in adds
+    another rank's three images, all wrong at top-1, with a loss of 6 over its 2 steps); an epoch without an image
+    on any rank gives no figures, not 0 / 0."""
+    totals = TrainingTotals(torch.device("cpu"), 6, first_step=0)
+    totals.start_epoch()
+    other = torch.tensor([6.0, 0.0, 0.0, 2.0, other_rank_images])  # loss, top-1 and top-5 hits, steps, images
+    epoch = totals.epoch(lambda t: t + (other if other_rank_images else 0))
+    if other_rank_images:
+        assert (float(epoch["train/loss_epoch"]), float(epoch["train/top1_err"])) == (3.0, 1.0)
+    else:
+        assert epoch == {}
+
+
 def fit_steps(module: ClassifierModule, batches: list[dict], steps: int, ckpt_path: Path | None = None) -> list[float]:
     """Trains ``module`` to step ``steps`` on ``batches`` (resuming from ``ckpt_path``); the losses of its steps."""
     losses: list[float] = []

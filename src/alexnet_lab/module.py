@@ -125,10 +125,13 @@ class TrainingTotals:
     def epoch(self, reduce: Any) -> dict[str, torch.Tensor]:
         """The epoch's mean loss and errors over every rank (``reduce``: a sum over the ranks), and its training
         images per second over every rank, from the epoch's start to its last step's end (``ended``; its
-        validation apart). Lightning's ThroughputMonitor would wait for the GPU at every step to time it."""
+        validation apart). Lightning's ThroughputMonitor would wait for the GPU at every step to time it. Every rank
+        calls it, one whose images were all skipped too; an epoch with no image on any rank gives nothing."""
         self.fold()
         counts = self.sums.new_tensor([self.steps, self.images])
         loss, top1, top5, steps, images = reduce(torch.cat([self.sums[1:], self.hits[[0, -1]].float(), counts]))
+        if not images:  # every image of the epoch, on every rank, was skipped: no figures (one read, per epoch)
+            return {}
         seconds = (self.ended if self.ended > self.started else time.perf_counter()) - self.started
         return {"train/loss_epoch": loss / steps, "train/top1_err": (images - top1) / images,
                 "train/top5_err": (images - top5) / images, "train/images_per_sec": images / seconds}  # fmt: skip
@@ -271,8 +274,7 @@ class ClassifierModule(L.LightningModule):
         from one dropped the lr an epoch late (Lightning does not redo the step of an ended epoch)."""
         if not self.finite():
             return
-        if self.totals.steps:
-            self.log_dict(self.totals.epoch(lambda sums: self.trainer.strategy.reduce(sums, reduce_op="sum")))
+        self.log_dict(self.totals.epoch(lambda sums: self.trainer.strategy.reduce(sums, reduce_op="sum")))  # all ranks
         scheduler = self.lr_schedulers() if compat.at_last_batch(self.trainer) else None  # None: max_steps cut it
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):  # every whole epoch validates
             scheduler.step(float(self.trainer.callback_metrics["val/top1_err"]))  # (settings.check_config)
