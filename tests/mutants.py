@@ -47,6 +47,7 @@ RESUME_WORKERS = f"{RESUME}[1-process-2-workers-slurm-preempted]"
 RESUME_PLAIN = f"{RESUME}[1-process-0-workers]"
 # ClassifierModule's defaults are conf/recipe.yaml's numbers, which test_module.py checks against the paper
 BASE_FILES = f"{TC}::test_each_base_file_states_every_argument_and_its_default"
+SKIP_BAD = "tests/test_faults.py::test_a_batch_that_lost_every_image_is_passed_over_alone_and_with_ddp"
 DIVERGED = f"{TMOD}::test_a_loss_that_is_not_finite_stops_the_fit_naming_its_step_and_validates_nothing_after_it"
 
 MUTANTS = [
@@ -216,6 +217,21 @@ MUTANTS = [
     m("an ensemble's error is its first member's", f"{PKG}/module.py", "self.val_metrics.update(ensemble, labels)",
       "self.val_metrics.update(probs[0], labels)",
       f"{TMOD}::test_an_ensembles_validation_error_is_that_of_the_averaged_softmax"),
+    # unreadable images skipped (data.skip_bad_images), alone and with DDP
+    m("the statistics read every file", f"{PKG}/data/imagenet.py", "skip_bad=self.skip_bad_images", "skip_bad=False",
+      f"{SKIP_BAD}[1]"),
+    m("an empty batch skips its step under DDP", f"{PKG}/module.py",
+      "return None if self.trainer.world_size == 1 else zero_loss(self.net)", "return None", f"{SKIP_BAD}[2]"),
+    m("the loss read only by ranks with steps to log", f"{PKG}/module.py",
+      "self.finite() and self.totals.interval_steps:", "self.totals.interval_steps and self.finite():",
+      f"{SKIP_BAD}[2]"),
+    m("a rank with no image skips the epoch's sum", f"{PKG}/module.py", "        self.log_dict(self.totals.epoch(",
+      "        if self.totals.steps: self.log_dict(self.totals.epoch(",
+      "tests/test_faults.py::test_an_epoch_with_one_readable_image_gives_its_figures_alone_and_with_ddp[2]"),
+    # a choice in a group that the net does not take
+    m("a group the net does not take is accepted", f"{PKG}/settings.py", "and group not in taken:",
+      "and group not in cfg.ablation:",
+      "tests/test_schema.py::test_a_choice_in_an_ablation_group_that_the_net_does_not_take"),
     # figures
     m("nearest neighbours are the farthest", f"{PKG}/figures.py", "dim=1, largest=False)", "dim=1, largest=True)",
       "tests/test_figures.py::test_nearest_neighbours_are_exact_in_chunks_and_find_the_image_itself"),
