@@ -964,3 +964,23 @@ def test_the_loss_of_a_rank_with_nothing_to_learn_is_zero_with_a_zero_gradient_f
     loss.backward()
     grads = [p.grad for p in net.parameters()]
     assert float(loss) == 0 and len(grads) == 10 and all(g is not None and not g.any() for g in grads)
+
+
+def test_a_batch_that_lost_every_image_leaves_the_weights_and_the_momentum_as_they_were_in_one_process() -> None:
+    """One process: the step of an empty batch (every image skipped) is passed over, no update at all (a zero loss
+    there would still move the weights by the momentum and the weight decay); the steps around it train."""
+    torch.manual_seed(0)
+    module = ClassifierModule(net=LENET3, **RECIPE, schedule="step")
+    full = {"image": torch.randn(2, 1, 32, 32), "label": torch.tensor([0, 1])}
+    empty = {"image": torch.empty(0, 1, 32, 32), "label": torch.empty(0, dtype=torch.long)}
+    weights: list[torch.Tensor] = []
+
+    class Weights(lightning.Callback):
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            weights.append(torch.cat([p.detach().flatten() for p in pl_module.parameters()]).clone())
+
+    trainer = lightning.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, callbacks=[Weights()],
+                                enable_model_summary=False, enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, DataLoader([full, full, empty, full], batch_size=None))
+    assert len(weights) == 4 and torch.equal(weights[1], weights[2]), "the empty batch's step updated the weights"
+    assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[2], weights[3]), "the others train"
