@@ -966,7 +966,7 @@ def test_the_loss_of_a_rank_with_nothing_to_learn_is_zero_with_a_zero_gradient_f
     assert float(loss) == 0 and len(grads) == 10 and all(g is not None and not g.any() for g in grads)
 
 
-def test_a_batch_that_lost_every_image_leaves_the_weights_and_the_momentum_as_they_were_in_one_process() -> None:
+def test_a_batch_that_lost_every_image_updates_no_weight_in_one_process() -> None:
     """One process: the step of an empty batch (every image skipped) is passed over, no update at all (a zero loss
     there would still move the weights by the momentum and the weight decay); the steps around it train."""
     torch.manual_seed(0)
