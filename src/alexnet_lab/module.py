@@ -227,9 +227,9 @@ class ClassifierModule(L.LightningModule):
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.totals.ended = time.perf_counter()
-        if compat.validates_after_this_step(trainer):
-            self.finite()  # before a validation: none of diverged weights
-        if every and trainer.global_step % every == 0 and self.finite() and self.totals.interval_steps:
+        due = every and trainer.global_step % every == 0  # a logging step
+        # every rank reads the loss once at a logging step and before a validation (none of diverged weights)
+        if (due or compat.validates_after_this_step(trainer)) and self.finite() and due and self.totals.interval_steps:
             loss = self.totals.interval_loss()
             self.log("train/loss_step", loss)  # in a training hook: per step, not per epoch
             if trainer.progress_bar_callback is not None:
