@@ -18,7 +18,7 @@ from PIL import Image
 from torchvision.datasets import imagenet as tv_imagenet
 
 from alexnet_lab.data.base import EachOnceSampler
-from alexnet_lab.data.generated import CLASSES, QUIRKS, generate, write_layout
+from alexnet_lab.data.generated import CLASSES, QUIRKS, generate
 from alexnet_lab.data.imagenet import ImageDataset, ImageNetDataModule, collate
 from alexnet_lab.data.layouts import LAYOUTS, BadImageError, DataRootError, detect_layout, load_rgb, read_split
 from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, mix, seed_step
@@ -31,6 +31,7 @@ from alexnet_lab.data.transforms import (
     train_geometry,
 )
 from alexnet_lab.errors import UserError
+from sample_layouts import write_layout
 
 SMALL = {"num_classes": 4, "train_per_class": 5, "val_per_class": 3, "seed": 1}
 

@@ -38,7 +38,6 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from torch.utils.data import DataLoader
 
 from alexnet_lab import compat, launch
-from alexnet_lab.data.generated import write_layout
 from alexnet_lab.errors import UserError
 from alexnet_lab.files import atomic_write
 from alexnet_lab.module import Diverged
@@ -54,6 +53,7 @@ from alexnet_lab.resume import (
 )
 from conftest import made_once, run_in_process, run_script
 from faults import SignalAtStep
+from sample_layouts import write_layout
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 

@@ -20,7 +20,6 @@ from PIL import Image
 
 from alexnet_lab import figures
 from alexnet_lab.data import small
-from alexnet_lab.data.generated import write_layout
 from alexnet_lab.data.imagenet import ImageNetDataModule
 from alexnet_lab.data.layouts import DataRootError, load_rgb
 from alexnet_lab.data.transforms import preprocess
@@ -44,6 +43,7 @@ from alexnet_lab.figures import (
 from alexnet_lab.models import CifarNet, LeNet5
 from alexnet_lab.report import pyplot, write_report
 from conftest import run_in_process
+from sample_layouts import write_layout
 from test_report import make_job, table
 
 

@@ -18,7 +18,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from alexnet_lab.data import prepared as prep
-from alexnet_lab.data.generated import write_layout
 from alexnet_lab.data.imagenet import ImageNetDataModule, collate
 from alexnet_lab.data.layouts import BadImageError, load_rgb, read_split
 from alexnet_lab.data.sampling import ResumableSampler
@@ -26,6 +25,7 @@ from alexnet_lab.data.stats import compute_stats, load_stats
 from alexnet_lab.data.transforms import Crops, preprocess
 from alexnet_lab.errors import UserError
 from conftest import run_in_process
+from sample_layouts import write_layout
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from torchvision.datasets import imagenet as tv_imagenet
 from torchvision.models import AlexNet_Weights
 
 from alexnet_lab.data import prepared as prep
-from alexnet_lab.data.generated import write_layout
 from alexnet_lab.data.layouts import ARCHIVES, read_split
 from conftest import run_in_process
+from sample_layouts import write_layout
 
 CLASSES = 4
 # Where torchvision's top-1 beats its runner-up by more than this, the two pipelines must agree. They differ only

@@ -19,9 +19,9 @@ import pytest
 import torch
 import yaml
 
-from alexnet_lab.data.generated import write_layout
 from alexnet_lab.resume import checkpoint_facts
 from conftest import REPO, made_once, run_in_process, run_script
+from sample_layouts import write_layout
 
 SMOKE = ["experiment=smoke", "logger=csv"]
 

@@ -2,14 +2,12 @@
 
 Ten real wnids, JPEGs of varied sizes and aspect ratios, and the real set's quirks (a grayscale JPEG, a CMYK
 JPEG, a PNG under a .JPEG name). Each class has its own colour and stripe orientation, so a short CPU
-training clearly learns. Any of the three on-disk layouts can be written.
+training clearly learns. It is written in the folder layout (tests/sample_layouts.py writes the other two).
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +16,7 @@ import numpy as np
 from annotated_types import Interval
 from PIL import Image
 
-from alexnet_lab.data.layouts import ARCHIVES, KAGGLE_BASE, KAGGLE_VAL_CSV, SYNSET_MAPPING, Layout
+from alexnet_lab.data.layouts import SYNSET_MAPPING
 from alexnet_lab.declare import PositiveInt, Seed, checked
 from alexnet_lab.files import atomic_dir
 
@@ -92,79 +90,23 @@ def generate(
     return train, val
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def _tar_bytes(members: list[tuple[str, bytes]], mode: str = "w") -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode=mode) as tar:  # type: ignore[call-overload]
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def _meta_mat(wnids: list[str]) -> bytes:
-    """The devkit's meta.mat: a struct array of synsets, leaves first, as torchvision reads it.
-
-    ILSVRC2012_ID is not the sorted-wnid order (as in the real devkit), and one inner synset with children is
-    included, so a reader that confuses the two orders or keeps non-leaf synsets is caught.
-    """
-    from scipy.io import savemat
-
-    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
-              "num_train_images"]  # fmt: skip
-    rows = [(len(wnids) - i, w, CLASSES[w], "", 0, np.zeros(0), 0, 40) for i, w in enumerate(wnids)]
-    rows.append((len(wnids) + 1, "n01473806", "aquatic vertebrate", "", 2, np.array([1, 2]), 1, 0))
-    synsets = np.empty(len(rows), dtype=[(f, object) for f in fields])
-    for i, row in enumerate(rows):
-        synsets[i] = row
-    buffer = io.BytesIO()
-    savemat(buffer, {"synsets": synsets})
-    return buffer.getvalue()
-
-
-def _write_archives(root: Path, train: list[SampleImage], val: list[SampleImage], wnids: list[str]) -> None:
-    inner = [(f"{w}.tar", _tar_bytes([(im.name, im.data) for im in train if im.wnid == w])) for w in wnids]
-    _write(root / ARCHIVES[0], _tar_bytes(inner))
-    _write(root / ARCHIVES[1], _tar_bytes([(im.name, im.data) for im in val]))
-    ids = {w: len(wnids) - i for i, w in enumerate(wnids)}  # the same ILSVRC2012_IDs as in meta.mat
-    truth = "".join(f"{ids[im.wnid]}\n" for im in sorted(val, key=lambda im: im.name))
-    devkit = [("meta.mat", _meta_mat(wnids)), ("ILSVRC2012_validation_ground_truth.txt", truth.encode())]
-    _write(root / ARCHIVES[2], _tar_bytes([(f"ILSVRC2012_devkit_t12/data/{n}", d) for n, d in devkit], mode="w:gz"))
-
-
 @checked
-def write_layout(
+def write_sample(
     root: str | Path,
-    layout: Layout = "folders",
     num_classes: Annotated[int, Interval(ge=1, le=len(CLASSES))] = 10,
     train_per_class: PositiveInt = 40,
     val_per_class: PositiveInt = 10,
     seed: Seed = 0,
 ) -> Path:
-    """Generate the sample and write it under ``root`` in ``layout``, into a temp folder renamed at the end, so
-    an interrupted run never leaves a half-written dataset behind."""
+    """Generate the sample and write it under ``root`` in the folder layout, into a temp folder renamed at the end,
+    so an interrupted run never leaves a half-written dataset behind."""
     train, val = generate(num_classes, train_per_class, val_per_class, seed)
-    wnids = sorted({im.wnid for im in train})
 
     def fill(tmp: Path) -> None:
-        if layout == "archives":
-            _write_archives(tmp, train, val, wnids)
-        else:
-            base = tmp / KAGGLE_BASE if layout == "kaggle" else tmp
-            for im in train:
-                _write(base / "train" / im.wnid / im.name, im.data)
-            for im in val:
-                _write(base / "val" / (im.wnid if layout == "folders" else "") / im.name, im.data)
-            if layout == "kaggle":
-                with open(tmp / KAGGLE_VAL_CSV, "w", newline="") as f:
-                    writer = csv.writer(f)
-                    writer.writerow(["ImageId", "PredictionString"])
-                    writer.writerows([Path(im.name).stem, f"{im.wnid} 10 10 100 100"] for im in val)
-        (tmp / SYNSET_MAPPING).write_text("".join(f"{w} {CLASSES[w]}\n" for w in wnids))
+        for split, images in (("train", train), ("val", val)):
+            for im in images:
+                (tmp / split / im.wnid).mkdir(parents=True, exist_ok=True)
+                (tmp / split / im.wnid / im.name).write_bytes(im.data)
+        (tmp / SYNSET_MAPPING).write_text("".join(f"{w} {CLASSES[w]}\n" for w in sorted({im.wnid for im in train})))
 
     return atomic_dir(root, fill)

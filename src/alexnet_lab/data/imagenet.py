@@ -69,7 +69,7 @@ def collate(items: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
 class ImageNetDataModule(ClassificationData):
     """ImageNet from ``root`` in any layout of :mod:`alexnet_lab.data.layouts`, or prepared shards (src/prepare.py).
     conf/data/imagenet.yaml says what each argument is; ``sample`` writes the generated sample into a folder
-    (:func:`alexnet_lab.data.generated.write_layout`), and when given, ``root`` is generated on first use.
+    (:func:`alexnet_lab.data.generated.write_sample`), and when given, ``root`` is generated on first use.
     """
 
     @checked
