@@ -323,3 +323,21 @@ def test_a_choice_in_an_ablation_group_that_the_net_does_not_take_is_refused_and
             settings.check_config(cfg, "train", [override])
         settings.check_config(cfg, "train", [])  # the default choice, which nobody asked for, is no mistake
         assert group not in records.choices(cfg) and f" {group}=" not in f" {records.choices_line(cfg)}"
+
+
+@pytest.mark.parametrize("model", MODEL_DATA)
+def test_an_input_size_that_neither_the_net_nor_the_data_takes_is_refused(compose_cfg, model: str) -> None:
+    """The expectation is the signatures: input_size=227 changes a run whose net takes an input size
+    (AlexNet's ``input_size``) or whose data cut crops of a size (ImageNet's ``crop_size``), and nothing in one
+    whose net and data take images of their own size (LeNet-5 on MNIST, Figure 1's net on CIFAR-10)."""
+    cfg = compose_cfg(f"model={model}", *MODEL_DATA[model], "input_size=227")
+    with open_dict(cfg):
+        cfg.pop("hydra")
+    net, data = (inspect.signature(get_object(node._target_)).parameters for node in (cfg.model.net, cfg.data))
+    if "input_size" in net or "crop_size" in data:
+        settings.check_config(cfg, "train", ["input_size=227"])
+    else:
+        expected = f"input_size=227 changes nothing: neither {cfg.model.net._target_} nor {cfg.data._target_} reads"
+        with pytest.raises(UserError, match=re.escape(expected)):
+            settings.check_config(cfg, "train", ["input_size=227"])
+        settings.check_config(cfg, "train", [])  # the default, which nobody asked for, is no mistake

@@ -322,3 +322,12 @@ def test_a_choice_in_an_ablation_group_that_the_net_does_not_take(
     assert status == 2 and len(errors) == 1 and errors[0].startswith(expected), errors
     assert errors[0].endswith(f"(in job 0 of the sweep: {' '.join([*lenet, bad])})") == sweep
     assert not sample_was_read(cache_dir) and not (tmp_path / "outputs").exists()
+
+
+def test_an_input_size_that_the_run_does_not_read(start, cache_dir: Path, tmp_path: Path) -> None:
+    # LeNet-5 on MNIST takes 32x32 digits: input_size= would change nothing
+    status, errors = start("train", "model=lenet5", "data=mnist_sample", "data.sample.seed=777", "input_size=227")
+    expected = ("error: input_size=227 changes nothing: neither alexnet_lab.models.LeNet5 nor "
+                "alexnet_lab.data.small.SmallImageDataModule reads input_size")  # fmt: skip
+    assert status == 2 and len(errors) == 1 and errors[0].startswith(expected), errors
+    assert not sample_was_read(cache_dir) and not (tmp_path / "outputs").exists()

@@ -26,11 +26,17 @@ def variant(overrides: list[str]) -> str:
     return ",".join(o for o in overrides if not o.startswith(("seed=", "ckpt_path="))) or "default"
 
 
+def reads(cfg: DictConfig, key: str) -> bool:
+    """Whether an interpolation in ``cfg`` reads ``key`` (``${input_size}``, ``${ablation.norm}``): a key that only
+    the net and the data read, through one, changes nothing in a run whose config reads it nowhere."""
+    return f"${{{key}}}" in OmegaConf.to_yaml(cfg)
+
+
 def ablation_choices(cfg: DictConfig) -> dict[str, str]:
-    """The option taken in each ablation group that the net takes: a group its config passes on as the net's
-    argument of that name (LeNet-5 takes ``activation`` alone)."""
-    net = (cfg.get("model") or {}).get("net") or {}
-    return {group: str(choice) for group, choice in (cfg.get("ablation") or {}).items() if group in net}
+    """The option taken in each ablation group that the run reads: the net's config passes the group on
+    (``${ablation.<group>}``) as its argument of that name (LeNet-5 takes ``activation`` alone)."""
+    return {group: str(choice) for group, choice in (cfg.get("ablation") or {}).items()
+            if reads(cfg, f"ablation.{group}")}  # fmt: skip
 
 
 def choices(cfg: DictConfig) -> dict[str, str]:

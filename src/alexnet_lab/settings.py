@@ -26,7 +26,7 @@ from alexnet_lab.data.prepared import Chroma, Quality
 from alexnet_lab.declare import PositiveInt, Seed, check_value, hints
 from alexnet_lab.errors import UserError
 from alexnet_lab.models.alexnet import InputSize
-from alexnet_lab.records import ablation_choices
+from alexnet_lab.records import ablation_choices, reads
 
 # Every spelling Lightning accepts for Trainer(precision=...), from its own annotation, as strings.
 PRECISION: Any = Literal[tuple(dict.fromkeys(str(c) for literal in typing.get_args(
@@ -108,17 +108,20 @@ KEYS: dict[str, dict[str, Any]] = {
 
 def check_config(cfg: DictConfig, config_name: str, overrides: Sequence[str] = ()) -> None:
     """At start-up, before any data is read: every value against its declaration, and the settings that only
-    fail together: an ablation group chosen in ``overrides`` (the job's) must be one the net takes, or the choice
-    would change nothing; the plateau schedule reads val/top1_err at every epoch's end, so every epoch must
-    validate (else the run stops at the end of its first epoch, before that epoch's checkpoint)."""
+    fail together: an ablation group or ``input_size`` given in ``overrides`` (the job's) must be one that the
+    run reads, or it would change nothing; the plateau schedule reads val/top1_err at every epoch's end, so every
+    epoch must validate (else the run stops at the end of its first epoch, before that epoch's checkpoint)."""
     check(cfg, KEYS[config_name])
     taken = ablation_choices(cfg)
     for override in overrides:
-        if (group := override.lstrip("+~").partition("=")[0]) in (cfg.get("ablation") or {}) and group not in taken:
+        if (key := override.lstrip("+~").partition("=")[0]) in (cfg.get("ablation") or {}) and key not in taken:
             raise UserError(
-                f"{override} changes nothing: {cfg.model.net._target_} takes no {group} (of the ablation "
+                f"{override} changes nothing: {cfg.model.net._target_} takes no {key} (of the ablation "
                 f"groups, it takes {', '.join(taken) or 'none'}): leave it out, or use model=alexnet"
             )
+        if key == "input_size" and not reads(cfg, key):
+            raise UserError(f"{override} changes nothing: neither {cfg.model.net._target_} nor {cfg.data._target_} "
+                            "reads input_size (they take images of their own size): leave it out")  # fmt: skip
     model, trainer = cfg.get("model"), cfg.get("trainer")
     if model is None or trainer is None or model.get("schedule") != "plateau":
         return
