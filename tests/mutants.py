@@ -230,9 +230,16 @@ MUTANTS = [
       "        if self.totals.steps: self.log_dict(self.totals.epoch(",
       "tests/test_faults.py::test_an_epoch_with_one_readable_image_gives_its_figures_alone_and_with_ddp[2]"),
     # a choice in a group that the net does not take
-    m("a group the net does not take is accepted", f"{PKG}/settings.py", "and group not in taken:",
-      "and group not in cfg.ablation:",
+    m("a group the net does not take is accepted", f"{PKG}/settings.py", "and key not in taken:",
+      "and key not in cfg.ablation:",
       "tests/test_schema.py::test_a_choice_in_an_ablation_group_that_the_net_does_not_take"),
+    m("an input_size that nothing reads is accepted", f"{PKG}/settings.py", 'key == "input_size" and not reads',
+      'key == "input_size" and False and not reads',
+      "tests/test_config.py::test_an_input_size_that_neither_the_net_nor_the_data_takes_is_refused"),
+    m("a key counts as read where it is only set", f"{PKG}/records.py", 'return f"${{{key}}}" in',
+      'return f"{key.rpartition(\'.\')[2]}:" in',
+      "tests/test_config.py::test_an_input_size_that_neither_the_net_nor_the_data_takes_is_refused",
+      "tests/test_config.py::test_a_choice_in_an_ablation_group_that_the_net_does_not_take_is_refused_and_left_out_of_its_records"),
     # figures
     m("nearest neighbours are the farthest", f"{PKG}/figures.py", "dim=1, largest=False)", "dim=1, largest=True)",
       "tests/test_figures.py::test_nearest_neighbours_are_exact_in_chunks_and_find_the_image_itself"),
