@@ -21,7 +21,6 @@ from omegaconf.errors import InterpolationResolutionError
 from torch import nn
 
 from alexnet_lab import records, settings
-from alexnet_lab.declare import hints
 from alexnet_lab.errors import UserError
 from alexnet_lab.models.alexnet import AlexNet
 from conftest import ablation_groups, run_in_process
@@ -235,7 +234,7 @@ def test_the_papers_dropout_and_the_readmes_plateau_patience(compose_cfg) -> Non
 def test_each_ablation_group_is_a_folder_with_a_file_per_choice_of_alexnets_argument() -> None:
     """conf/<group>/<choice>.yaml for every choice of AlexNet's Literal of that name, and no other file: the
     Literal is the choice's one source, which the files must follow."""
-    annotations = hints(AlexNet)
+    annotations = typing.get_type_hints(AlexNet.__init__, include_extras=True)
     conf = Path(__file__).parents[1] / "conf"
     assert ablation_groups() == ["activation", "init", "norm", "pooling"]  # the paper's four
     for group in ablation_groups():
@@ -308,7 +307,9 @@ def test_a_choice_in_an_ablation_group_that_the_net_does_not_take_is_refused_and
 ) -> None:
     """The expectation is the net's own signature: a group that names none of its arguments changes nothing, so
     choosing it is a mistake, and a run does not name it among its choices (log line, W&B tags)."""
-    choice = typing.get_args(hints(AlexNet)[group])[-1]  # not the default, for every group
+    choice = typing.get_args(typing.get_type_hints(AlexNet.__init__, include_extras=True)[group])[
+        -1
+    ]  # not the default, for every group
     override = f"{group}={choice}"
     cfg = compose_cfg(f"model={model}", *MODEL_DATA[model], override)
     with open_dict(cfg):

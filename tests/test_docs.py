@@ -127,11 +127,11 @@ def test_the_readmes_table_of_groups_lists_each_groups_choices() -> None:
     """The ablation groups' options are the choices of AlexNet's annotations: the README's table says the same."""
     import typing
 
-    from alexnet_lab.declare import hints
     from alexnet_lab.models.alexnet import AlexNet
 
     rows = {m[1]: m[2] for m in re.finditer(r"^\| `(\w+)` \| ([^|]+) \|", (REPO / "README.md").read_text(), re.M)}
     for group in ablation_groups():
         assert group in rows, f"the README's table has no row for the group {group}"
         listed = re.findall(r"`(\w+)`", rows[group])
-        assert listed == list(typing.get_args(hints(AlexNet)[group])), (group, listed)
+        annotation = typing.get_type_hints(AlexNet.__init__, include_extras=True)[group]
+        assert listed == list(typing.get_args(annotation)), (group, listed)

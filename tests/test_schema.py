@@ -126,6 +126,7 @@ def test_precision_choices_are_lightnings() -> None:
         ("+trainer.max_epoch=3",
          "error: trainer.max_epoch is not an argument of lightning.pytorch.trainer.trainer.Trainer: remove "
          "+trainer.max_epoch"),
+        ("+colums=1", "error: colums is not a key of the config: remove +colums"),
         ("pooling=overlapping", "error: pooling=overlapping is not a choice: use one of nonoverlap, overlap"),
         # the smoke preset narrows AlexNet's layers; model=lenet5 runs without it (tests/test_figures.py)
         ("model=lenet5", "error: model.net.widths is not an argument of alexnet_lab.models.lenet.LeNet5: remove "

@@ -21,6 +21,7 @@ from alexnet_lab.errors import UserError
 Seed = Annotated[int, Ge(0), Le(2**32 - 1)]  # lightning.seed_everything and numpy take seeds in this range
 PositiveInt = Annotated[int, Ge(1)]
 STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True)
+_adapter = functools.cache(functools.partial(TypeAdapter, config=STRICT))  # one validator per annotation
 
 
 def plain(value: Any) -> Any:
@@ -36,27 +37,12 @@ def not_allowed(key: str, error: ValidationError, named: bool = False) -> UserEr
     return UserError(f"{key}{where}={first['input']!r} is not allowed: {first['msg']}")
 
 
-@functools.cache
-def _adapter(annotation: Any) -> TypeAdapter:
-    return TypeAdapter(annotation, config=STRICT)
-
-
 def check_value(key: str, value: Any, annotation: Any) -> Any:
     """``value`` as ``annotation`` makes it (an integer given for a number is a number), or a UserError."""
     try:
         return _adapter(annotation).validate_python(plain(value), strict=True)
     except ValidationError as error:
         raise not_allowed(key, error) from None
-
-
-def hints(target: Callable[..., Any]) -> dict[str, Any]:
-    """The annotations of a callable's (a class's constructor's) parameters; those its module cannot resolve at
-    run time (names it imports only to type-check) are left out."""
-    function = typing.cast(Any, target).__init__ if isinstance(target, type) else target
-    try:
-        return typing.get_type_hints(function, include_extras=True)
-    except (NameError, TypeError):
-        return {}
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,11 +1,6 @@
-"""The check of a composed config at start-up, before anything runs.
-
-Every key is checked against its declaration (alexnet_lab.declare): a key of a node with ``_target_`` against the
-annotation of that parameter of the target; a primary config's own keys (``gpus``, ``seed``, ...) against
-:data:`KEYS`; Lightning's arguments with the bounds its annotations leave out (:data:`LIGHTNING_BOUNDS`). The first
-key that is not allowed, or that its target does not take, raises a UserError. (Hydra's own errors about the
-config, an unknown key or a choice that does not exist, are put in one line by alexnet_lab.cli.)
-"""
+"""The check of a composed config at start-up, before anything runs (:func:`check_config`): every key against its
+declaration (alexnet_lab.declare), a primary config's own keys against :data:`KEYS`. (Hydra's own errors about the
+config, an unknown key or a choice that does not exist, are put in one line by alexnet_lab.cli.)"""
 
 from __future__ import annotations
 
@@ -23,7 +18,7 @@ from alexnet_lab.config import Gpus
 from alexnet_lab.data.imagenet import TestCrops
 from alexnet_lab.data.layouts import Layout
 from alexnet_lab.data.prepared import Chroma, Quality
-from alexnet_lab.declare import PositiveInt, Seed, check_value, hints
+from alexnet_lab.declare import PositiveInt, Seed, check_value
 from alexnet_lab.errors import UserError
 from alexnet_lab.models.alexnet import InputSize
 from alexnet_lab.records import ablation_choices, reads
@@ -38,7 +33,12 @@ def parameters(target: Any) -> tuple[dict[str, Any], bool]:
     it takes more keyword arguments (``**kwargs``)."""
     if isinstance(target, dict):  # a primary config's keys
         return target, False
-    signature, annotations = inspect.signature(target), hints(target)
+    signature = inspect.signature(target)
+    function = typing.cast(Any, target).__init__ if isinstance(target, type) else target  # a class: its constructor
+    try:
+        annotations = typing.get_type_hints(function, include_extras=True)
+    except (NameError, TypeError):  # a name its module imports only to type-check: none of its annotations
+        annotations = {}
     kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     found = {name: annotations.get(name, Any) for name, p in signature.parameters.items() if p.kind not in kinds}
     for cls in getattr(target, "__mro__", [target])[::-1]:  # a subclass of a Lightning class: its bounds too
@@ -75,8 +75,10 @@ def check(cfg: DictConfig, declared: Any, path: str = "") -> None:
 
 
 def unknown_argument(key: str, target: Any) -> str:
+    """For a key that ``target`` (a callable, or a primary config's :data:`KEYS`) does not take."""
     where = ", or the preset that sets it (AlexNet's experiment=smoke)" if key.startswith("model.net.") else ""
-    return f"{key} is not an argument of {target.__module__}.{target.__qualname__}: remove +{key}{where}"
+    owner = f"an argument of {target.__module__}.{target.__qualname__}" if callable(target) else "a key of the config"
+    return f"{key} is not {owner}: remove +{key}{where}"
 
 
 # The primary configs' own keys (their groups' nodes are checked against their targets).
