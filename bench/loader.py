@@ -83,6 +83,30 @@ class FolderDataset(datasets.ImageFolder):
         return {"image": image, "label": label}
 
 
+def compared(root: Path, prepared: Path, exact_dct: bool) -> dict[str, tuple[Dataset, Sampler]]:
+    """The four loaders' datasets over ``root``'s training images, each with its sampler (the same order)."""
+    paper = v2.Compose([v2.PILToTensor(), v2.Resize(IMAGE_SIZE, antialias=True), v2.CenterCrop(IMAGE_SIZE),
+                        v2.RandomCrop(PAPER_INPUT_SIZE), v2.RandomHorizontalFlip()])  # fmt: skip
+    folder = FolderDataset(str(root / "train"), transform=paper)
+    # the same transforms done by PIL on the image, as torchvision's ImageNet examples do: slower here
+    on_pil = transforms.Compose([transforms.Resize(IMAGE_SIZE), transforms.CenterCrop(IMAGE_SIZE),
+                                 transforms.RandomCrop(PAPER_INPUT_SIZE), transforms.RandomHorizontalFlip(),
+                                 transforms.PILToTensor()])  # fmt: skip
+    folder_pil = FolderDataset(str(root / "train"), transform=on_pil)
+    ours = ImageDataset(read_split(root, "train").samples, Crops("train"))
+    shards = PreparedDataset(ShardReader(prepared, "train"), Crops("train"), fast_dct=not exact_dct)
+
+    def one_rank(size: int) -> ResumableSampler:
+        return ResumableSampler(size, num_replicas=1, rank=0, seed=0)
+
+    return {
+        "(a) ImageFolder + PIL": (folder, ResumableIndices(len(folder))),
+        "(a') ... with PIL transforms": (folder_pil, ResumableIndices(len(folder))),
+        "(b) raw layout (ours)": (ours, one_rank(len(ours))),
+        "(c) prepared shards (ours)": (shards, one_rank(len(shards))),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, help="a folders-layout dataset (default: generate one)")
@@ -105,26 +129,8 @@ def main() -> None:
               f"batch {args.batch}, torch {torch.__version__}, {os.cpu_count()} cores; prepared at quality "
               f"{args.quality}, chroma {args.chroma}, {'exact' if args.exact_dct else 'fast'} IDCT")  # fmt: skip
 
-        paper = v2.Compose([v2.PILToTensor(), v2.Resize(IMAGE_SIZE, antialias=True), v2.CenterCrop(IMAGE_SIZE),
-                            v2.RandomCrop(PAPER_INPUT_SIZE), v2.RandomHorizontalFlip()])  # fmt: skip
-        folder = FolderDataset(str(root / "train"), transform=paper)
-        # the same transforms done by PIL on the image, as torchvision's ImageNet examples do: slower here
-        on_pil = transforms.Compose([transforms.Resize(IMAGE_SIZE), transforms.CenterCrop(IMAGE_SIZE),
-                                     transforms.RandomCrop(PAPER_INPUT_SIZE), transforms.RandomHorizontalFlip(),
-                                     transforms.PILToTensor()])  # fmt: skip
-        folder_pil = FolderDataset(str(root / "train"), transform=on_pil)
-        ours = ImageDataset(read_split(root, "train").samples, Crops("train"))
-        shards = PreparedDataset(ShardReader(prepared, "train"), Crops("train"), fast_dct=not args.exact_dct)
-
-        def one_rank(size: int) -> ResumableSampler:
-            return ResumableSampler(size, num_replicas=1, rank=0, seed=0)
-
-        loaders = {
-            "(a) ImageFolder + PIL": loader(folder, ResumableIndices(len(folder)), args.workers, args.batch),
-            "(a') ... with PIL transforms": loader(folder_pil, ResumableIndices(len(folder)), args.workers, args.batch),
-            "(b) raw layout (ours)": loader(ours, one_rank(len(ours)), args.workers, args.batch),
-            "(c) prepared shards (ours)": loader(shards, one_rank(len(shards)), args.workers, args.batch),
-        }
+        loaders = {name: loader(dataset, sampler, args.workers, args.batch)
+                   for name, (dataset, sampler) in compared(root, prepared, args.exact_dct).items()}  # fmt: skip
         # alternate the loaders round by round and keep each one's best: a busy neighbour on a shared machine
         # then slows a round, not one loader
         best = dict.fromkeys(loaders, 0.0)
