@@ -36,7 +36,7 @@ def draw(cfg: DictConfig) -> dict[str, Path]:
     count = cfg.max_train_images if cfg.max_train_images is not None else 10**12
     figures.draw_figure4(model, datamodule, paths["fig4"], count, cfg.batch_size)
     loggers = []
-    if cfg.logger.get("wandb"):
+    if (cfg.get("logger") or {}).get("wandb"):  # (~logger: none)
         name = f"figures:{Path(ckpt_path).parent.parent.name}"
         loggers.append(instantiate(cfg.logger.wandb, name=name, job_type="figures", save_dir=str(out)))
     figures.log_figures(loggers, paths, metrics, step=resume.checkpoint_facts(ckpt_path).global_step)

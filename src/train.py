@@ -28,10 +28,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     datamodule.fit_to(model.net)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    # ~callbacks: none, and the settings that presets give them (a node without its _target_) go unused
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c]
     ckpt_path = resume.shared_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir, cfg.paths.output_dir)
     resumed = resume.checkpoint_facts(ckpt_path) if ckpt_path else None
-    loggers = resume.make_loggers(cfg.logger, resumed, records.wandb_identity(cfg))
+    loggers = resume.make_loggers(cfg.get("logger") or {}, resumed, records.wandb_identity(cfg))  # ~logger
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     wandb_runs = [logger for logger in loggers if isinstance(logger, WandbLogger)]
     if trainer.is_global_zero:

@@ -325,6 +325,11 @@ def test_figures_script_draws_from_a_checkpoint_to_png_and_wandb(tmp_path: Path)
     assert len(saturations) == 2 and all(0 <= float(line.split(": ")[1]) <= 1 for line in saturations)
     media = sorted(p.name for p in (out / "wandb").glob("offline-run-*/files/media/images/*.png"))
     assert [m.split("_")[0] for m in media] == ["fig3", "fig4"], media
+    png_only = tmp_path / "png_only"  # ~logger, Hydra's way to leave the group out: the PNGs alone
+    ok(run_in_process("figures.py", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "data.num_classes=4",
+                      "data.sample.train_per_class=8", "data.sample.val_per_class=4", "data.num_workers=0", "~logger",
+                      f"hydra.run.dir={png_only}", cwd=tmp_path))  # fmt: skip
+    assert (png_only / "fig4.png").is_file() and not (png_only / "wandb").exists()
 
 
 # -- the small datasets --------------------------------------------------------------------------------------------

@@ -144,3 +144,24 @@ def test_a_run_prints_no_library_notices(tmp_path: Path) -> None:
         assert notice.replace("\\", "") not in printed, notice
     assert "choices: model=alexnet norm=lrn pooling=overlap activation=relu init=paper data=sample_smoke" in printed
     assert sys.executable
+
+
+@pytest.mark.slow(10)
+def test_leaving_out_the_loggers_or_the_callbacks_as_hydra_does(tmp_path: Path) -> None:
+    """~callbacks and ~logger, Hydra's way to leave a group out, under a preset that sets some callbacks' keys: a
+    run with no callback (the preset's settings for them unused); a run with no logger, once the callback that
+    needs one (the lr monitor) is left out too; ~logger alone: Lightning's refusal of that callback, in one line."""
+    no_callbacks = tmp_path / "no_callbacks"
+    ok(run_in_process("train.py", *SMOKE, "~callbacks", f"hydra.run.dir={no_callbacks}", cwd=tmp_path))
+    assert (no_callbacks / "summary.json").is_file() and metric_rows(no_callbacks)
+    assert not (no_callbacks / "figures").exists() and not (no_callbacks / "checkpoints").exists()
+    no_logger = tmp_path / "no_logger"
+    ok(run_in_process("train.py", "experiment=smoke", "~logger", "~callbacks.lr_monitor",
+                      f"hydra.run.dir={no_logger}", cwd=tmp_path))  # fmt: skip
+    assert (no_logger / "summary.json").is_file() and (no_logger / "checkpoints" / "last.ckpt").is_file()
+    assert not (no_logger / "csv").exists() and not (no_logger / "wandb").exists()
+    refused = run_in_process("train.py", "experiment=smoke", "~logger", f"hydra.run.dir={tmp_path / 'refused'}",
+                             cwd=tmp_path)  # fmt: skip
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode == 2 and len(errors) == 1, refused.stderr[-3000:]
+    assert errors[0].startswith("error: Lightning refused the settings: Cannot use `LearningRateMonitor` callback")
