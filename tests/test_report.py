@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -388,6 +389,18 @@ def test_the_sweep_callback_writes_no_report_for_a_sweep_of_fast_dev_runs(tmp_pa
     config = {"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}, "trainer": {"fast_dev_run": 1}}
     SweepReport().on_multirun_end(OmegaConf.create(config))
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["0"] and capsys.readouterr().out == ""
+
+
+def test_the_sweep_callback_says_why_there_is_no_report_when_no_job_kept_its_overrides(tmp_path: Path, capsys) -> None:
+    make_job(tmp_path / "sweep", 0, ["norm=lrn"], [0.5], [0.2])
+    shutil.rmtree(tmp_path / "sweep" / "0" / ".hydra")  # what hydra.output_subdir=null leaves
+    SweepReport().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}}))
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["0"]
+    assert capsys.readouterr() == (
+        "",
+        f"no sweep report: no job in {tmp_path / 'sweep'} kept its .hydra/overrides.yaml "
+        "(hydra.output_subdir=null leaves it out)\n",
+    )
 
 
 def test_figure1s_ratio_is_the_epochs_of_the_fastest_tanh_job_over_those_of_the_fastest_relu_job(

@@ -361,6 +361,10 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if (config.get("trainer") or {}).get("fast_dev_run"):
             return
+        if not job_dirs(Path(config.hydra.sweep.dir)):  # what each job was comes from its .hydra/overrides.yaml
+            print(f"no sweep report: no job in {config.hydra.sweep.dir} kept its .hydra/overrides.yaml "
+                  "(hydra.output_subdir=null leaves it out)", file=sys.stderr)  # fmt: skip
+            return
         markdown, _ = write_report(config.hydra.sweep.dir)
         print(f"sweep report: {markdown}")
         diverged = [row["job"] for row in summarise(config.hydra.sweep.dir) if row["diverged_at_step"] is not None]
