@@ -165,3 +165,13 @@ def test_leaving_out_the_loggers_or_the_callbacks_as_hydra_does(tmp_path: Path) 
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
     assert refused.returncode == 2 and len(errors) == 1, refused.stderr[-3000:]
     assert errors[0].startswith("error: Lightning refused the settings: Cannot use `LearningRateMonitor` callback")
+
+
+@pytest.mark.slow(10)
+@pytest.mark.parametrize("logging", ["disabled", "stdout"])
+def test_hydras_other_job_logging_choices(tmp_path: Path, logging: str) -> None:
+    """hydra/job_logging= replaces the project's logging (each rank's file named apart) with one of Hydra's own,
+    which write no log file."""
+    run_dir = tmp_path / "run"
+    ok(run_in_process("train.py", *SMOKE, f"hydra/job_logging={logging}", f"hydra.run.dir={run_dir}", cwd=tmp_path))
+    assert (run_dir / "summary.json").is_file() and not list(run_dir.glob("*.log"))
