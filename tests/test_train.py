@@ -290,16 +290,19 @@ def test_eval_centre_and_ten_crops_with_one_and_two_processes_on_101_images(smok
             assert abs(results[1][crops][metric] - value) <= 1 / 101 + 1e-6, (crops, metric)
 
 
-def test_eval_of_an_ensemble_reports_each_member_and_their_average(smoke_sweep: Path, tmp_path: Path) -> None:
+def test_eval_of_an_ensemble_reports_each_member_as_a_sweep_of_evals_does_without_a_training_report(
+    smoke_sweep: Path, tmp_path: Path
+) -> None:
     a, b = (smoke_sweep / job / "checkpoints" / "last.ckpt" for job in ("0", "1"))
     # the smoke preset's sample (eval.yaml has no experiment group)
     data = ["data.num_classes=4", "data.sample.train_per_class=8", "data.sample.val_per_class=4",
             "data.num_workers=0", "test_crops=[1]"]  # fmt: skip
-    out = {name: tmp_path / name for name in ("a", "b", "ab")}
-    for name, ckpt in (("a", str(a)), ("b", str(b)), ("ab", f"[{a},{b}]")):
-        ok(run_in_process("eval.py", f"ckpt_path={ckpt}", *data, f"hydra.run.dir={out[name]}", cwd=tmp_path))
-    alone = {name: json.loads((out[name] / "eval.json").read_text()) for name in ("a", "b")}
-    both = json.loads((out["ab"] / "eval.json").read_text())
+    sweep = tmp_path / "sweep"  # each member alone: one sweep of src/eval.py
+    ok(run_script("eval.py", "-m", f"ckpt_path={a},{b}", *data, f"hydra.sweep.dir={sweep}", cwd=tmp_path))
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]  # report.md is a training sweep's
+    ok(run_in_process("eval.py", f"ckpt_path=[{a},{b}]", *data, f"hydra.run.dir={tmp_path / 'ab'}", cwd=tmp_path))
+    alone = {name: json.loads((sweep / job / "eval.json").read_text()) for name, job in (("a", "0"), ("b", "1"))}
+    both = json.loads((tmp_path / "ab" / "eval.json").read_text())
     assert both["ckpt_path"] == [str(a), str(b)]
     for member, name in zip(both["members"], ("a", "b"), strict=True):
         assert member["1_crop"]["top1_err"] == alone[name]["1_crop"]["top1_err"]
