@@ -342,3 +342,21 @@ def test_an_input_size_that_neither_the_net_nor_the_data_takes_is_refused(compos
         with pytest.raises(UserError, match=re.escape(expected)):
             settings.check_config(cfg, "train", ["input_size=227"])
         settings.check_config(cfg, "train", [])  # the default, which nobody asked for, is no mistake
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["experiment=fig1", "~callbacks.figures"],  # the preset's settings for it go unused: the user left it out
+        ["callbacks.figures=null"],
+        ["experiment=smoke", "~callbacks"],
+        ["+callbacks.timer._target_=lightning.pytorch.callbacks.Timer", "+callbacks.timer.duration=00:01:00:00"],
+    ],
+)
+def test_callbacks_left_out_or_added_whole_are_accepted(compose_cfg, overrides: list[str]) -> None:
+    """The counterpart of a callback's key with no callback made of it (test_schema.py): Hydra's ways to leave a
+    callback out, and a new one with its _target_, start."""
+    cfg = compose_cfg(*overrides)
+    with open_dict(cfg):
+        cfg.pop("hydra")
+    settings.check_config(cfg, "train", overrides)

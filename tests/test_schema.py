@@ -332,3 +332,12 @@ def test_an_input_size_that_the_run_does_not_read(start, cache_dir: Path, tmp_pa
                 "alexnet_lab.data.small.SmallImageDataModule reads input_size")  # fmt: skip
     assert status == 2 and len(errors) == 1 and errors[0].startswith(expected), errors
     assert not sample_was_read(cache_dir) and not (tmp_path / "outputs").exists()
+
+
+def test_a_callback_key_with_no_callback_made_of_it(start, cache_dir: Path, tmp_path: Path) -> None:
+    # a new callback's key without its _target_: train.py makes callbacks of the nodes with one alone
+    status, errors = start("train", *NEW_SAMPLE, "+callbacks.mine.every=1")
+    expected = ("error: +callbacks.mine.every=1 changes nothing: callbacks.mine has no _target_, so no callback is "
+                "made of it: give it one, or leave it out")  # fmt: skip
+    assert status == 2 and len(errors) == 1 and errors[0] == expected, errors
+    assert not sample_was_read(cache_dir) and not (tmp_path / "outputs").exists()

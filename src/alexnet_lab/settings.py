@@ -110,9 +110,10 @@ KEYS: dict[str, dict[str, Any]] = {
 
 def check_config(cfg: DictConfig, config_name: str, overrides: Sequence[str] = ()) -> None:
     """At start-up, before any data is read: every value against its declaration, and the settings that only
-    fail together: an ablation group or ``input_size`` given in ``overrides`` (the job's) must be one that the
-    run reads, or it would change nothing; the plateau schedule reads val/top1_err at every epoch's end, so every
-    epoch must validate (else the run stops at the end of its first epoch, before that epoch's checkpoint)."""
+    fail together: an ablation group, ``input_size`` or a callback's key given in ``overrides`` (the job's) must
+    be one that the run reads or makes, or it would change nothing; the plateau schedule reads val/top1_err at
+    every epoch's end, so every epoch must validate (else the run stops at the end of its first epoch, before that
+    epoch's checkpoint)."""
     check(cfg, KEYS[config_name])
     taken = ablation_choices(cfg)
     for override in overrides:
@@ -124,6 +125,11 @@ def check_config(cfg: DictConfig, config_name: str, overrides: Sequence[str] = (
         if key == "input_size" and not reads(cfg, key):
             raise UserError(f"{override} changes nothing: neither {cfg.model.net._target_} nor {cfg.data._target_} "
                             "reads input_size (they take images of their own size): leave it out")  # fmt: skip
+        group, _, name = key.partition(".")
+        callback = (cfg.get("callbacks") or {}).get(name.partition(".")[0]) if group == "callbacks" else None
+        if callback is not None and "_target_" not in callback:
+            raise UserError(f"{override} changes nothing: callbacks.{name.partition('.')[0]} has no _target_, so "
+                            "no callback is made of it: give it one, or leave it out")  # fmt: skip
     model, trainer = cfg.get("model"), cfg.get("trainer")
     if model is None or trainer is None or model.get("schedule") != "plateau":
         return
