@@ -32,7 +32,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c]
     ckpt_path = resume.shared_ckpt_path(cfg.ckpt_path, cfg.paths.log_dir, cfg.paths.output_dir)
     resumed = resume.checkpoint_facts(ckpt_path) if ckpt_path else None
-    loggers = resume.make_loggers(cfg.get("logger") or {}, resumed, records.wandb_identity(cfg))  # ~logger
+    loggers = resume.make_loggers(cfg.get("logger") or DictConfig({}), resumed, records.wandb_identity(cfg))  # ~logger
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     wandb_runs = [logger for logger in loggers if isinstance(logger, WandbLogger)]
     if trainer.is_global_zero:

@@ -1,8 +1,7 @@
 """What a setting may be, declared once: in the annotation of the argument that takes it (``Literal[...]``,
-``int | None``, ``Annotated[float, Gt(0)]``), checked by pydantic in strict mode (no ``true`` for an integer, no
-string for a number; an integer is a number). :func:`checked` checks a constructor's arguments, :func:`check_value`
-one value of a config (alexnet_lab.settings); either raises a UserError naming the key, the value and, in
-pydantic's words, what is allowed."""
+``Annotated[float, Gt(0)]``), checked by pydantic in strict mode (no ``true`` for an integer, no string for a number).
+:func:`checked` checks a constructor's arguments, :func:`check_value` a config's value (alexnet_lab.settings): either
+raises a UserError naming the key, the value and, in pydantic's words, what is allowed."""
 
 from __future__ import annotations
 

@@ -74,8 +74,7 @@ def check(cfg: DictConfig, declared: Any, path: str = "") -> None:
             check_value(full, str(value) if params[key] is PRECISION else value, params[key])
 
 
-def unknown_argument(key: str, target: Any) -> str:
-    """For a key that ``target`` (a callable, or a primary config's :data:`KEYS`) does not take."""
+def unknown_argument(key: str, target: Any) -> str:  # target: a callable, or a config's KEYS
     where = ", or the preset that sets it (AlexNet's experiment=smoke)" if key.startswith("model.net.") else ""
     owner = f"an argument of {target.__module__}.{target.__qualname__}" if callable(target) else "a key of the config"
     return f"{key} is not {owner}: remove +{key}{where}"
@@ -109,27 +108,23 @@ KEYS: dict[str, dict[str, Any]] = {
 
 
 def check_config(cfg: DictConfig, config_name: str, overrides: Sequence[str] = ()) -> None:
-    """At start-up, before any data is read: every value against its declaration, and the settings that only
-    fail together: an ablation group, ``input_size`` or a callback's key given in ``overrides`` (the job's) must
-    be one that the run reads or makes, or it would change nothing; the plateau schedule reads val/top1_err at
-    every epoch's end, so every epoch must validate (else the run stops at the end of its first epoch, before that
-    epoch's checkpoint)."""
+    """At start-up, before any data is read: every value against its declaration; an override (the job's) that would
+    change nothing (an ablation group or ``input_size`` that nothing reads, a key of a callback that is not made);
+    and the plateau schedule, which needs every epoch validated."""
     check(cfg, KEYS[config_name])
     taken = ablation_choices(cfg)
     for override in overrides:
         if (key := override.lstrip("+~").partition("=")[0]) in (cfg.get("ablation") or {}) and key not in taken:
-            raise UserError(
-                f"{override} changes nothing: {cfg.model.net._target_} takes no {key} (of the ablation "
-                f"groups, it takes {', '.join(taken) or 'none'}): leave it out, or use model=alexnet"
-            )
+            raise UserError(f"{override} changes nothing: {cfg.model.net._target_} takes no {key} (of the ablation "
+                            f"groups, it takes {', '.join(taken) or 'none'}): leave it out, or use "
+                            "model=alexnet")  # fmt: skip
         if key == "input_size" and not reads(cfg, key):
             raise UserError(f"{override} changes nothing: neither {cfg.model.net._target_} nor {cfg.data._target_} "
                             "reads input_size (they take images of their own size): leave it out")  # fmt: skip
-        group, _, name = key.partition(".")
-        callback = (cfg.get("callbacks") or {}).get(name.partition(".")[0]) if group == "callbacks" else None
+        callback = (cfg.get("callbacks") or {}).get(key.split(".")[1]) if key.startswith("callbacks.") else None
         if callback is not None and "_target_" not in callback:
-            raise UserError(f"{override} changes nothing: callbacks.{name.partition('.')[0]} has no _target_, so "
-                            "no callback is made of it: give it one, or leave it out")  # fmt: skip
+            raise UserError(f"{override} changes nothing: callbacks.{key.split('.')[1]} has no _target_, so no "
+                            "callback is made of it: give it one, or leave it out")  # fmt: skip
     model, trainer = cfg.get("model"), cfg.get("trainer")
     if model is None or trainer is None or model.get("schedule") != "plateau":
         return
