@@ -171,7 +171,7 @@ def test_leaving_out_the_loggers_or_the_callbacks_as_hydra_does(tmp_path: Path) 
 @pytest.mark.parametrize("logging", ["disabled", "stdout"])
 def test_hydras_other_job_logging_choices(tmp_path: Path, logging: str) -> None:
     """hydra/job_logging= replaces the project's logging (each rank's file named apart) with one of Hydra's own,
-    which write no log file."""
+    which write no log file. (In a process of its own: ``disabled`` disables every logger of the process.)"""
     run_dir = tmp_path / "run"
-    ok(run_in_process("train.py", *SMOKE, f"hydra/job_logging={logging}", f"hydra.run.dir={run_dir}", cwd=tmp_path))
+    ok(run_script("train.py", *SMOKE, f"hydra/job_logging={logging}", f"hydra.run.dir={run_dir}", cwd=tmp_path))
     assert (run_dir / "summary.json").is_file() and not list(run_dir.glob("*.log"))
