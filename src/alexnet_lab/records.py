@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,17 +27,17 @@ def variant(overrides: list[str]) -> str:
     return ",".join(o for o in overrides if not o.startswith(("seed=", "ckpt_path="))) or "default"
 
 
-def reads(cfg: DictConfig, key: str) -> bool:
-    """Whether an interpolation in ``cfg`` reads ``key`` (``${input_size}``, ``${ablation.norm}``): a key that only
-    the net and the data read, through one, changes nothing in a run whose config reads it nowhere."""
-    return f"${{{key}}}" in OmegaConf.to_yaml(cfg)
+def read_keys(cfg: DictConfig) -> set[str]:
+    """The keys that interpolations in ``cfg`` read (``${input_size}``, ``${ablation.norm}``), from one text of it: a
+    key that only the net and the data read, through one, changes nothing in a run whose config reads it nowhere."""
+    return set(re.findall(r"\$\{([\w.]+)\}", OmegaConf.to_yaml(cfg)))
 
 
 def ablation_choices(cfg: DictConfig) -> dict[str, str]:
     """The option taken in each ablation group that the run reads: the net's config passes the group on
     (``${ablation.<group>}``) as its argument of that name (LeNet-5 takes ``activation`` alone)."""
-    return {group: str(choice) for group, choice in (cfg.get("ablation") or {}).items()
-            if reads(cfg, f"ablation.{group}")}  # fmt: skip
+    read = read_keys(cfg)
+    return {group: str(choice) for group, choice in (cfg.get("ablation") or {}).items() if f"ablation.{group}" in read}
 
 
 def choices(cfg: DictConfig) -> dict[str, str]:

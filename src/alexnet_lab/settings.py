@@ -21,7 +21,7 @@ from alexnet_lab.data.prepared import Chroma, Quality
 from alexnet_lab.declare import PositiveInt, Seed, check_value
 from alexnet_lab.errors import UserError
 from alexnet_lab.models.alexnet import InputSize
-from alexnet_lab.records import ablation_choices, reads
+from alexnet_lab.records import ablation_choices, read_keys
 
 # Every spelling Lightning accepts for Trainer(precision=...), from its own annotation, as strings.
 PRECISION: Any = Literal[tuple(dict.fromkeys(str(c) for literal in typing.get_args(
@@ -118,7 +118,7 @@ def check_config(cfg: DictConfig, config_name: str, overrides: Sequence[str] = (
             raise UserError(f"{override} changes nothing: {cfg.model.net._target_} takes no {key} (of the ablation "
                             f"groups, it takes {', '.join(taken) or 'none'}): leave it out, or use "
                             "model=alexnet")  # fmt: skip
-        if key == "input_size" and not reads(cfg, key):
+        if key == "input_size" and key not in read_keys(cfg):
             raise UserError(f"{override} changes nothing: neither {cfg.model.net._target_} nor {cfg.data._target_} "
                             "reads input_size (they take images of their own size): leave it out")  # fmt: skip
         callback = (cfg.get("callbacks") or {}).get(key.split(".")[1]) if key.startswith("callbacks.") else None
