@@ -167,6 +167,25 @@ def test_leaving_out_the_loggers_or_the_callbacks_as_hydra_does(tmp_path: Path) 
     assert errors[0].startswith("error: Lightning refused the settings: Cannot use `LearningRateMonitor` callback")
 
 
+@pytest.mark.slow(5)
+@pytest.mark.parametrize(
+    ("left_out", "preset"),  # composing (model, data, paths), the net's arguments (norm), the trainer (trainer)
+    [("model", "smoke"), ("data", "smoke"), ("paths", "smoke"), ("norm", "smoke"), ("trainer", "smoke"),
+     ("trainer", ""), ("norm", "")],  # (no preset: the default run)
+)
+def test_leaving_out_a_group_the_run_reads_is_one_line(tmp_path: Path, left_out: str, preset: str) -> None:
+    """~<group> for a group the config or the run reads (the net, the data, the paths, the trainer, an ablation group
+    of AlexNet): one error line that names the group and the fix, exit status 2, and no run dir made."""
+    run_dir = tmp_path / "run"
+    presets = [f"experiment={preset}"] if preset else []
+    result = run_in_process("train.py", *presets, f"~{left_out}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert errors[0] == (f"error: ~{left_out} leaves out {left_out}, which this run reads: put it back, or choose "
+                         f"another of its options ({left_out}=...)")  # fmt: skip
+    assert not (run_dir / "checkpoints").exists()
+
+
 @pytest.mark.slow(10)
 @pytest.mark.parametrize("logging", ["disabled", "stdout"])
 def test_hydras_other_job_logging_choices(tmp_path: Path, logging: str) -> None:

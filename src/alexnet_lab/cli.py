@@ -22,6 +22,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from alexnet_lab import compat
 from alexnet_lab.config import claimed_dirs
+from alexnet_lab.errors import left_out
 
 # Library notices that are not the user's concern, silenced in one place (what a run prints is the config's
 # choices, the model summary, the progress, the results and its own lines):
@@ -50,7 +51,7 @@ def run(main: Callable[[], Any]) -> None:
     def explained(error: BaseException) -> str | None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             return None
-        return explain(error) or scheduler_refused(error)
+        return left_out(error) or explain(error) or scheduler_refused(error)
 
     with compat.hydra_errors_explained(explained):
         main()

@@ -9,6 +9,9 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
+
 
 class UserError(ValueError):
     """An error in a value the user gave, whose message names the cause and the fix."""
@@ -43,10 +46,10 @@ def disk_full(error: BaseException, path: object = None) -> str | None:
 def _message(error: BaseException) -> str | None:
     """The one line for ``error`` or one of its causes (Hydra's instantiate wraps errors ``from e``); OmegaConf
     drops the cause of a resolver's error, so its text is used instead."""
-    from omegaconf.errors import InterpolationResolutionError
-
     cause: BaseException | None = error
     while cause is not None:
+        if (group := left_out(cause)) is not None:
+            return group
         if isinstance(cause, UserError):
             return str(cause)
         if isinstance(cause, InterpolationResolutionError):
@@ -58,6 +61,17 @@ def _message(error: BaseException) -> str | None:
             return full
         cause = cause.__cause__
     return None
+
+
+def left_out(error: BaseException) -> str | None:
+    """One line for an error about a key of a group that the command line leaves out (``~trainer``, ``~norm``) but
+    the config or the run still reads, or None."""
+    groups = [arg[1:].partition("=")[0] for arg in sys.argv[1:] if arg.startswith("~")]
+    chain = (error, error.__context__)  # (Hydra raises some errors of composition with no cause)
+    text = " ".join(str(e) for e in chain if isinstance(e, OmegaConfBaseException | ConfigCompositionException))
+    group = next((g for g in groups if re.search(rf"(?<![\w/]){re.escape(g)}\b", text)), None)
+    return None if group is None else f"~{group} leaves out {group}, which this run reads: put it back, or choose " \
+        f"another of its options ({group}=...)"
 
 
 @contextmanager
