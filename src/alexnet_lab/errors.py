@@ -69,9 +69,9 @@ def left_out(error: BaseException) -> str | None:
     groups = [arg[1:].partition("=")[0] for arg in sys.argv[1:] if arg.startswith("~")]
     chain = (error, error.__context__)  # (Hydra raises some errors of composition with no cause)
     text = " ".join(str(e) for e in chain if isinstance(e, OmegaConfBaseException | ConfigCompositionException))
-    group = next((g for g in groups if re.search(rf"(?<![\w/]){re.escape(g)}\b", text)), None)
-    return None if group is None else f"~{group} leaves out {group}, which this run reads: put it back, or choose " \
-        f"another of its options ({group}=...)"
+    if (group := next((g for g in groups if re.search(rf"(?<![\w/]){re.escape(g)}\b", text)), None)) is None:
+        return None
+    return f"~{group} leaves out {group}, which this run reads: put it back, or choose one of its options ({group}=...)"
 
 
 @contextmanager
