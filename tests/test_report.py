@@ -362,6 +362,31 @@ def test_variants_whose_jobs_all_died_show_no_mean_and_no_effect(tmp_path: Path)
     assert row[1:5] == ["data.lighting_std=0.1", "data.lighting_std=0.0", "1 vs 1", "-10.00"]
 
 
+def test_a_job_that_max_steps_ended_within_its_first_epoch_reports_its_validation_after_training(
+    tmp_path: Path,
+) -> None:
+    """trainer.max_steps within the first epoch: Lightning validates no epoch, and src/train.py validates once after
+    training (metrics.csv logs it under the next epoch; summary.json records it as the best, of no epoch). The row
+    shows that validation as epoch "end", and the jobs count over seeds and in the paper's ablations: LRN's
+    top-1 60% - 62.5% = -2.5 points, top-5 30% - 31% = -1 point."""
+    sweep = tmp_path / "sweep"
+    for number, (norm, top1, top5) in enumerate([("lrn", 0.6, 0.3), ("none", 0.625, 0.31)]):
+        make_job(sweep, number, [f"norm={norm}"], [], [])
+        with open(sweep / str(number) / "csv" / "metrics.csv", "w", newline="") as f:  # as a real run's
+            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            writer.writeheader()
+            writer.writerow({"epoch": 0, "step": 1, "train/loss_epoch": 1.4, "train/images_per_sec": 200.0})
+            writer.writerow({"epoch": 1, "step": 2, "val/top1_err": top1, "val/top5_err": top5})
+        summary = {"params": 1000, "best": {"epoch": None, "top1_err": top1, "top5_err": top5, "selected_on": "val"}}
+        (sweep / str(number) / "summary.json").write_text(json.dumps(summary))
+    markdown = write_report(sweep)[0].read_text()
+    rows = table(markdown)
+    assert [row[3:8] for row in rows] == [["60.00", "30.00", "end", "60.00", "30.00"],
+                                          ["62.50", "31.00", "end", "62.50", "31.00"]]  # fmt: skip
+    (ablation,) = table(markdown, "## The paper's ablations")
+    assert ablation[1:6] == ["norm=lrn", "norm=none", "1 vs 1", "-2.50", "-1.00"]
+
+
 def test_the_sweep_callback_writes_the_report_when_the_sweep_ends(tmp_path: Path, capsys) -> None:
     make_job(tmp_path / "sweep", 0, ["norm=lrn"], [0.5], [0.2])
     SweepReport().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}}))

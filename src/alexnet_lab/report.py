@@ -99,6 +99,15 @@ def _images_per_sec(rows: list[dict[str, str]]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def _after_training(summary: dict[str, Any]) -> tuple[str | None, float, float]:
+    """For a job that validated no epoch (``trainer.max_steps`` ended it within its first): the validation after
+    its training that src/train.py recorded, as epoch "end"; nothing for one that recorded none."""
+    errors = summary.get("best") or {}
+    if errors.get("top1_err") is None:
+        return None, math.nan, math.nan
+    return "end", errors["top1_err"], errors.get("top5_err", math.nan)
+
+
 def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
     rows = []
     for job in job_dirs(Path(sweep_dir)):
@@ -106,8 +115,8 @@ def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
         summary = json.loads((job / SUMMARY_FILE).read_text()) if (job / SUMMARY_FILE).is_file() else {}
         rows_of_job = _metric_rows(job)
         curve = _val_curve(rows_of_job)
-        best = min(curve, key=lambda r: r[1]) if curve else (None, math.nan, math.nan)
-        last = curve[-1] if curve else (None, math.nan, math.nan)
+        best = min(curve, key=lambda r: r[1]) if curve else _after_training(summary)
+        last = curve[-1] if curve else _after_training(summary)
         rows.append(
             {
                 "job": job.name,
@@ -145,7 +154,7 @@ def variants(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def finished(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The jobs that validated at least one epoch and did not diverge: the ones a mean over seeds counts."""
+    """The jobs that validated (an epoch, or after training) and did not diverge: the ones a mean over seeds counts."""
     return [r for r in jobs if r["best_epoch"] is not None and r["diverged_at_step"] is None]
 
 
