@@ -41,7 +41,7 @@ def evaluate(cfg: DictConfig) -> dict:
         # the crops follow the checkpoints' net (224 or 227)
         options = {"test_crops": crops, "crop_size": model.input_size} if multi_crop else {}
         datamodule = instantiate(cfg.data, **options)
-        datamodule.fit_to(members[0].net)
+        datamodule.fit_to(members[0].net, model.num_classes)
         logged = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
         metrics = {k.removeprefix("val/"): float(v) for k, v in logged.items()}
         key = f"{crops}_crop"

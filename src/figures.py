@@ -27,7 +27,7 @@ def draw(cfg: DictConfig) -> dict[str, Path]:
     model = ClassifierModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True).eval()
     options = {"crop_size": int(model.net.input_size)} if "crop_size" in cfg.data else {}
     datamodule = instantiate(cfg.data, **options)
-    datamodule.fit_to(model.net)
+    datamodule.fit_to(model.net, model.num_classes)
     datamodule.prepare_data()
     datamodule.setup("fit")
     out = Path(cfg.paths.output_dir)

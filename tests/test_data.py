@@ -705,6 +705,22 @@ def test_a_net_for_other_images_is_refused_naming_both_shapes_and_the_datasets_t
     )
 
 
+def test_data_of_more_classes_than_the_net_tells_apart_is_refused_and_of_as_many_or_fewer_taken(
+    layouts: dict[str, Path],
+) -> None:
+    """Labels the net has no output for could never be predicted (a checkpoint of 4 classes judged on 10): refused
+    in one line that gives the fix. Data of the first classes of a net's (the sample of an ImageNet net) is taken."""
+    net = SimpleNamespace(in_channels=3, input_size=224)
+    for classes in (4, 5, 1000):
+        ImageNetDataModule(root=str(layouts["folders"]), num_classes=4, num_workers=0).fit_to(net, classes)
+    dm = ImageNetDataModule(root=str(layouts["folders"]), num_classes=4, num_workers=0)
+    with pytest.raises(UserError) as error:
+        dm.fit_to(net, 3)
+    assert str(error.value) == (
+        "data.num_classes=4 but the net tells 3 classes apart: give it data of its classes (data.num_classes=3)"
+    )
+
+
 @pytest.mark.parametrize(("rank", "workers"), [(0, 0), (1, 1)])
 def test_each_rank_validates_on_every_other_image_of_the_split_in_batches_of_its_share(
     layouts: dict[str, Path], rank: int, workers: int

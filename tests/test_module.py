@@ -394,7 +394,7 @@ def test_weights_by_name_load_without_a_progress_bar_and_a_wrong_name_lists_the_
 
 def test_an_ensemble_takes_its_members_input_and_refuses_mixed_ones() -> None:
     """The input size the crops are cut to (src/eval.py reads it), top-5 for nets of 1,000 classes by default,
-    and a one-line error for members that expect differently normalised images."""
+    and a one-line error for members that expect differently normalised images or tell apart other classes."""
     torch.manual_seed(0)
     wide = [ClassifierModule(net={"_target_": "alexnet_lab.models.AlexNet", "input_size": 227}) for _ in range(2)]
     ensemble = Ensemble(wide)
@@ -403,6 +403,9 @@ def test_an_ensemble_takes_its_members_input_and_refuses_mixed_ones() -> None:
     with pytest.raises(UserError, match="^the checkpoints' nets take differently normalised images: evaluate them "
                                         "apart$"):  # fmt: skip
         Ensemble(wide)
+    four = ClassifierModule(net={"_target_": "alexnet_lab.models.AlexNet", "input_size": 227, "num_classes": 4})
+    with pytest.raises(UserError, match=r"^the checkpoints' nets tell \[4, 1000\] classes apart: evaluate them apart$"):
+        Ensemble([wide[0], four])
 
 
 def test_an_ensemble_averages_its_members_softmax() -> None:

@@ -310,6 +310,29 @@ def test_eval_of_an_ensemble_reports_each_member_as_a_sweep_of_evals_does_withou
     assert both["1_crop"]["images"] == alone["a"]["1_crop"]["images"] == 16
 
 
+@pytest.mark.slow(10)
+def test_a_checkpoint_given_data_of_more_classes_than_it_tells_apart_stops_each_script_in_one_line(
+    smoke_sweep: Path, tmp_path: Path
+) -> None:
+    """The smoke preset's net tells 4 classes apart; data=sample_smoke alone has the sample's 10 (eval.yaml and
+    figures.yaml have no preset): eval and figures stop before reading an image, and so does a training run whose
+    net is given fewer classes than its data."""
+    ckpt = smoke_sweep / "0" / "checkpoints" / "last.ckpt"
+    expected = (
+        "error: data.num_classes=10 but the net tells 4 classes apart: give it data of its classes (data.num_classes=4)"
+    )
+    for script in ("eval.py", "figures.py"):
+        result = run_in_process(script, f"ckpt_path={ckpt}", "data=sample_smoke", f"hydra.run.dir={tmp_path / script}",
+                                cwd=tmp_path)  # fmt: skip
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2 and errors == [expected], result.stderr[-3000:]
+        assert not (tmp_path / script / "eval.json").exists() and not (tmp_path / script / "fig3.png").exists()
+    result = run_in_process("train.py", "experiment=smoke", "model.net.num_classes=3", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.splitlines()[-1] == (
+        "error: data.num_classes=4 but the net tells 3 classes apart: give it data of its classes (data.num_classes=3)"
+    )
+
+
 def test_missing_data_root_gives_one_clear_line(tmp_path: Path) -> None:
     nowhere = tmp_path / "nowhere"
     result = run_in_process("train.py", "data=imagenet", f"data.root={nowhere}", cwd=tmp_path)

@@ -351,12 +351,13 @@ class Ensemble(L.LightningModule):
             raise UserError(f"the checkpoints take different input sizes {sorted(sizes)}: evaluate them apart")
         if len({getattr(member.net, "input_normalization", None) for member in members}) != 1:
             raise UserError("the checkpoints' nets take differently normalised images: evaluate them apart")
-        self.input_size = sizes.pop()
+        if len(classes := {member.num_classes for member in members}) != 1:
+            raise UserError(f"the checkpoints' nets tell {sorted(classes)} classes apart: evaluate them apart")
+        self.input_size, self.num_classes = sizes.pop(), classes.pop()
         self.members: list[ClassifierModule] = nn.ModuleList(members)  # type: ignore[assignment]
-        num_classes = int(dict(members[0].hparams["net"]).get("num_classes", 1000))
-        self.val_metrics = error_metrics(num_classes).clone(prefix="val/")
+        self.val_metrics = error_metrics(self.num_classes).clone(prefix="val/")
         self.member_metrics: list[MetricCollection] = nn.ModuleList(  # type: ignore[assignment]
-            [error_metrics(num_classes).clone(prefix=f"val/member{i}/") for i in range(len(members))]
+            [error_metrics(self.num_classes).clone(prefix=f"val/member{i}/") for i in range(len(members))]
         )
         self.val_images = SumMetric(nan_strategy="disable")
 

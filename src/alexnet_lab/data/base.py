@@ -119,10 +119,14 @@ class ClassificationData(L.LightningDataModule):
 
     collate = staticmethod(default_collate)
 
-    def fit_to(self, net: Any) -> None:
-        """Before the data are read: the net takes the images this dataset gives (as many channels, of its size),
-        and a net that declares the normalisation its weights expect (``input_normalization``: per-channel mean
-        and std on [0, 1] pixels) is given its images so (a dataset that has no such mode ignores it)."""
+    def fit_to(self, net: Any, classes: int | None = None) -> None:
+        """Before the data are read: the net takes the images this dataset gives (as many channels, of its size)
+        and tells apart as many ``classes`` as it has, or more; a net that declares the normalisation its weights
+        expect (``input_normalization``: per-channel mean and std on [0, 1] pixels) is given its images so (a
+        dataset that has no such mode ignores it)."""
+        if classes is not None and self.num_classes > classes:
+            raise UserError(f"data.num_classes={self.num_classes} but the net tells {classes} classes apart: give it "
+                            f"data of its classes (data.num_classes={classes})")  # fmt: skip
         channels, size = self.image_shape
         if (int(net.in_channels), int(net.input_size)) != (channels, size):
             takes, gives = f"{net.in_channels}x{net.input_size}x{net.input_size}", f"{channels}x{size}x{size}"
