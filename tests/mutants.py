@@ -137,7 +137,7 @@ MUTANTS = [
       f"{TD}::test_device_normalizer_equals_the_cpu_reference"),
     m("resume skips batches as samples", f"{PKG}/data/sampling.py", 'state["batches"] * self.batch_size)',
       'state["batches"])', RESUME_PLAIN),
-    m("iterator created before set_epoch", f"{PKG}/data/sampling.py", "return _Deferred(super().__iter__)",
+    m("iterator created before set_epoch", f"{PKG}/data/sampling.py", "yield from super().__iter__()",
       "return super().__iter__()", RESUME_WORKERS),
     m("step checkpoint at an epoch's last step", f"{PKG}/resume.py",
       "if due and not compat.at_last_batch(trainer) and", "if due and", RESUME_PLAIN),

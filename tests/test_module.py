@@ -535,16 +535,21 @@ def test_twenty_training_steps_read_no_tensor_value_on_the_host(
     datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
     datamodule.fit_to(model.net)
     reads = HostReads(monkeypatch, on_gpu=accelerator == "gpu")
-    next_batch = sampling._Deferred.__next__
+    batches = sampling.ResumableLoader.__iter__
 
-    def loader_next(self: Any) -> Any:  # the loader's own work is not the step's
-        counting, reads.counting = reads.counting, False
-        try:
-            return next_batch(self)
-        finally:
-            reads.counting = counting
+    def loader_iter(self: Any) -> Any:  # the loader's own work is not the step's
+        loader = batches(self)
+        while True:
+            counting, reads.counting = reads.counting, False
+            try:
+                batch = next(loader, None)
+            finally:
+                reads.counting = counting
+            if batch is None:
+                return
+            yield batch
 
-    monkeypatch.setattr(sampling._Deferred, "__next__", loader_next)
+    monkeypatch.setattr(sampling.ResumableLoader, "__iter__", loader_iter)
 
     class Window(lightning.Callback):
         def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:

@@ -92,8 +92,9 @@ class ResumableLoader(DataLoader):
         self.position = position
 
     def __iter__(self) -> Any:  # DataLoader promises a _BaseDataLoaderIter; Lightning needs an iterator only
-        """An iterator that starts the loader's own (and so draws the first indices) at the first ``next``."""
-        return _Deferred(super().__iter__)
+        """An iterator that starts the loader's own (and so draws the first indices) at the first ``next``: a
+        generator runs nothing before it (see the module doc)."""
+        yield from super().__iter__()
 
     def state_dict(self) -> dict[str, int]:
         epoch, batches = self.position()
@@ -102,20 +103,3 @@ class ResumableLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         assert isinstance(self.sampler, ResumableSampler) and self.batch_size is not None
         self.sampler.resume(state["epoch"], state["batches"] * self.batch_size)
-
-
-class _Deferred:
-    """Calls ``start`` for the real iterator at the first ``next``: see the module doc."""
-
-    def __init__(self, start: Callable[[], Iterator[Any]]) -> None:
-        self._start: Callable[[], Iterator[Any]] | None = start
-        self._iterator: Iterator[Any] | None = None
-
-    def __iter__(self) -> _Deferred:
-        return self
-
-    def __next__(self) -> Any:
-        if self._iterator is None:
-            assert self._start is not None
-            self._iterator, self._start = self._start(), None
-        return next(self._iterator)
