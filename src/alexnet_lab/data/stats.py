@@ -3,11 +3,12 @@ eigen-decomposition of the RGB covariance for the PCA lighting (section 4.1)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from alexnet_lab.data.layouts import BadImageError, load_rgb
 from alexnet_lab.data.transforms import IMAGE_SIZE, preprocess
@@ -16,27 +17,17 @@ from alexnet_lab.files import atomic_write
 log = logging.getLogger(__name__)
 
 
-class _Preprocessed(Dataset):
-    """Each path's 256x256 image; with ``skip_bad``, None for a file that cannot be read."""
-
-    def __init__(self, paths: list[str], skip_bad: bool) -> None:
-        self.paths, self.skip_bad = paths, skip_bad
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor | None:
+def _load(paths: list[str], skip_bad: bool) -> torch.Tensor:
+    """A batch of paths as their 256x256 images (in a loader's worker); with ``skip_bad``, without those that cannot be
+    read, else the first of them raises."""
+    images = []
+    for path in paths:
         try:
-            return preprocess(load_rgb(self.paths[i]))
+            images.append(preprocess(load_rgb(path)))
         except BadImageError:
-            if self.skip_bad:
-                return None
-            raise
-
-
-def _stack(images: list[torch.Tensor | None]) -> torch.Tensor:
-    kept = [image for image in images if image is not None]
-    return torch.stack(kept) if kept else torch.empty(0, 3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
+            if not skip_bad:
+                raise
+    return torch.stack(images) if images else torch.empty(0, 3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
 
 
 class StatsSums:
@@ -91,8 +82,8 @@ def compute_stats(
     """Mean 256x256 image (0..255) and the 3x3 covariance of RGB pixel values (scaled to [0, 1]), over the
     images that can be read with ``skip_bad`` (data.skip_bad_images), else a file that cannot be read raises."""
     sums = StatsSums()
-    dataset = _Preprocessed(paths, skip_bad)
-    for batch in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_stack):
+    load = functools.partial(_load, skip_bad=skip_bad)
+    for batch in DataLoader(paths, batch_size=batch_size, num_workers=num_workers, collate_fn=load):  # type: ignore[arg-type]
         sums.add(batch)
     if sums.images < len(paths):
         log.warning("statistics: %d unreadable files skipped (data.skip_bad_images)", len(paths) - sums.images)
