@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 from torchvision.datasets import imagenet as tv_imagenet
 
-from alexnet_lab.data.base import EachOnceSampler
 from alexnet_lab.data.generated import CLASSES, QUIRKS, generate
 from alexnet_lab.data.imagenet import ImageDataset, ImageNetDataModule, collate
 from alexnet_lab.data.layouts import LAYOUTS, BadImageError, DataRootError, detect_layout, load_rgb, read_split
@@ -462,11 +461,18 @@ def test_an_unknown_pca_lighting_is_refused_by_name() -> None:
         DeviceNormalizer(torch.zeros(3, 256, 256), torch.ones(3), torch.eye(3), pca_lighting="stdev")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("world", [1, 2, 3])
-def test_val_shards_count_every_image_once(world: int) -> None:
-    shards = [list(EachOnceSampler(101, world, rank)) for rank in range(world)]
-    assert sorted(i for shard in shards for i in shard) == list(range(101))
-    assert [len(s) for s in shards] == [len(EachOnceSampler(101, world, r)) for r in range(world)]
+@pytest.mark.parametrize("world", [1, 2, 5])
+def test_val_shards_count_every_image_once(layouts: dict[str, Path], world: int) -> None:
+    """The validation loader of each of ``world`` ranks, over 12 images (5 ranks: shares of 3 and 2): every image
+    once over the ranks, none repeated to even the shares; each rank's loader knows its length."""
+    shards = []
+    for rank in range(world):
+        dm = ImageNetDataModule(root=str(layouts["folders"]), num_classes=4, num_workers=0, batch_size=world)
+        dm.trainer = SimpleNamespace(world_size=world, global_rank=rank)  # type: ignore[assignment]
+        loader = dm.val_dataloader()
+        shards.append(list(loader.sampler))
+        assert len(loader) == len(shards[-1])  # batches of one image each
+    assert sorted(i for shard in shards for i in shard) == list(range(12))
 
 
 def test_datamodule_generates_the_sample_says_where_and_batches_it(

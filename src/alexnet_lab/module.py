@@ -249,7 +249,7 @@ class ClassifierModule(L.LightningModule):
         probs = self.predict_probs(batch["image"])
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), batch["label"], reduction="none")
         # Metric objects, logged per epoch (Lightning's default in validation), sum their states over ranks:
-        # each image counts once, as the sampler hands it to exactly one rank (data.base.EachOnceSampler).
+        # each image counts once, as the loader hands it to exactly one rank (ClassificationData.val_dataloader).
         self.val_loss.update(loss)
         self.val_images.update(float(loss.numel()))
         self.val_metrics.update(probs, batch["label"])

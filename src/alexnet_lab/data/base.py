@@ -3,7 +3,7 @@
 - Exact resume: the training order and each image's augmentation are functions of (seed, epoch, position)
   (:class:`ResumableSampler`), the loader's position goes into every checkpoint (:class:`ResumableLoader`),
   and each step reseeds the lighting and dropout from (seed, step, rank) (:func:`seed_step`).
-- Validation under DDP counts each image once: rank r of w takes r, r + w, ... (:class:`EachOnceSampler`),
+- Validation under DDP counts each image once: rank r of w takes r, r + w, ... (:meth:`val_dataloader`),
   where ``DistributedSampler`` would pad with repeats.
 - The global batch (section 5's 128) is split evenly over the processes.
 - A batch that lost every image (unreadable files, skipped) is an empty batch the module passes over (under
@@ -15,12 +15,12 @@ A dataset subclasses it and gives :meth:`dataset` (items taken by ``(index, augm
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler, Subset
+from torch.utils.data import DataLoader, Dataset, SequentialSampler, Subset
 from torch.utils.data.dataloader import default_collate
 
 from alexnet_lab import compat
@@ -28,20 +28,6 @@ from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_st
 from alexnet_lab.errors import UserError
 
 Use = Literal["train", "val", "figure"]  # what a dataset is asked for: augmented training items, val, or figures
-
-
-class EachOnceSampler(Sampler[int]):
-    """Rank r of w gets indices r, r + w, r + 2w, ...: every index exactly once over all ranks, with no
-    padding (DistributedSampler repeats images so that ranks get equal shares, which would count them twice)."""
-
-    def __init__(self, size: int, num_replicas: int = 1, rank: int = 0) -> None:
-        self.size, self.num_replicas, self.rank = size, num_replicas, rank
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.size, self.num_replicas))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.size, self.num_replicas))
 
 
 class Split(Dataset):
@@ -155,7 +141,7 @@ class ClassificationData(L.LightningDataModule):
     def device_batch(self) -> int:
         return per_device_batch(self.batch_size, self.world[0])
 
-    def _loader(self, dataset: Dataset, sampler: Sampler, loader: type = DataLoader, **kwargs: Any) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler: Iterable[Any], loader: type = DataLoader, **kwargs: Any) -> DataLoader:
         return loader(
             dataset,
             batch_size=self.device_batch,
@@ -186,8 +172,10 @@ class ClassificationData(L.LightningDataModule):
         return self.trainer.current_epoch, compat.batches_done(self.trainer)
 
     def val_dataloader(self) -> DataLoader:
-        dataset = self.dataset("val", "val")
-        return self._loader(dataset, EachOnceSampler(len(dataset), *self.world))  # type: ignore[arg-type]
+        """Rank r of w takes images r, r + w, r + 2w, ...: each image once over the ranks, with no padding
+        (``DistributedSampler`` repeats images so that the ranks get equal shares, which would count them twice)."""
+        dataset, (world_size, rank) = self.dataset("val", "val"), self.world
+        return self._loader(dataset, range(rank, len(dataset), world_size))  # type: ignore[arg-type]
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if not isinstance(batch, dict):
