@@ -87,15 +87,11 @@ def figure_images(datamodule: Any, split: Literal["train", "val"], indices: list
 
 
 def figure_batches(datamodule: Any, split: Literal["train", "val"], count: int, batch_size: int) -> Iterator[Any]:
-    """The net's inputs for the first ``count`` images of ``split``, with their indices, in batches."""
+    """The net's inputs for the first ``count`` images of ``split``, in batches."""
     dataset = datamodule.dataset(split, "figure")
     loader = DataLoader(Subset(dataset, range(min(count, len(dataset)))), batch_size=batch_size,
                         num_workers=datamodule.num_workers, collate_fn=datamodule.collate)  # fmt: skip
-    start = 0
-    for batch in loader:
-        size = len(batch["label"])
-        yield datamodule.net_input(batch, training=False), torch.arange(start, start + size)
-        start += size
+    return (datamodule.net_input(batch, training=False) for batch in loader)
 
 
 # -- Figure 4 ----------------------------------------------------------------------------------------------------
@@ -106,17 +102,6 @@ def nearest_neighbours(features: torch.Tensor, queries: torch.Tensor, k: int, ch
              for start in range(0, len(features), chunk)]  # fmt: skip
     distances = torch.cat([queries.new_empty((len(queries), 0), dtype=torch.float64), *parts], dim=1)
     return distances.topk(min(k, distances.shape[1]), dim=1, largest=False).indices
-
-
-@torch.no_grad()
-def hidden_features(
-    net: Any, datamodule: Any, split: Literal["train", "val"], count: int, device: torch.device, batch_size: int = 128
-) -> torch.Tensor:
-    """The last hidden layer's features of the first ``count`` images of ``split``, centre crops."""
-    out = []
-    for inputs, _ in figure_batches(datamodule, split, count, batch_size):
-        out.append(net.hidden(inputs.to(device)).float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
 
 
 def _show(ax: Any, image: torch.Tensor) -> None:
@@ -159,7 +144,10 @@ def draw_figure4(model: Any, datamodule: Any, path: Path, max_train_images: int,
     picks = np.linspace(0, val_count - 1, min(PREDICTION_IMAGES, val_count)).round().astype(int).tolist()
     shown, inputs, labels = figure_images(datamodule, "val", picks)
     probs = F.softmax(net(inputs.to(device)).float(), dim=1).cpu()
-    train_features = hidden_features(net, datamodule, "train", max_train_images, device, batch_size)
+    # the last hidden layer's features of the first max_train_images training images, centre crops
+    batches = figure_batches(datamodule, "train", max_train_images, batch_size)
+    features = [net.hidden(batch.to(device)).float().cpu() for batch in batches]
+    train_features = torch.cat(features) if features else torch.empty(0)
     queries = picks[:QUERY_IMAGES]
     query_features = net.hidden(inputs[: len(queries)].to(device)).float()
     neighbours = nearest_neighbours(train_features, query_features, min(NEIGHBOURS, len(train_features)))
