@@ -158,6 +158,23 @@ def test_a_ddp_sweep_with_the_submitit_launcher(tmp_path: Path) -> None:
     assert [row[1] for row in report_rows(sweep)] == [f"gpus={gpus}" for gpus in sizes]
 
 
+@pytest.mark.slow(25)
+def test_a_sweep_by_steps_reports_each_jobs_validation_after_training(tmp_path: Path) -> None:
+    """trainer.max_steps=3 ends each job within its first epoch (the smoke preset's epoch is 4 steps), which
+    Lightning then validates nowhere: the report's row is the validation src/train.py ran after training, the
+    numbers its summary.json records, as epoch "end", and the LRN ablation compares the two jobs."""
+    sweep = tmp_path / "sweep"
+    ok(run_script("train.py", "-m", "norm=lrn,none", *SMOKE, "trainer.max_steps=3", f"hydra.sweep.dir={sweep}",
+                  cwd=tmp_path))  # fmt: skip
+    rows = report_rows(sweep)
+    for row, job in zip(rows, ("0", "1"), strict=True):
+        recorded = summary(sweep / job)
+        assert recorded["last"] == {"epoch": 0}, "no epoch validated"
+        expected = [f"{100 * recorded['val/top1_err']:.2f}", f"{100 * recorded['val/top5_err']:.2f}", "end"]
+        assert row[3:6] == expected and row[6:8] == expected[:2]
+    assert "| LRN (section 3.3) | norm=lrn | norm=none | 1 vs 1 |" in (sweep / "report.md").read_text()
+
+
 @pytest.fixture
 def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two seeds of the smoke preset in one sweep, logged to W&B (offline) and CSV, with tags; made once for
