@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 from PIL import Image
+from torchvision.datasets import ImageNet
+from torchvision.datasets.folder import find_classes, make_dataset
 
 from alexnet_lab.errors import UserError
 
@@ -61,15 +63,11 @@ def detect_layout(root: str | os.PathLike[str], key: str = "data.root") -> str:
     raise DataRootError(f"{key}={root} holds no ImageNet layout I know; {LAYOUT_HELP}")
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def _class_folders(train_dir: Path) -> list[str]:
-    wnids = sorted(d.name for d in os.scandir(train_dir) if d.is_dir())
-    if not wnids:
-        raise DataRootError(f"{train_dir} has no class folders; {LAYOUT_HELP}")
-    return wnids
+    try:
+        return find_classes(train_dir)[0]  # sorted, as ImageFolder's
+    except FileNotFoundError:
+        raise DataRootError(f"{train_dir} has no class folders; {LAYOUT_HELP}") from None
 
 
 def _read_names(mapping: Path, wnids: list[str]) -> list[str]:
@@ -82,25 +80,14 @@ def _read_names(mapping: Path, wnids: list[str]) -> list[str]:
     return [names.get(w, w) for w in wnids]
 
 
-def _folder_samples(split_dir: Path, index: dict[str, int]) -> list[tuple[str, int]]:
-    samples = []
-    for wnid in sorted(index):
-        folder = split_dir / wnid
-        if folder.is_dir():
-            samples += [(str(p), index[wnid]) for p in _images_in(folder)]
-    return samples
-
-
 def _read_folders(root: Path, split: str) -> SplitIndex:
     wnids = _class_folders(root / "train")
-    samples = _folder_samples(root / split, {w: i for i, w in enumerate(wnids)})
+    samples = make_dataset(root / split, {w: i for i, w in enumerate(wnids)}, IMAGE_SUFFIXES, allow_empty=True)
     return SplitIndex(samples, wnids, _read_names(root / SYNSET_MAPPING, wnids))
 
 
 def _read_archives(root: Path, split: str) -> SplitIndex:
     # torchvision parses the devkit (meta.mat, validation ground truth) and unpacks the archives once.
-    from torchvision.datasets import ImageNet
-
     dataset = ImageNet(str(root), split=split)  # its classes: a tuple of names each, from the devkit's meta.mat
     names = [", ".join(names) for names in dataset.classes]
     return SplitIndex([(p, int(t)) for p, t in dataset.samples], list(dataset.wnids), names)
@@ -112,13 +99,13 @@ def _read_kaggle(root: Path, split: str) -> SplitIndex:
     index = {w: i for i, w in enumerate(wnids)}
     names = _read_names(root / SYNSET_MAPPING, wnids)
     if split == "train":
-        return SplitIndex(_folder_samples(base / "train", index), wnids, names)
+        return SplitIndex(make_dataset(base / "train", index, IMAGE_SUFFIXES, allow_empty=True), wnids, names)
     labels = {}
     with open(root / KAGGLE_VAL_CSV, newline="") as f:
         for row in csv.DictReader(f):
             labels[row["ImageId"]] = row["PredictionString"].split()[0]  # "wnid x0 y0 x1 y1 [wnid ...]"
     samples = []
-    for path in _images_in(base / "val"):
+    for path in sorted(p for p in (base / "val").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         wnid = labels.get(path.stem)
         if wnid is None:
             raise DataRootError(f"{path} has no row in {root / KAGGLE_VAL_CSV}: the file does not match the images")
