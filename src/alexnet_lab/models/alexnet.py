@@ -8,7 +8,7 @@ are Hydra config groups with one file per choice of their ``Literal`` (conf/<gro
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 import torch
@@ -19,11 +19,8 @@ from torch.autograd.function import once_differentiable
 
 from alexnet_lab.declare import PositiveInt, checked
 
-# Section 3.5 and 4.1: the net takes 224x224 patches ("increases the size of our training set by a factor of
-# 2048" = (256 - 224)^2 x 2). An 11x11 stride-4 convolution gives the 55x55 maps of section 3.5 from 224 pixels
-# as cuda-convnet computes it, 1 + ceil((2 * padding + size - filter) / stride) = 1 + ceil(213 / 4) (layer.py,
-# ConvLayerParser): its last filter positions read 3 pixels past the right and bottom edges, which are zero.
-# 227 (Caffe's crop_size) gives 55 with no padding. Both readings are offered; docs/fidelity.md.
+# Sections 3.5 and 4.1: 224x224 patches, conv1 reading 3 zero pixels past the right and bottom edges for its 55x55
+# maps, as cuda-convnet computes it; or Caffe's 227 with no padding (docs/fidelity.md, "224 or 227").
 InputSize = Literal[224, 227]
 PAPER_INPUT_SIZE: InputSize = 224
 
@@ -45,6 +42,7 @@ CAFFE_LRN_K = 1.0
 Norm = Literal["lrn", "bn", "none"]  # section 3.3's LRN after conv1 and conv2, BatchNorm2d there, or nothing
 Pooling = Literal["overlap", "nonoverlap"]  # section 3.4: 3x3 windows with stride 2, or 2x2 with stride 2
 Activation = Literal["relu", "tanh"]  # section 3.1: wherever the paper has a ReLU
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}
 Init = Literal["paper", "caffe", "kaiming"]  # section 5; BVLC's reference values; Kaiming normal
 
 
@@ -120,17 +118,10 @@ class _LRN(torch.autograd.Function):
 
 
 class PaperLRN(nn.LocalResponseNorm):
-    """Local response normalisation exactly as written in section 3.3.
-
-    b_i = a_i / (k + alpha * sum_{j in n adjacent maps} a_j^2) ^ beta
-
-    ``columns`` > 1 normalises each column's maps on their own: in the two-GPU net each GPU normalised the maps
-    it held (cuda-convnet's two-GPU layer files have rnorm1a/rnorm1b over 48 maps each), and no window spans
-    the two columns. torch.nn.LocalResponseNorm averages the squares (alpha / n * sum), so it is given
-    alpha * n; the forward pass is ``_LRN``. Under autocast the convolutions hand over bf16 (or fp16) maps: in
-    8 bits of mantissa the window's sum of squares and its power lose most of the normalisation, so ``_LRN``
-    computes in fp32 and rounds its result once to the maps' type (tests/test_model.py).
-    """
+    """Section 3.3's b_i = a_i / (k + alpha * sum_{j in n adjacent maps} a_j^2) ^ beta, within each of ``columns``
+    (docs/fidelity.md, "LRN"). torch.nn.LocalResponseNorm averages the squares (alpha / n * sum), so it is given
+    alpha * n; the forward pass is ``_LRN``, in fp32 whatever the maps' dtype: in bf16's 8 bits of mantissa the
+    window's sum of squares and its power lose most of the normalisation (tests/test_model.py)."""
 
     def __init__(self, size: int = LRN_SIZE, alpha: float = LRN_ALPHA, beta: float = LRN_BETA, k: float = LRN_K,
                  columns: int = 1) -> None:  # fmt: skip
@@ -153,11 +144,7 @@ class PaperLRN(nn.LocalResponseNorm):
 
 class PaperDropout(nn.Module):
     """Section 4.2 as written: in training each unit's output is set to zero with probability ``p``; at test
-    time every unit is used and its output multiplied by 1 - p (the paper: by 0.5).
-
-    torch.nn.Dropout ("inverted" dropout) scales the kept outputs by 1 / (1 - p) in training instead and leaves
-    them alone at test time: the same functions of the weights up to that factor, but not the same training
-    with the paper's weight decay and initialisation."""
+    time every unit is used and its output multiplied by 1 - p (docs/fidelity.md, "Dropout": not torch's)."""
 
     def __init__(self, p: float = DROPOUT) -> None:
         super().__init__()
@@ -202,7 +189,7 @@ class AlexNet(nn.Module):
         c1, c2, c3, c4, c5 = tuple(widths) if widths is not None else self.paper_widths(columns)
         fc_width = FC_WIDTH if fc_width is None else fc_width
 
-        act = self._activation
+        act = ACTIVATIONS[activation]
         pool = self._pool
         drop = (lambda: PaperDropout(dropout)) if self.dropout_form == "paper" else (lambda: nn.Dropout(dropout))
         pad = nn.ZeroPad2d((0, 3, 0, 3)) if input_size == 224 else nn.Identity()  # left, right, top, bottom
@@ -228,9 +215,6 @@ class AlexNet(nn.Module):
     @staticmethod
     def paper_widths(columns: int) -> tuple[int, ...]:
         return PAPER_WIDTHS if columns == 2 else ONE_GPU_WIDTHS
-
-    def _activation(self) -> nn.Module:
-        return nn.ReLU(inplace=True) if self.activation == "relu" else nn.Tanh()
 
     def _pool(self) -> nn.Module:
         # Section 3.4: s = 2, z = 3 overlaps; s = z = 2 is the traditional non-overlapping scheme.

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from alexnet_lab.declare import PositiveInt, checked
+from alexnet_lab.models.alexnet import ACTIVATIONS
 
 INIT_STD = {"conv1": 1e-4, "conv2": 0.01, "conv3": 0.01, "fc10": 0.01}  # layers-18pct.cfg: initW
 
@@ -31,10 +32,7 @@ class CifarNet(nn.Module):
     def __init__(self, num_classes: PositiveInt = 10, activation: Literal["relu", "tanh"] = "relu") -> None:
         super().__init__()
         self.activation = activation
-
-        def act() -> nn.Module:
-            return nn.ReLU(inplace=True) if activation == "relu" else nn.Tanh()
-
+        act = ACTIVATIONS[activation]
         self.features = nn.Sequential(OrderedDict([
             ("conv1", nn.Conv2d(3, 32, 5, padding=2)), ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)), ("act1", act()),
             ("conv2", nn.Conv2d(32, 32, 5, padding=2)), ("act2", act()),

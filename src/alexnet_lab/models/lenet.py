@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from alexnet_lab.declare import PositiveInt, checked
+from alexnet_lab.models.alexnet import ACTIVATIONS
 
 INPUT_SIZE = 32  # "The input is a 32x32 pixel image" (MNIST's 28x28 with 2 pixels of padding)
 
@@ -35,10 +36,7 @@ class LeNet5(nn.Module):
     def __init__(self, num_classes: PositiveInt = 10, activation: Literal["tanh", "relu"] = "tanh") -> None:
         super().__init__()
         self.activation = activation
-
-        def act() -> nn.Module:
-            return nn.Tanh() if activation == "tanh" else nn.ReLU(inplace=True)
-
+        act = ACTIVATIONS[activation]
         self.features = nn.Sequential(OrderedDict([
             ("c1", nn.Conv2d(1, 6, 5)), ("act1", act()), ("s2", nn.AvgPool2d(2, 2)),
             ("c3", nn.Conv2d(6, 16, 5)), ("act3", act()), ("s4", nn.AvgPool2d(2, 2)),
