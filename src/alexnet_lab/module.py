@@ -31,10 +31,8 @@ Multiplier = Annotated[float, Ge(0)]
 
 class TopKError(Metric):
     """The fraction of images whose label is not among the ``top_k`` highest scores: the paper's top-1 and top-5
-    error, over images (micro), summed over ranks. Written here rather than taken from torchmetrics'
-    MulticlassAccuracy: its top-1 path counts a num_classes x num_classes confusion matrix at every step and its
-    argument check waits for the GPU (torch.unique), which cost the training step a quarter of its speed on an
-    H200 (docs/benchmarks.md). The data modules check the labels' range once (alexnet_lab.data.base)."""
+    error, over images (micro), summed over ranks. Not torchmetrics' MulticlassAccuracy, whose argument check
+    waits for the GPU at every step (docs/benchmarks.md); the data modules check the labels' range once."""
 
     full_state_update = False
     wrong: torch.Tensor

@@ -1,15 +1,6 @@
-"""Section 5's update rule, and the parameter groups of the bias multipliers.
-
-The paper writes, for momentum 0.9 and weight decay 0.0005,
-
-    v <- 0.9 v - 0.0005 eps w - eps dL/dw
-    w <- w + v
-
-so the velocity carries the learning rate eps. torch.optim.SGD keeps a buffer without it (b <- m b + g + d w,
-w <- w - eps b): the same steps while eps is constant, but when eps is divided by 10 torch's next step shrinks at
-once, while the paper's velocity still holds about 1 / (1 - 0.9) = 10 steps' worth at the old rate. cuda-convnet
-(the authors' code) and Caffe's SGD solver update this way too.
-"""
+"""Section 5's update rule, v <- 0.9 v - 0.0005 eps w - eps dL/dw, w <- w + v (the velocity carries the learning
+rate eps: docs/fidelity.md, "SGD", says how torch.optim.SGD differs), the lr schedules and the bias multipliers'
+parameter groups."""
 
 from __future__ import annotations
 
@@ -23,11 +14,11 @@ from torch.optim.lr_scheduler import MultiStepLR, ReduceLROnPlateau
 
 
 class PaperSGD(torch.optim.SGD):
-    """SGD with momentum as written in section 5 (see the module doc), on torch.optim.SGD's update (foreach, and
-    compilable): torch's buffer b is the paper's velocity divided by -lr, v = -lr b, which both rules update alike
-    while the lr is constant. When a group's lr changes from lr1 to lr2, its buffers are multiplied by lr1 / lr2
-    first, so the velocity keeps its size, as the paper's does. ``lr``, ``momentum`` and ``weight_decay`` are
-    per parameter group, so lr schedulers work unchanged; ``lr`` may be a tensor (:func:`compile_update`)."""
+    """Section 5's SGD on torch.optim.SGD's update (foreach, and compilable): torch's buffer b is the paper's
+    velocity over -lr, v = -lr b, updated alike while the lr is constant; when a group's lr changes from lr1 to lr2,
+    its buffers are multiplied by lr1 / lr2 first, so the velocity keeps its size, as the paper's does. ``lr``,
+    ``momentum`` and ``weight_decay`` are per parameter group, so lr schedulers work unchanged; ``lr`` may be a
+    tensor (:func:`compile_update`)."""
 
     def __init__(self, params: Iterable[Any], lr: float | torch.Tensor, momentum: float, weight_decay: float) -> None:
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)

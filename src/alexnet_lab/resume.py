@@ -289,18 +289,11 @@ class SafeCheckpoint(ModelCheckpoint):
 
 
 class Preemption(Checkpoint):
-    """What a signal to stop does (README, "Checkpoints, preemption and exact resume"): ``last.ckpt`` is saved at
-    the end of the step, or after the validation for a signal in an epoch's last step (:class:`SafeCheckpoint`),
-    and the run exits 0 before the next step; ``requeue_signals`` also ``scontrol requeue`` a SLURM job. The
-    first signal decides. After a loss that was not finite nothing is saved or requeued: the run stops as
-    diverged (``ClassifierModule.finite``).
-
-    The handlers are installed when the callback is made, before the data are set up, and replace Lightning's
-    (which broadcast from inside the handler). A signal sent to rank 0 alone is forwarded to the ranks it
-    started, and all ranks agree at each step end, so they stop at the same step. It is a ``Checkpoint`` so that
-    Lightning calls its epoch-end hook after the LightningModule's, which steps the lr schedule: the saved
-    schedule is then the one the next epoch uses.
-    """
+    """What a signal to stop does: README, "Checkpoints, preemption and exact resume". The handlers are installed
+    when the callback is made, before the data are set up, and replace Lightning's (which broadcast from inside
+    the handler). A signal sent to rank 0 alone is forwarded to the ranks it started, and all ranks agree at each
+    step end, so they stop at the same step. It is a ``Checkpoint`` so that Lightning calls its epoch-end hook
+    after the LightningModule's, which steps the lr schedule: the saved schedule is the next epoch's."""
 
     def __init__(
         self,

@@ -251,15 +251,10 @@ class ShardReader:
 
 
 class PreparedDataset(torch.utils.data.Dataset):
-    """A prepared split as the data module's datasets: item (index or (index, seed)) -> crop(s) and label.
-
-    The DataLoader asks for a whole batch at once (``__getitems__``). Each image is decoded into one reused
-    buffer, and its crops are cut in uint8 height-width-channel order straight into the batch, which a worker
-    allocates in shared memory: whole rows are copied, once, and no per-image tensor is made (the device
-    mirrors the crops drawn so). The batch goes to the device in channels-last memory, as (N, 3, s, s) (or
-    (N, 10, 3, s, s) for ten crops). ``fast_dct`` decodes with libjpeg-turbo's fast integer IDCT: about 15%
-    faster, pixels within a level or two of the exact IDCT (docs/benchmarks.md).
-    """
+    """A prepared split as the data module's datasets: item (index or (index, seed)) -> crop(s) and label, a whole
+    batch at once (``__getitems__``), cut into shared memory with no per-image tensor (docs/benchmarks.md, "How
+    the prepared loader works"); (N, 3, s, s), or (N, 10, 3, s, s) for ten crops, in channels-last memory.
+    ``fast_dct``: libjpeg-turbo's fast integer IDCT (docs/benchmarks.md)."""
 
     def __init__(self, reader: ShardReader, transform: Any, fast_dct: bool) -> None:
         self.reader, self.transform, self.fast_dct = reader, transform, fast_dct

@@ -1,17 +1,12 @@
-"""Sampling that makes a run reproducible step by step, so that a resumed run continues bit for bit.
+"""Sampling that makes a run reproducible step by step, so that a resumed run continues bit for bit (README,
+"Checkpoints, preemption and exact resume"): the training order and each image's crop and flip are functions of
+(seed, epoch, position), whichever worker loads it; each step reseeds the global RNGs from (seed, step, rank)
+(:func:`seed_step`) for the lighting and dropout; the loader's state (epoch, batches done) is in every checkpoint.
 
-- Every random draw of the data path is a function of (seed, epoch, position): the training order, and each
-  image's crop and flip (the sampler hands the dataset an augmentation seed with each index). Nothing depends
-  on which worker loads an image, or on how many workers there are.
-- Each training step reseeds the global RNGs from (seed, step, rank) (:func:`seed_step`), so the PCA lighting
-  and dropout of step k are the same whether or not the run was interrupted before it.
-- The training loader is stateful in Lightning's sense: its state (epoch, batches done) goes into every
-  checkpoint, and loading it makes the sampler skip the batches that were already trained on.
-- A loader with workers draws ``prefetch_factor * num_workers`` indices as soon as its iterator exists. But
-  Lightning creates a resumed run's first iterator before it calls ``set_epoch``, and before it decides which
-  epoch the run continues in; it does not create it again. So :class:`ResumableLoader` creates the real
-  iterator at the first batch asked for, when the epoch is known; otherwise a run resumed in a later epoch
-  trained on epoch 0's order.
+A loader with workers draws ``prefetch_factor * num_workers`` indices as soon as its iterator exists. But Lightning
+creates a resumed run's first iterator before it calls ``set_epoch``, and before it decides which epoch the run
+continues in; it does not create it again. So :class:`ResumableLoader` creates the real iterator at the first
+batch asked for, when the epoch is known; otherwise a run resumed in a later epoch trained on epoch 0's order.
 """
 
 from __future__ import annotations

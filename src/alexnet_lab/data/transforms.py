@@ -120,21 +120,16 @@ def mirror(images: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
     return images.gather(-1, columns[:, None, None, :].expand_as(images))
 
 
-# The lighting's size along each principal axis: the paper's eigenvalues lambda_i (of the covariance of pixels
-# scaled to [0, 1]), or their square roots, the standard deviations along the axes (cuda-convnet2's convdata.py
-# draws its colour noise with "color_stdevs"). docs/fidelity.md compares them.
+# The lighting's size along each principal axis: the paper's eigenvalues, or their square roots (cuda-convnet2's
+# "color_stdevs"); docs/fidelity.md, "PCA lighting".
 PcaLighting = Literal["eigenvalues", "stdevs"]
 
 
 class DeviceNormalizer(nn.Module):
-    """Subtracts the training-set mean (section 2) and adds the PCA lighting (section 4.1) on the device.
-
-    Pixels stay in the paper's 0..255 range. The PCA is taken on pixels scaled to [0, 1], as the published
-    reimplementations do: the paper does not give the scale, and on 0..255 values alpha_i * lambda_i would
-    shift colours by about a thousand intensity levels. The offset is therefore scaled by 255. ``pca_lighting``
-    is ``eigenvalues`` (the paper's alpha_i * lambda_i) or ``stdevs`` (alpha_i * sqrt(lambda_i)). ``divisor``
-    (per channel, 0..255 units) divides the centred pixels, for a net whose weights expect standardised images.
-    """
+    """Subtracts the training-set mean (section 2) and adds the PCA lighting (section 4.1) on the device, to
+    pixels in the paper's 0..255 range: the PCA is of pixels scaled to [0, 1], so its offset is scaled by 255
+    (docs/fidelity.md, "PCA lighting"). ``divisor`` (per channel, 0..255 units) divides the centred pixels, for a
+    net whose weights expect standardised images."""
 
     mean_image: torch.Tensor
     eigvals: torch.Tensor
