@@ -108,8 +108,7 @@ def _show(ax: Any, image: torch.Tensor) -> None:
     pixels = image.permute(1, 2, 0).cpu().numpy()
     ax.imshow(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray" if pixels.shape[-1] == 1 else None)
     ax.axis("on")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set(xticks=[], yticks=[])
 
 
 def _draw_predictions(figure: Any, shown: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor,

@@ -314,19 +314,11 @@ def save_figure(fig: Any, path: Path, dpi: int = 120) -> Path:
 
 def _draw_figure1(path: Path, fastest: dict[str, dict[str, Any]]) -> None:
     fig, ax = pyplot().subplots(figsize=(5.5, 4))
-    for neuron, style in (("relu", "-"), ("tanh", "--")):
-        curve = fastest[neuron]["train_curve"]
-        ax.plot(
-            [e + 1 for e, _ in curve],
-            [err for _, err in curve],
-            style,
-            color="black",
-            label=f"{'ReLU' if neuron == 'relu' else 'tanh'} ({fastest[neuron]['label']})",
-        )
+    for neuron, style, name in (("relu", "-", "ReLU"), ("tanh", "--", "tanh")):
+        curve, label = fastest[neuron]["train_curve"], f"{name} ({fastest[neuron]['label']})"
+        ax.plot([e + 1 for e, _ in curve], [err for _, err in curve], style, color="black", label=label)
     ax.axhline(FIG1_TARGET, color="grey", linewidth=0.8)
-    ax.set_xlabel("epochs")
-    ax.set_ylabel("training error rate")
-    ax.set_ylim(0, 1)
+    ax.set(xlabel="epochs", ylabel="training error rate", ylim=(0, 1))
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
@@ -353,9 +345,7 @@ def _draw(sweep_dir: Path, rows: list[dict[str, Any]], labels: list[str]) -> Pat
             if row["curve"]:
                 ax.plot([e for e, _, _ in row["curve"]], [100 * t for _, t, _ in row["curve"]], marker="o", label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("val top-1 error (%)")
-    ax.set_title(f"Sweep {sweep_dir.name}")
+    ax.set(xlabel="epoch", ylabel="val top-1 error (%)", title=f"Sweep {sweep_dir.name}")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
