@@ -42,13 +42,15 @@ class SampleImage:
     data: bytes
 
 
-def _picture(rng: np.random.Generator, label: int, num_classes: int) -> np.ndarray:
-    """An RGB array whose colour and stripe angle depend on the class, with random size, phase and noise."""
+def picture(rng: np.random.Generator, label: int, num_classes: int, size: int | None = None,
+            period: tuple[float, float] = (14, 22)) -> np.ndarray:  # fmt: skip
+    """An RGB array (H, W, 3) whose colour and stripe angle depend on the class, with random phase, stripe period,
+    brightness and noise, and a random size unless ``size`` (a square's side) is given."""
     width = int(rng.integers(180, 520))
     height = int(width * rng.uniform(0.6, 1.5))
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    yy, xx = np.mgrid[0 : size or height, 0 : size or width].astype(np.float32)
     angle = np.pi * label / num_classes  # stripe orientation in [0, pi)
-    period = rng.uniform(14, 22)
+    period = rng.uniform(*period)
     wave = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period + rng.uniform(0, 2 * np.pi))
     hue = 2 * np.pi * label / num_classes
     colour = 0.5 + 0.35 * np.cos(hue + np.array([0.0, 2.1, 4.2]))  # RGB, class-specific
@@ -78,13 +80,13 @@ def generate(
     rng = np.random.default_rng(seed)
     wnids = sorted(CLASSES)[:num_classes]
     train = [
-        SampleImage(w, f"{w}_{i}.JPEG", _encode(_picture(rng, c, num_classes), QUIRKS.get((c, i))))
+        SampleImage(w, f"{w}_{i}.JPEG", _encode(picture(rng, c, num_classes), QUIRKS.get((c, i))))
         for c, w in enumerate(wnids)
         for i in range(train_per_class)
     ]
     val_labels = rng.permutation(np.repeat(np.arange(num_classes), val_per_class))  # classes mixed, as in ILSVRC
     val = [
-        SampleImage(wnids[c], f"ILSVRC2012_val_{k + 1:08d}.JPEG", _encode(_picture(rng, int(c), num_classes), None))
+        SampleImage(wnids[c], f"ILSVRC2012_val_{k + 1:08d}.JPEG", _encode(picture(rng, int(c), num_classes), None))
         for k, c in enumerate(val_labels)
     ]
     return train, val

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, MNIST
 
 from alexnet_lab.data.base import ClassificationData, Split, Use
+from alexnet_lab.data.generated import picture
 from alexnet_lab.data.layouts import DataRootError
 from alexnet_lab.declare import PositiveInt, Seed, checked
 from alexnet_lab.files import atomic_dir, create_once
@@ -71,23 +72,15 @@ def read_split(dataset: str, root: str | Path, split: str) -> Split:
 def write_cifar10(
     root: str | Path, train_per_class: PositiveInt = 50, val_per_class: PositiveInt = 10, seed: Seed = 0
 ) -> Path:
-    """A small CIFAR-10 in the official format under ``root/cifar-10-batches-py``: each class its own colour
-    and stripe angle, with noise, so that a short training learns."""
+    """A small CIFAR-10 in the official format under ``root/cifar-10-batches-py``: the generated sample's pictures
+    (alexnet_lab.data.generated.picture), 32x32, so that a short training learns."""
     folder = Path(root) / CIFAR_DIR
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
 
-    def images(per_class: int) -> tuple[np.ndarray, list[int]]:
-        labels = rng.permutation(np.repeat(np.arange(10), per_class))
-        yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
-        rows = []
-        for c in labels:
-            angle, phase = np.pi * c / 10, rng.uniform(0, 2 * np.pi)
-            wave = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / 6 + phase)
-            colour = 0.5 + 0.35 * np.cos(2 * np.pi * c / 10 + np.array([0.0, 2.1, 4.2]))
-            pixels = colour[:, None, None] * (0.75 + 0.25 * wave[None]) + rng.normal(0, 0.08, (3, 32, 32))
-            rows.append((np.clip(pixels, 0, 1) * 255).astype(np.uint8).reshape(-1))
-        return np.stack(rows), [int(c) for c in labels]
+    def images(per_class: int) -> tuple[np.ndarray, list[int]]:  # rows of R, G and B planes
+        labels = [int(c) for c in rng.permutation(np.repeat(np.arange(10), per_class))]
+        return np.stack([picture(rng, c, 10, 32, period=(5, 7)).transpose(2, 0, 1).reshape(-1) for c in labels]), labels
 
     train, train_labels = images(train_per_class)
     parts = np.array_split(np.arange(len(train_labels)), len(CIFAR_TRAIN))
