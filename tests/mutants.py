@@ -263,6 +263,10 @@ MUTANTS = [
     m("kernel colour ignores the channels", f"{PKG}/figures.py", "values - scaled.min(dim=1).values)",
       "values - scaled.max(dim=1).values)",
       "tests/test_figures.py::test_kernel_colour_separates_grey_kernels_from_coloured_ones"),
+    m("the activation table's tanh is a relu", MODEL, '"tanh": nn.Tanh}', '"tanh": nn.ReLU}',
+      f"{TM}::test_activation_everywhere_the_paper_has_relu"),
+    m("lenet squashes with relus", f"{PKG}/models/lenet.py", "act = ACTIVATIONS[activation]", 'act = ACTIVATIONS["relu"]',
+      "tests/test_figures.py::test_lenet5_has_the_papers_layers_and_61706_parameters"),
 ]  # fmt: skip
 
 

@@ -376,6 +376,8 @@ def test_lenet5_has_the_papers_layers_and_61706_parameters() -> None:
     net = LeNet5()
     assert sum(p.numel() for p in net.parameters()) == expected
     assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 10) and net.hidden(torch.zeros(1, 1, 32, 32)).shape == (1, 84)
+    # the paper's squashing function after C1, C3, C5 and F6 (the subsampling layers' own is left out)
+    assert [type(m) for m in net.modules() if isinstance(m, torch.nn.Tanh | torch.nn.ReLU)] == [torch.nn.Tanh] * 4
 
 
 @pytest.mark.slow(10)
