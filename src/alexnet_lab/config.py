@@ -40,17 +40,10 @@ _claimed: dict[str, str] = {}
 
 
 def claim_dir(path: str) -> str:
-    """``path`` if this call could create it, else the first free ``path_2``, ``path_3``, ...; the folder is
-    created here. ``mkdir`` fails when the folder exists, on a local disk as on a shared one, so two runs that
-    start in the same second, on one machine or on several, never share a run dir.
-
-    A task of a SLURM job (its ranks under ``srun``, and the same task after SLURM requeued the job) takes the
-    dir its first rank claimed, which a file beside it names (``.slurm-<job>.<step>``): one run dir per job.
-
-    The claim is remembered: Hydra resolves ``hydra.run.dir`` more than once per run, and each time it must
-    be the same folder. (The resolver is registered with ``use_cache``, so a config pickled into another
-    process, as the submitit launcher does, keeps the value too.)
-    """
+    """``path``, or the first free ``path_2``, ``path_3``, ..., created here with ``mkdir`` (README: a run dir
+    belongs to one run); a task of a SLURM job, requeued or not, takes the dir its first rank claimed, which
+    ``.slurm-<job>.<step>`` beside it names. Remembered: Hydra resolves ``hydra.run.dir`` more than once per run
+    (and the resolver's ``use_cache`` keeps the value in a config that the submitit launcher pickles)."""
     if path not in _claimed:
         task = slurm_task()
         _claimed[path] = _claim_for_task(path, task) if task else _claim(path)

@@ -72,12 +72,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], fsync: bool 
 
 def create_once(path: str | Path, create: Callable[[Path], object]) -> Path:
     """Makes ``path`` unless it exists: ``create(path)`` runs in one process at a time, under a lock file beside
-    it (``.<name>.lock``, held with ``flock``, which the kernel releases if the holder dies). Processes that
-    start together wait for the first one, then find ``path`` made and do nothing. ``create`` must make
-    ``path`` appear whole (:func:`atomic_write`, :func:`atomic_dir`).
-
-    ``flock`` works across the nodes of NFS (Linux emulates it with NFS locks) and of Lustre mounted with the
-    ``flock`` option."""
+    it (``.<name>.lock``, held with ``flock``, which the kernel releases if the holder dies; README: across NFS
+    and Lustre nodes too). Processes that start together wait for the first one, then find ``path`` made and do
+    nothing. ``create`` must make ``path`` appear whole (:func:`atomic_write`, :func:`atomic_dir`)."""
     path = Path(path)
     if path.exists():
         return path

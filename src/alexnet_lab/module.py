@@ -63,11 +63,10 @@ def top_ks(num_classes: int) -> tuple[int, int]:
 
 
 class TrainingTotals:
-    """The training loss and top-1/top-5 errors, kept on the device; read on the host once per logging interval
-    (the loss since the last interval) and once per epoch (the epoch's loss and errors). A value read every step
-    makes the CPU wait for the GPU at every step, as Lightning does with a value logged with ``prog_bar=True``, at
-    every batch end. A step costs two small writes: its loss into a buffer, its top-k hits into a sum; the buffer
-    is folded into the sums, and searched for a loss that was not finite, when it is full or read."""
+    """The training loss and top-1/top-5 errors, kept on the device (a value read every step makes the CPU wait
+    for the GPU), read on the host once per logging interval and once per epoch. A step writes its loss into a
+    buffer and adds its top-k hits, and the buffer is summed and searched for a loss that was not finite when it
+    is full or read (docs/benchmarks.md)."""
 
     def __init__(self, device: torch.device, num_classes: int, first_step: int, buffer: int = 64) -> None:
         self.losses = torch.zeros(buffer, device=device)  # the losses since the last fold, one per step

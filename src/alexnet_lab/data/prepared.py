@@ -81,8 +81,7 @@ QUALITY, CHROMA_DEFAULT = 90, typing.cast(Chroma, 420)
 
 
 def encode_jpeg(pixels: torch.Tensor, quality: int = QUALITY, chroma: int = CHROMA_DEFAULT) -> bytes:
-    """uint8 CHW -> JPEG bytes. ``chroma`` 420 halves the colour resolution both ways, as most JPEGs (and
-    ImageNet's) do; it decodes much faster than 444 for a small loss (docs/benchmarks.md)."""
+    """uint8 CHW -> JPEG bytes; ``chroma`` 420 halves the colour resolution both ways, as ImageNet's JPEGs do."""
     buf = io.BytesIO()
     Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(
         buf, format="JPEG", quality=quality, subsampling=CHROMA[chroma]

@@ -1,15 +1,6 @@
-"""The backbones, each a config choice of the same LightningModule (``model=alexnet``, ``lenet5``, ``cifar_net``):
-conf/model/<name>.yaml names the class in ``net._target_`` with its arguments.
-
-- :class:`AlexNet`: the paper's net (section 3);
-- :class:`CifarNet`: Figure 1's four-layer CIFAR-10 net;
-- :class:`LeNet5`: LeNet-5 on MNIST;
-- ``torchvision_alexnet``: torchvision's AlexNet, the known-good reference for a user's ImageNet
-  (alexnet_lab.models.torchvision_alexnet).
-
-A new backbone is a ``torch.nn.Module`` that meets :class:`Backbone`, and a conf/model/<name>.yaml
-(docs/extending.md).
-"""
+"""The backbones (the paper's AlexNet, Figure 1's CifarNet, LeNet-5, and torchvision's AlexNet as a reference), each a
+config choice of the same LightningModule: conf/model/<name>.yaml names the class in ``net._target_`` with its
+arguments. A new one is a ``torch.nn.Module`` that meets :class:`Backbone`, and its config (docs/extending.md)."""
 
 from __future__ import annotations
 
