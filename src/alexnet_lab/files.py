@@ -1,11 +1,6 @@
-"""Files that several processes may write at once, on one machine or on several nodes sharing a file system.
-
-- :func:`atomic_write`: a kill never leaves a half-written file under the final name, and two writers of one
-  path never touch each other's temp file.
-- :func:`create_once`: a file or folder that several jobs need (a generated sample, the training set's
-  statistics, a prepared shard) is made by one of them while the others wait for it, then read by all.
-- :func:`atomic_dir`: a folder filled under a temp name and renamed, so that it appears whole or not at all.
-"""
+"""Files that several processes may write at once, on one machine or on several nodes sharing a file system: each
+appears whole or not at all (:func:`atomic_write`, :func:`atomic_dir`), and what several jobs need is made by one
+of them while the others wait (:func:`create_once`)."""
 
 from __future__ import annotations
 

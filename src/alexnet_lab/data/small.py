@@ -1,8 +1,7 @@
 """The small datasets of the paper's Figure 1 (CIFAR-10) and of LeNet-5 (MNIST), held in memory, read by
-torchvision's dataset classes from the files that ``torchvision.datasets.CIFAR10(root, download=True)`` and
-``MNIST(root, download=True)`` leave under ``root`` (``data.root``): ``cifar-10-batches-py/`` (python pickles of
-10000 x 3072 uint8 rows, R, G and B planes) and ``MNIST/raw/`` (IDX files). The generated samples (the tests',
-and ``data=cifar10_sample``, ``mnist_sample``) are files of the same formats with images of their own, so
+torchvision's dataset classes from what its downloads leave under ``data.root`` (README): ``cifar-10-batches-py/``
+(python pickles of 10000 x 3072 uint8 rows, R, G and B planes) and ``MNIST/raw/`` (IDX files). The generated
+samples (``data=cifar10_sample``, ``mnist_sample``) are files of the same formats with images of their own, so
 CIFAR-10 is read without torchvision's check of the official files' md5 sums (:class:`CIFAR10Files`).
 
 The test split is the validation split. Pixels are 0..255 minus the training set's mean image, as cuda-convnet's

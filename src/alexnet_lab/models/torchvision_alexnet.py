@@ -1,10 +1,5 @@
-"""torchvision's AlexNet, a known-good reference for a user's ImageNet copy before a long run.
-
-It is the later "one weird trick" variant (64-192-384-256-256 kernels, no LRN), not the paper's net. With its
-published weights (``model.weights=IMAGENET1K_V1``), ``src/eval.py`` runs it through this project's loader and
-metrics and compares its errors with the ones torchvision publishes: the val labels in the wrong order, a wrong
-layout or a broken preprocessing all show as a gap (README: check your ImageNet first).
-"""
+"""torchvision's AlexNet (the later "one weird trick" variant, not the paper's net) with its published weights: a
+known-good reference for a user's ImageNet copy before a long run (README, "Check your ImageNet first")."""
 
 from __future__ import annotations
 
