@@ -75,8 +75,7 @@ class ShardJob:
 CHROMA = {444: 0, 422: 1, 420: 2}  # our names -> PIL's subsampling codes
 Chroma = Literal[420, 422, 444]
 Quality = Annotated[int, Interval(ge=1, le=100)]
-# The prepared JPEGs: quality 90 with 4:2:0 chroma decode about 1.7x faster than quality 95 with 4:4:4, for a
-# mean difference from the on-the-fly pixels of ~2.5 levels instead of ~1.7 (docs/benchmarks.md).
+# The prepared JPEGs: quality 90 with 4:2:0 chroma, which decode much faster than 95 with 4:4:4 (docs/benchmarks.md)
 QUALITY, CHROMA_DEFAULT = 90, typing.cast(Chroma, 420)
 
 

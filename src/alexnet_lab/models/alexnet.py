@@ -34,10 +34,7 @@ DROPOUT = 0.5  # Section 4.2: dropout probability in FC6 and FC7.
 
 # Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75, alpha multiplying the sum of the n squares.
 LRN_K, LRN_SIZE, LRN_ALPHA, LRN_BETA = 2.0, 5, 1e-4, 0.75
-# Caffe's bvlc_alexnet: local_size 5, alpha 1e-4, beta 0.75 (models/bvlc_alexnet/train_val.prototxt), k = 1
-# (LRNParameter's default in caffe.proto), alpha divided by the window size (lrn_layer.cpp: alpha_over_size),
-# over all maps of the layer.
-CAFFE_LRN_K = 1.0
+CAFFE_LRN_K = 1.0  # Caffe's reading: k = 1, alpha / n, over all maps of the layer (docs/fidelity.md, "LRN")
 
 Norm = Literal["lrn", "bn", "none"]  # section 3.3's LRN after conv1 and conv2, BatchNorm2d there, or nothing
 Pooling = Literal["overlap", "nonoverlap"]  # section 3.4: 3x3 windows with stride 2, or 2x2 with stride 2
