@@ -90,6 +90,24 @@ def test_class_wnids_and_names_in_every_layout(layouts: dict[str, Path], split: 
         assert index.class_names == [CLASSES[w] for w in wnids], layout
 
 
+@pytest.mark.parametrize("layout", ["folders", "kaggle"])
+def test_an_empty_training_class_folder_keeps_its_label_and_the_others_theirs(
+    tmp_path: Path, layouts: dict[str, Path], layout: str
+) -> None:
+    """A class folder with no image (a partial copy) is still a class: the labels are positions among the training
+    folders, so every other image keeps its label, and the val images of that class theirs."""
+    root = tmp_path / layout
+    shutil.copytree(layouts[layout], root)
+    wnids = sorted(CLASSES)[: SMALL["num_classes"]]
+    train = root / ("train" if layout == "folders" else "ILSVRC/Data/CLS-LOC/train")
+    for image in (train / wnids[1]).iterdir():
+        image.unlink()
+    index = read_split(root, "train")
+    assert index.wnids == wnids and len(index.samples) == (SMALL["num_classes"] - 1) * SMALL["train_per_class"]
+    assert all(label == wnids.index(Path(path).parent.name) != 1 for path, label in index.samples)
+    assert {label for _, label in read_split(root, "val").samples} == set(range(SMALL["num_classes"]))
+
+
 def test_a_kaggle_val_image_without_a_row_in_the_csv_is_named(tmp_path: Path, layouts: dict[str, Path]) -> None:
     root = tmp_path / "kaggle"
     shutil.copytree(layouts["kaggle"], root)
