@@ -265,7 +265,8 @@ MUTANTS = [
       "tests/test_figures.py::test_kernel_colour_separates_grey_kernels_from_coloured_ones"),
     m("the activation table's tanh is a relu", MODEL, '"tanh": nn.Tanh}', '"tanh": nn.ReLU}',
       f"{TM}::test_activation_everywhere_the_paper_has_relu"),
-    m("lenet squashes with relus", f"{PKG}/models/lenet.py", "act = ACTIVATIONS[activation]", 'act = ACTIVATIONS["relu"]',
+    m("lenet squashes with relus", f"{PKG}/models/lenet.py", "act = ACTIVATIONS[activation]",
+      'act = ACTIVATIONS["relu"]',
       "tests/test_figures.py::test_lenet5_has_the_papers_layers_and_61706_parameters"),
 ]  # fmt: skip
 

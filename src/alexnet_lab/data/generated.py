@@ -43,14 +43,14 @@ class SampleImage:
 
 
 def picture(rng: np.random.Generator, label: int, num_classes: int, size: int | None = None,
-            period: tuple[float, float] = (14, 22)) -> np.ndarray:  # fmt: skip
+            periods: tuple[float, float] = (14, 22)) -> np.ndarray:  # fmt: skip
     """An RGB array (H, W, 3) whose colour and stripe angle depend on the class, with random phase, stripe period,
     brightness and noise, and a random size unless ``size`` (a square's side) is given."""
     width = int(rng.integers(180, 520))
     height = int(width * rng.uniform(0.6, 1.5))
     yy, xx = np.mgrid[0 : size or height, 0 : size or width].astype(np.float32)
     angle = np.pi * label / num_classes  # stripe orientation in [0, pi)
-    period = rng.uniform(*period)
+    period = rng.uniform(*periods)
     wave = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period + rng.uniform(0, 2 * np.pi))
     hue = 2 * np.pi * label / num_classes
     colour = 0.5 + 0.35 * np.cos(hue + np.array([0.0, 2.1, 4.2]))  # RGB, class-specific

@@ -79,7 +79,8 @@ def write_cifar10(
 
     def images(per_class: int) -> tuple[np.ndarray, list[int]]:  # rows of R, G and B planes
         labels = [int(c) for c in rng.permutation(np.repeat(np.arange(10), per_class))]
-        return np.stack([picture(rng, c, 10, 32, period=(5, 7)).transpose(2, 0, 1).reshape(-1) for c in labels]), labels
+        pictures = [picture(rng, c, 10, 32, periods=(5, 7)) for c in labels]
+        return np.stack([p.transpose(2, 0, 1).reshape(-1) for p in pictures]), labels
 
     train, train_labels = images(train_per_class)
     parts = np.array_split(np.arange(len(train_labels)), len(CIFAR_TRAIN))
