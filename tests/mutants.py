@@ -164,8 +164,8 @@ MUTANTS = [
       "plugins: list[Any] = []",
       "tests/test_faults.py::test_the_configured_trainer_saves_every_checkpoint_through_a_temp_file"),
     # the report
-    m("best epoch is the worst", f"{PKG}/report.py", "best = min(curve, key=lambda r: r[1])",
-      "best = max(curve, key=lambda r: r[1])", "tests/test_report.py"),
+    m("best epoch is the worst", f"{PKG}/report.py", "(min(curve, key=lambda r: r[1]), curve[-1])",
+      "(max(curve, key=lambda r: r[1]), curve[-1])", "tests/test_report.py"),
     m("ablation sign", f"{PKG}/report.py", "effect[metric] = (ma - mb, math.sqrt",
       "effect[metric] = (mb - ma, math.sqrt", "tests/test_report.py"),
     # config resolvers and the launcher
@@ -244,8 +244,8 @@ MUTANTS = [
       "if (group := left_out(cause)) is not None:", "if False and (group := left_out(cause)) is not None:",
       "tests/test_habits.py::test_leaving_out_a_group_the_run_reads_is_one_line"),
     m("a job that validated no epoch reports nothing", f"{PKG}/report.py",
-      "best = min(curve, key=lambda r: r[1]) if curve else _after_training(summary)",
-      "best = min(curve, key=lambda r: r[1]) if curve else (None, math.nan, math.nan)",
+      "curve[-1]) if curve else (_after_training(summary),) * 2",
+      "curve[-1]) if curve else ((None, math.nan, math.nan),) * 2",
       "tests/test_report.py::test_a_job_that_max_steps_ended_within_its_first_epoch_reports_its_validation_after_training",
       "tests/test_train.py::test_a_sweep_by_steps_reports_each_jobs_validation_after_training"),
     m("data of more classes than the net's are judged", f"{PKG}/data/base.py",

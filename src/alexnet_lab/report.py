@@ -115,8 +115,7 @@ def summarise(sweep_dir: str | Path) -> list[dict[str, Any]]:
         summary = json.loads((job / SUMMARY_FILE).read_text()) if (job / SUMMARY_FILE).is_file() else {}
         rows_of_job = _metric_rows(job)
         curve = _val_curve(rows_of_job)
-        best = min(curve, key=lambda r: r[1]) if curve else _after_training(summary)
-        last = curve[-1] if curve else _after_training(summary)
+        best, last = (min(curve, key=lambda r: r[1]), curve[-1]) if curve else (_after_training(summary),) * 2
         rows.append(
             {
                 "job": job.name,

@@ -15,7 +15,7 @@ from typing import Literal
 
 from PIL import Image
 from torchvision.datasets import ImageNet
-from torchvision.datasets.folder import find_classes, make_dataset
+from torchvision.datasets.folder import find_classes, has_file_allowed_extension, make_dataset
 
 from alexnet_lab.errors import UserError
 
@@ -105,7 +105,7 @@ def _read_kaggle(root: Path, split: str) -> SplitIndex:
         for row in csv.DictReader(f):
             labels[row["ImageId"]] = row["PredictionString"].split()[0]  # "wnid x0 y0 x1 y1 [wnid ...]"
     samples = []
-    for path in sorted(p for p in (base / "val").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+    for path in sorted(p for p in (base / "val").iterdir() if has_file_allowed_extension(p.name, IMAGE_SUFFIXES)):
         wnid = labels.get(path.stem)
         if wnid is None:
             raise DataRootError(f"{path} has no row in {root / KAGGLE_VAL_CSV}: the file does not match the images")
