@@ -142,9 +142,10 @@ def test_a_root_that_holds_no_whole_layout_is_refused_naming_the_three_layouts(t
         detect_layout(tmp_path)
     assert str(error.value) == f"data.root={tmp_path} holds no ImageNet layout I know; {LAYOUT_HELP}"
     (tmp_path / "val").mkdir()
-    with pytest.raises(DataRootError) as error:
-        read_split(tmp_path, "train")
-    assert str(error.value) == f"{tmp_path / 'train'} has no class folders; {LAYOUT_HELP}"
+    for refused in (detect_layout, lambda root: read_split(root, "train"), lambda root: read_split(root, "val")):
+        with pytest.raises(DataRootError) as error:
+            refused(tmp_path)
+        assert str(error.value) == f"{tmp_path / 'train'} has no class folders; {LAYOUT_HELP}"
     (tmp_path / "train" / "n01440764").mkdir()
     with pytest.raises(DataRootError) as error:
         read_split(tmp_path, "val")
@@ -156,6 +157,22 @@ def test_a_root_that_holds_no_whole_layout_is_refused_naming_the_three_layouts(t
         ImageNetDataModule(root=str(nowhere))
     with pytest.raises(DataRootError, match="IMAGENET_ROOT"):
         ImageNetDataModule(root=None)
+
+
+@pytest.mark.parametrize("layout", ["folders", "kaggle"])
+def test_a_training_folder_without_class_folders_is_refused_when_the_data_module_is_made(
+    tmp_path: Path, layout: str
+) -> None:
+    """Refused at start-up, when src/train.py makes the data module, not once the Trainer has started: the
+    train folder of a whole layout that holds no class folder (an unpacked archive's images, or none)."""
+    train = tmp_path / "ILSVRC" / "Data" / "CLS-LOC" / "train" if layout == "kaggle" else tmp_path / "train"
+    (train.parent / "val").mkdir(parents=True)
+    train.mkdir()
+    (train / "n01440764_1.JPEG").write_bytes(b"an image outside a class folder")
+    (tmp_path / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n")
+    with pytest.raises(DataRootError) as error:
+        ImageNetDataModule(root=str(tmp_path), num_workers=0)
+    assert str(error.value) == f"{train} has no class folders; {LAYOUT_HELP}"
 
 
 def test_a_class_without_a_name_in_the_synset_mapping_is_named_by_its_wnid(tmp_path: Path, layouts: dict[str, Path]

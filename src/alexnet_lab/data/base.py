@@ -15,7 +15,9 @@ A dataset subclasses it and gives :meth:`dataset` (items taken by ``(index, augm
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -26,6 +28,9 @@ from torch.utils.data.dataloader import default_collate
 from alexnet_lab import compat
 from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, seed_step
 from alexnet_lab.errors import UserError
+from alexnet_lab.files import atomic_dir, create_once
+
+log = logging.getLogger(__name__)
 
 Use = Literal["train", "val", "figure"]  # what a dataset is asked for: augmented training items, val, or figures
 
@@ -63,6 +68,8 @@ class ClassificationData(L.LightningDataModule):
     """
 
     image_shape: tuple[int, int]  # (channels, size) of the images the net is given
+    root: Path  # where a dataset read from files finds them
+    sample: Callable[[Path], Any] | None = None  # writes a generated copy of the dataset into a folder: root
 
     def __init__(
         self,
@@ -88,6 +95,16 @@ class ClassificationData(L.LightningDataModule):
         if name not in self.splits:
             self.splits[name] = self.read_split(name)
         return self.splits[name]
+
+    def prepare_data(self) -> None:
+        """With ``sample``: ``root`` is generated on first use, whole or not at all; jobs that start together on a
+        fresh root: one writes it, the others wait for it."""
+        if self.sample is not None:
+            create_once(self.root, self._write_sample)
+
+    def _write_sample(self, root: Path) -> None:
+        log.info("writing the generated sample dataset to %s", root)
+        atomic_dir(root, self.sample)  # type: ignore[arg-type]
 
     def read_split(self, name: str) -> Any:
         """What a dataset that reads its splits keeps of one (its files and labels, or its images)."""

@@ -18,7 +18,6 @@ from PIL import Image
 
 from alexnet_lab.data.layouts import SYNSET_MAPPING
 from alexnet_lab.declare import PositiveInt, Seed, checked
-from alexnet_lab.files import atomic_dir
 
 # The first ten ILSVRC-2012 classes, sorted by wnid.
 CLASSES = {
@@ -100,15 +99,11 @@ def write_sample(
     val_per_class: PositiveInt = 10,
     seed: Seed = 0,
 ) -> Path:
-    """Generate the sample and write it under ``root`` in the folder layout, into a temp folder renamed at the end,
-    so an interrupted run never leaves a half-written dataset behind."""
+    """Generate the sample and write it under ``root`` in the folder layout."""
     train, val = generate(num_classes, train_per_class, val_per_class, seed)
-
-    def fill(tmp: Path) -> None:
-        for split, images in (("train", train), ("val", val)):
-            for im in images:
-                (tmp / split / im.wnid).mkdir(parents=True, exist_ok=True)
-                (tmp / split / im.wnid / im.name).write_bytes(im.data)
-        (tmp / SYNSET_MAPPING).write_text("".join(f"{w} {CLASSES[w]}\n" for w in sorted({im.wnid for im in train})))
-
-    return atomic_dir(root, fill)
+    for split, images in (("train", train), ("val", val)):
+        for im in images:
+            (Path(root) / split / im.wnid).mkdir(parents=True, exist_ok=True)
+            (Path(root) / split / im.wnid / im.name).write_bytes(im.data)
+    (Path(root) / SYNSET_MAPPING).write_text("".join(f"{w} {CLASSES[w]}\n" for w in sorted({im.wnid for im in train})))
+    return Path(root)

@@ -68,8 +68,7 @@ def collate(items: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
 
 class ImageNetDataModule(ClassificationData):
     """ImageNet from ``root`` in any layout of :mod:`alexnet_lab.data.layouts`, or prepared shards (src/prepare.py).
-    conf/data/imagenet.yaml says what each argument is; ``sample`` writes the generated sample into a folder
-    (:func:`alexnet_lab.data.generated.write_sample`), and when given, ``root`` is generated on first use.
+    conf/data/imagenet.yaml says what each argument is (``sample``: :func:`alexnet_lab.data.generated.write_sample`).
     """
 
     @checked
@@ -120,10 +119,8 @@ class ImageNetDataModule(ClassificationData):
     def prepare_data(self) -> None:
         if self.prepared:
             return  # src/prepare.py wrote the shards and their statistics
-        # jobs that start together on a fresh cache or data root: one writes, the others wait for it
-        if self.sample is not None:
-            create_once(self.root, self._write_sample)
-        if self.needs_stats:
+        super().prepare_data()
+        if self.needs_stats:  # jobs that start together on a fresh cache: one writes, the others wait for it
             create_once(self.stats_file, self._write_stats)
 
     @property
@@ -132,11 +129,6 @@ class ImageNetDataModule(ClassificationData):
         its own way (fit_to) and there is no lighting to add: in validation, or with lighting_std=0."""
         fitting = self.trainer is not None and self.trainer.state.fn == "fit"
         return self.net_normalization is None or (fitting and self.lighting_std > 0)
-
-    def _write_sample(self, root: Path) -> None:
-        assert self.sample is not None
-        log.info("writing the generated sample dataset to %s", root)
-        self.sample(root)
 
     def _write_stats(self, path: Path) -> None:
         paths = subset([p for p, _ in read_split(self.root, "train", self.layout).samples], self.stats_max_images)

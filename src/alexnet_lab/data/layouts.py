@@ -56,10 +56,10 @@ def detect_layout(root: str | os.PathLike[str], key: str = "data.root") -> str:
         raise DataRootError(f"{key}={root} does not exist: set {key}=DIR (or IMAGENET_ROOT); {LAYOUT_HELP}")
     if all((root / name).is_file() for name in ARCHIVES):
         return "archives"
-    if (root / KAGGLE_BASE / "train").is_dir() and (root / KAGGLE_VAL_CSV).is_file():
-        return "kaggle"
-    if (root / "train").is_dir() and (root / "val").is_dir():
-        return "folders"
+    kaggle = (root / KAGGLE_BASE / "train").is_dir() and (root / KAGGLE_VAL_CSV).is_file()
+    if kaggle or ((root / "train").is_dir() and (root / "val").is_dir()):
+        _class_folders(root / KAGGLE_BASE / "train" if kaggle else root / "train")  # none: refused now, not at setup
+        return "kaggle" if kaggle else "folders"
     raise DataRootError(f"{key}={root} holds no ImageNet layout I know; {LAYOUT_HELP}")
 
 

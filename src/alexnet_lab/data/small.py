@@ -10,7 +10,6 @@ CIFAR data provider does; MNIST's 28x28 digits are padded by 2 zeros to LeNet-5'
 
 from __future__ import annotations
 
-import logging
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -26,9 +25,6 @@ from alexnet_lab.data.base import ClassificationData, Split, Use
 from alexnet_lab.data.generated import picture
 from alexnet_lab.data.layouts import DataRootError
 from alexnet_lab.declare import PositiveInt, Seed, checked
-from alexnet_lab.files import atomic_dir, create_once
-
-log = logging.getLogger(__name__)
 
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = [name for name, _ in CIFAR10.train_list]
@@ -138,11 +134,7 @@ IMAGE_SHAPES = {"cifar10": (3, 32), "mnist": (1, 32)}  # (channels, size) of the
 # -- the data module ---------------------------------------------------------------------------------------------
 class SmallImageDataModule(ClassificationData):
     """CIFAR-10 or MNIST (``dataset``) in memory. The uint8 pixels travel to the device and the training set's
-    mean image is subtracted there.
-
-    ``sample``: writes a generated copy into a folder (``write_cifar10`` / ``write_mnist`` with their
-    arguments); when given, ``root`` is generated on first use.
-    """
+    mean image is subtracted there. ``sample``: ``write_cifar10`` or ``write_mnist`` with their arguments."""
 
     @checked
     def __init__(
@@ -161,14 +153,6 @@ class SmallImageDataModule(ClassificationData):
         self.dataset_name, self.root, self.sample = dataset, Path(root).expanduser(), sample
         self.image_shape = IMAGE_SHAPES[dataset]
         self.mean_image: torch.Tensor | None = None
-
-    def prepare_data(self) -> None:
-        if self.sample is not None:  # jobs that start together: one writes, the others wait for it
-            create_once(self.root, self._write_sample)
-
-    def _write_sample(self, root: Path) -> None:
-        log.info("writing the generated %s sample to %s", self.dataset_name, root)
-        atomic_dir(root, self.sample)  # type: ignore[arg-type]
 
     def read_split(self, name: str) -> Split:
         return read_split(self.dataset_name, self.root, name)
