@@ -16,8 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from alexnet_lab.config import Gpus
 from alexnet_lab.data.imagenet import TestCrops
-from alexnet_lab.data.layouts import Layout
-from alexnet_lab.data.prepared import Chroma, Quality
+from alexnet_lab.data.prepared import prepare
 from alexnet_lab.declare import PositiveInt, Seed, check_value
 from alexnet_lab.errors import UserError
 from alexnet_lab.models.alexnet import InputSize
@@ -100,9 +99,9 @@ KEYS: dict[str, dict[str, Any]] = {
              "model": Any, "trainer": Any},
     "figures": {**COMMON, "input_size": InputSize | None, "ckpt_path": str, "max_train_images": PositiveInt | None,
                 "batch_size": PositiveInt, "logger": Any},
-    # src/prepare.py's arguments of alexnet_lab.data.prepared.prepare
-    "prepare": {"task_name": str, "paths": Any, "source": str | None, "out": str, "layout": Literal["auto", Layout],
-                "shard_size": PositiveInt, "quality": Quality, "chroma": Chroma, "workers": PositiveInt | None},
+    # src/prepare.py's: alexnet_lab.data.prepared.prepare's arguments, the images read from source (its root)
+    "prepare": {"task_name": str, "paths": Any, "source": str | None,
+                **{k: v for k, v in parameters(prepare)[0].items() if k not in ("root", "progress")}},
 }
 # fmt: on
 
