@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning
 import pytest
 import torch
+from omegaconf import open_dict
 
 from alexnet_lab import settings
 from alexnet_lab.module import ClassifierModule
@@ -238,6 +239,24 @@ def test_the_plateau_schedule_without_validation_every_epoch(start, cache_dir: P
         "without it: validate every epoch, or use model.schedule=step"
     ]
     assert not sample_was_read(cache_dir) and not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("interval", "shown"), [('"00:00:10:00"', "00:00:10:00"), ("{minutes:10}", "{'minutes': 10}")])
+@pytest.mark.parametrize("processes", ["gpus=2", "trainer.num_nodes=2"])
+def test_validation_by_time_in_several_processes_is_refused(start, cache_dir: Path, compose_cfg, interval: str,
+                                                            shown: str, processes: str) -> None:  # fmt: skip
+    """Lightning decides a validation by time on each process's own clock, and its ranks would disagree on the step
+    to validate at, each waiting for the others' collective; in one process it is a choice like any other."""
+    status, errors = start("train", *NEW_SAMPLE, processes, f"+trainer.val_check_interval={interval}")
+    assert status == 2 and errors == [
+        f"error: trainer.val_check_interval={shown} is a time, which each process measures on its own clock: they "
+        "would validate at different steps and wait for each other for ever; give a number of training batches"
+    ]
+    assert not sample_was_read(cache_dir)
+    alone = compose_cfg(*NEW_SAMPLE, f"+trainer.val_check_interval={interval}")
+    with open_dict(alone):
+        del alone["hydra"]
+    settings.check_config(alone, "train")  # one process: accepted
 
 
 LIGHTNING_REFUSALS = [

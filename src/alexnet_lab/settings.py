@@ -28,8 +28,7 @@ PRECISION: Any = Literal[tuple(dict.fromkeys(str(c) for literal in typing.get_ar
 
 
 def parameters(target: Any) -> tuple[dict[str, Any], bool]:
-    """The annotations of a callable's (a class's constructor's) parameters, with Lightning's bounds, and whether
-    it takes more keyword arguments (``**kwargs``)."""
+    """A callable's (a constructor's) parameter annotations, with Lightning's bounds, and whether it takes **kwargs."""
     if isinstance(target, dict):  # a primary config's keys
         return target, False
     signature = inspect.signature(target)
@@ -42,8 +41,6 @@ def parameters(target: Any) -> tuple[dict[str, Any], bool]:
     found = {name: annotations.get(name, Any) for name, p in signature.parameters.items() if p.kind not in kinds}
     for cls in getattr(target, "__mro__", [target])[::-1]:  # a subclass of a Lightning class: its bounds too
         found.update(LIGHTNING_BOUNDS.get(cls, {}))
-    if "precision" in found:
-        found["precision"] = PRECISION  # "32" and 32 are one choice
     return found, any(p.kind == inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
 
 
@@ -86,7 +83,7 @@ COMMON = {"task_name": str, "seed": Seed, "data": Any, "paths": Any}
 FromMinusOne = Annotated[int, Ge(-1)]
 LIGHTNING_BOUNDS: dict[type, dict[str, Any]] = {
     lightning.Trainer: {**dict.fromkeys(["devices", "num_nodes", "max_epochs", "log_every_n_steps"], PositiveInt),
-                        "max_steps": FromMinusOne},
+                        "max_steps": FromMinusOne, "precision": PRECISION},  # "32" and 32: one choice
     lightning.pytorch.callbacks.ModelCheckpoint: {
         **dict.fromkeys(["every_n_epochs", "every_n_train_steps"], PositiveInt), "save_top_k": FromMinusOne},
     lightning.pytorch.callbacks.ModelSummary: {"max_depth": FromMinusOne},
@@ -109,7 +106,7 @@ KEYS: dict[str, dict[str, Any]] = {
 def check_config(cfg: DictConfig, config_name: str, overrides: Sequence[str] = ()) -> None:
     """At start-up, before any data is read: every value against its declaration; an override (the job's) that would
     change nothing (an ablation group or ``input_size`` that nothing reads, a key of a callback that is not made);
-    and the plateau schedule, which needs every epoch validated."""
+    validation by time in several processes; and the plateau schedule, which needs every epoch validated."""
     check(cfg, KEYS[config_name])
     taken = ablation_choices(cfg)
     for override in overrides:
@@ -124,8 +121,12 @@ def check_config(cfg: DictConfig, config_name: str, overrides: Sequence[str] = (
         if callback is not None and "_target_" not in callback:
             raise UserError(f"{override} changes nothing: callbacks.{key.split('.')[1]} has no _target_, so no "
                             "callback is made of it: give it one, or leave it out")  # fmt: skip
-    model, trainer = cfg.get("model"), cfg.get("trainer")
-    if model is None or trainer is None or model.get("schedule") != "plateau":
+    trainer = cfg.get("trainer") or {}
+    if isinstance(trainer.get("val_check_interval"), str | DictConfig) and trainer.devices * trainer.num_nodes > 1:
+        raise UserError(f"trainer.val_check_interval={trainer.val_check_interval} is a time, which each process "
+                        "measures on its own clock: they would validate at different steps and wait for each other "
+                        "for ever; give a number of training batches")  # fmt: skip
+    if (cfg.get("model") or {}).get("schedule") != "plateau":
         return
     every, limit = trainer.get("check_val_every_n_epoch", 1), trainer.get("limit_val_batches", 1.0)
     if every != 1 or limit == 0:
