@@ -69,9 +69,8 @@ MUTANTS = [
     m("overlapping pool", MODEL, "nn.MaxPool2d(3, stride=2) if", "nn.MaxPool2d(2, stride=2) if", TM),
     m("conv1 pad side", MODEL, "nn.ZeroPad2d((0, 3, 0, 3))", "nn.ZeroPad2d((3, 0, 3, 0))", TM),
     m("conv2 sees both columns", MODEL, "kernel_size=5, padding=2, groups=columns)", "kernel_size=5, padding=2)", TM),
-    m("paper init bias", MODEL, 'biases = {"conv1": 0.0, "conv2": 1.0,', 'biases = {"conv1": 0.0, "conv2": 0.0,', TM),
-    m("paper init std", MODEL, "stds = dict.fromkeys(self.layers, 0.01)", "stds = dict.fromkeys(self.layers, 0.02)",
-      TM),
+    m("paper init bias", MODEL, '1.0, ("conv2", "conv4",', '1.0, ("conv4",', TM),
+    m("paper init std", MODEL, "BIASED_LAYERS = 0.01,", "BIASED_LAYERS = 0.02,", TM),
     m("lenet c5 width", f"{PKG}/models/lenet.py", 'nn.Conv2d(16, 120, 5)), ("act5"', 'nn.Conv2d(16, 100, 5)), ("act5"',
       "tests/test_figures.py::test_lenet5_has_the_papers_layers_and_61706_parameters"),
     # section 5: the recipe

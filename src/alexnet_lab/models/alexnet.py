@@ -32,6 +32,12 @@ ONE_GPU_WIDTHS = (48, 128, 192, 192, 256)
 FC_WIDTH = 4096  # Section 3.5: 4096 neurons in each fully-connected hidden layer.
 DROPOUT = 0.5  # Section 4.2: dropout probability in FC6 and FC7.
 
+# Section 5: weights from N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden FC layers ("accelerates the
+# early stages of learning by providing the ReLUs with positive inputs"), 0 in the others.
+INIT_STD, PAPER_BIAS, BIASED_LAYERS = 0.01, 1.0, ("conv2", "conv4", "conv5", "fc6", "fc7")
+# init=caffe, BVLC's reference AlexNet: bias 1 left the loss flat for them, so 0.1; FC6 and FC7 weights std 0.005.
+CAFFE_BIAS, CAFFE_FC_STD = 0.1, 0.005
+
 # Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75, alpha multiplying the sum of the n squares.
 LRN_K, LRN_SIZE, LRN_ALPHA, LRN_BETA = 2.0, 5, 1e-4, 0.75
 CAFFE_LRN_K = 1.0  # Caffe's reading: k = 1, alpha / n, over all maps of the layer (docs/fidelity.md, "LRN")
@@ -231,27 +237,14 @@ class AlexNet(nn.Module):
         return {name: m for name, m in modules.items() if isinstance(m, nn.Conv2d | nn.Linear)}
 
     def reset_parameters(self) -> None:
-        if self.init == "paper":
-            # Section 5: weights from N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden FC layers
-            # ("accelerates the early stages of learning by providing the ReLUs with positive inputs"), else 0.
-            stds = dict.fromkeys(self.layers, 0.01)
-            biases = {"conv1": 0.0, "conv2": 1.0, "conv3": 0.0, "conv4": 1.0, "conv5": 1.0,
-                      "fc6": 1.0, "fc7": 1.0, "fc8": 0.0}  # fmt: skip
-        elif self.init == "caffe":
-            # BVLC's reference AlexNet: bias 1 left the loss flat for them, so 0.1; FC6/FC7 weights std 0.005.
-            stds = {**dict.fromkeys(self.layers, 0.01), "fc6": 0.005, "fc7": 0.005}
-            biases = {"conv1": 0.0, "conv2": 0.1, "conv3": 0.0, "conv4": 0.1, "conv5": 0.1,
-                      "fc6": 0.1, "fc7": 0.1, "fc8": 0.0}  # fmt: skip
-        else:
-            for layer in self.layers.values():
-                assert layer.bias is not None
-                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if self.activation == "relu" else "tanh")
-                nn.init.zeros_(layer.bias)
-            return
+        bias, fc_std = (PAPER_BIAS, INIT_STD) if self.init == "paper" else (CAFFE_BIAS, CAFFE_FC_STD)
         for name, layer in self.layers.items():
-            nn.init.normal_(layer.weight, std=stds[name])  # mean 0
             assert layer.bias is not None
-            nn.init.constant_(layer.bias, biases[name])
+            if self.init == "kaiming":
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if self.activation == "relu" else "tanh")
+            else:
+                nn.init.normal_(layer.weight, std=fc_std if name in ("fc6", "fc7") else INIT_STD)  # mean 0
+            nn.init.constant_(layer.bias, bias if name in BIASED_LAYERS and self.init != "kaiming" else 0.0)
 
     in_channels = 3
 
