@@ -205,6 +205,29 @@ def test_the_paper_quantified_ablation_is_reported_beside_its_claim(sweep: Path)
     assert row[5] == f"-2.50 ± {spread:.2f}"
 
 
+@pytest.mark.parametrize(
+    ("paper", "other", "name", "claim"),
+    [
+        # 3.3: "Response normalization reduces our top-1 and top-5 error rates by 1.4% and 1.2%, respectively."
+        ("norm=lrn", "norm=none", "LRN (section 3.3)", "-1.4 / -1.2"),
+        # 3.4: overlapping pooling "reduces the top-1 and top-5 error rates by 0.4% and 0.3%, respectively"
+        ("pooling=overlap", "pooling=nonoverlap", "overlapping pooling (3.4)", "-0.4 / -0.3"),
+        # 3.2: "This scheme reduces our top-1 and top-5 error rates by 1.7% and 1.2%, respectively"
+        ("gpus=2", "gpus=1", "two GPUs (3.2)", "-1.7 / -1.2"),
+        # 4.1: the PCA lighting "reduces the top-1 error rate by over 1%"
+        ("data.lighting_std=0.1", "data.lighting_std=0", "PCA lighting (4.1)", "top-1 < -1"),
+    ],
+)
+def test_each_ablation_the_paper_quantifies_is_reported_beside_the_papers_numbers(
+    tmp_path: Path, paper: str, other: str, name: str, claim: str
+) -> None:
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, [paper], [0.5, 0.4], [0.2, 0.1])
+    make_job(sweep, 1, [other], [0.5, 0.45], [0.2, 0.15])
+    (row,) = table(write_report(sweep)[0].read_text(), "## The paper's ablations")
+    assert row == [name, paper, other, "1 vs 1", "-5.00", "-5.00", claim]
+
+
 def test_no_seed_table_without_seeds_and_the_script(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     make_job(sweep, 0, ["norm=lrn"], [0.5, 0.4], [0.2, 0.1])
