@@ -101,9 +101,10 @@ def write_sample(
 ) -> Path:
     """Generate the sample and write it under ``root`` in the folder layout."""
     train, val = generate(num_classes, train_per_class, val_per_class, seed)
+    root = Path(root)
     for split, images in (("train", train), ("val", val)):
         for im in images:
-            (Path(root) / split / im.wnid).mkdir(parents=True, exist_ok=True)
-            (Path(root) / split / im.wnid / im.name).write_bytes(im.data)
-    (Path(root) / SYNSET_MAPPING).write_text("".join(f"{w} {CLASSES[w]}\n" for w in sorted({im.wnid for im in train})))
-    return Path(root)
+            (root / split / im.wnid).mkdir(parents=True, exist_ok=True)
+            (root / split / im.wnid / im.name).write_bytes(im.data)
+    (root / SYNSET_MAPPING).write_text("".join(f"{w} {CLASSES[w]}\n" for w in sorted({im.wnid for im in train})))
+    return root
