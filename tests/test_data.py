@@ -8,6 +8,7 @@ import logging
 import random
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +18,8 @@ import torch
 from PIL import Image
 from torchvision.datasets import imagenet as tv_imagenet
 
+from alexnet_lab.data import small
+from alexnet_lab.data.base import ClassificationData
 from alexnet_lab.data.generated import CLASSES, QUIRKS, generate
 from alexnet_lab.data.imagenet import ImageDataset, ImageNetDataModule, collate
 from alexnet_lab.data.layouts import LAYOUTS, BadImageError, DataRootError, detect_layout, load_rgb, read_split
@@ -538,6 +541,36 @@ def test_training_order_shards_the_epoch_and_changes_between_epochs(world: int) 
     for s in samplers:
         s.set_epoch(1)
     assert [[i for i, _ in s] for s in samplers] != epoch0
+
+
+@pytest.mark.parametrize("dataset", ["imagenet", "cifar10", "mnist"])
+def test_a_sample_whose_writing_is_interrupted_leaves_no_root_and_the_next_run_writes_it_whole(
+    tmp_path: Path, dataset: str
+) -> None:
+    """A run killed while it writes the generated sample (an error, a signal) leaves no data root behind: the next
+    run would take a half-written one for the whole sample. That next run writes it, whole."""
+    root = tmp_path / "cache" / dataset
+    writers = {"imagenet": functools.partial(write_layout, **SMALL),
+               "cifar10": functools.partial(small.write_cifar10, train_per_class=2, val_per_class=1),
+               "mnist": functools.partial(small.write_mnist, train_per_class=2, val_per_class=1)}  # fmt: skip
+
+    def interrupted(folder: Path) -> None:
+        writers[dataset](folder)
+        raise KeyboardInterrupt  # after every file is written, before the run is done with it
+
+    def module(sample: Callable[[Path], object]) -> ClassificationData:
+        if dataset == "imagenet":
+            return ImageNetDataModule(root=str(root), num_classes=4, batch_size=2, num_workers=0, sample=sample)
+        return small.SmallImageDataModule(dataset, str(root), batch_size=2, sample=sample)
+
+    with pytest.raises(KeyboardInterrupt):
+        module(interrupted).prepare_data()
+    assert [p.name for p in root.parent.iterdir()] == [f".{dataset}.lock"]  # no root, no temp folder: its lock
+    module(writers[dataset]).prepare_data()
+    whole = tmp_path / "whole"
+    writers[dataset](whole)
+    written = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    assert written == sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file())
 
 
 def test_resume_skips_exactly_the_trained_samples_with_the_same_augmentation_seeds() -> None:
