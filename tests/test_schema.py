@@ -176,8 +176,11 @@ def test_a_file_that_is_not_a_checkpoint(start, cache_dir: Path, not_checkpoints
         ("prepare", "chroma=411", "error: chroma=411 is not allowed: Input should be 420, 422 or 444"),
         ("prepare", "workers=0", "error: workers=0 is not allowed: Input should be greater than or equal to 1"),
         ("prepare", "shard_size=true", "error: shard_size=True is not allowed: Input should be a valid integer"),
-        ("prepare", "layout=zip",
-         "error: layout='zip' is not allowed: Input should be 'auto', 'folders', 'archives' or 'kaggle'"),
+        (
+            "prepare",
+            "layout=zip",
+            "error: layout='zip' is not allowed: Input should be 'auto', 'folders', 'archives' or 'kaggle'",
+        ),
         ("prepare", "+progress=false", "error: progress is not a key of the config: remove +progress"),
     ],
 )

@@ -121,7 +121,7 @@ def check_config(cfg: DictConfig, config_name: str, overrides: Sequence[str] = (
         if callback is not None and "_target_" not in callback:
             raise UserError(f"{override} changes nothing: callbacks.{key.split('.')[1]} has no _target_, so no "
                             "callback is made of it: give it one, or leave it out")  # fmt: skip
-    trainer = cfg.get("trainer") or {}
+    trainer: Any = cfg.get("trainer") or {}
     if isinstance(trainer.get("val_check_interval"), str | DictConfig) and trainer.devices * trainer.num_nodes > 1:
         raise UserError(f"trainer.val_check_interval={trainer.val_check_interval} is a time, which each process "
                         "measures on its own clock: they would validate at different steps and wait for each other "
