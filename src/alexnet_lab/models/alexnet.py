@@ -35,8 +35,9 @@ DROPOUT = 0.5  # Section 4.2: dropout probability in FC6 and FC7.
 # Section 5: weights from N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden FC layers ("accelerates the
 # early stages of learning by providing the ReLUs with positive inputs"), 0 in the others.
 INIT_STD, PAPER_BIAS, BIASED_LAYERS = 0.01, 1.0, ("conv2", "conv4", "conv5", "fc6", "fc7")
-# init=caffe, BVLC's reference AlexNet: bias 1 left the loss flat for them, so 0.1; FC6 and FC7 weights std 0.005.
-CAFFE_BIAS, CAFFE_FC_STD = 0.1, 0.005
+# Each init's (bias of those layers, FC6 and FC7's weight std; None: Kaiming normal). init=caffe, BVLC's reference
+# AlexNet: bias 1 left the loss flat for them, so 0.1; FC6 and FC7 weights std 0.005.
+INITS = {"paper": (PAPER_BIAS, INIT_STD), "caffe": (0.1, 0.005), "kaiming": (0.0, None)}
 
 # Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75, alpha multiplying the sum of the n squares.
 LRN_K, LRN_SIZE, LRN_ALPHA, LRN_BETA = 2.0, 5, 1e-4, 0.75
@@ -237,14 +238,14 @@ class AlexNet(nn.Module):
         return {name: m for name, m in modules.items() if isinstance(m, nn.Conv2d | nn.Linear)}
 
     def reset_parameters(self) -> None:
-        bias, fc_std = (PAPER_BIAS, INIT_STD) if self.init == "paper" else (CAFFE_BIAS, CAFFE_FC_STD)
+        bias, fc_std = INITS[self.init]
         for name, layer in self.layers.items():
             assert layer.bias is not None
-            if self.init == "kaiming":
+            if fc_std is None:  # Kaiming normal
                 nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if self.activation == "relu" else "tanh")
             else:
                 nn.init.normal_(layer.weight, std=fc_std if name in ("fc6", "fc7") else INIT_STD)  # mean 0
-            nn.init.constant_(layer.bias, bias if name in BIASED_LAYERS and self.init != "kaiming" else 0.0)
+            nn.init.constant_(layer.bias, bias if name in BIASED_LAYERS else 0.0)
 
     in_channels = 3
 
