@@ -28,7 +28,6 @@ from alexnet_lab.figures import (
     GAP,
     TILE_SCALE,
     DrawFigures,
-    FirstEpochBelow,
     _draw_predictions,
     _scaled,
     _show,
@@ -214,34 +213,6 @@ def test_figure3_during_training_every_n_epochs_by_rank_0_until_a_divergence(tmp
         assert sorted(tmp_path.iterdir()) == [path for path, _ in drawn]
         assert logger.named() == [call for path, step in drawn for call in (
             ("metrics", ["fig3/saturation_column1"], step), ("image", "fig3", [str(path)], step))]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("rank", "errors", "logged"),
-    [
-        (0, [0.5, 0.3, 0.2, 0.1], [({"fig1/epochs_to_target": 3.0}, 30)]),  # below 25% after 3 epochs, said then
-        (0, [0.5, 0.3, 0.3, 0.2], [({"fig1/epochs_to_target": 4.0}, 40)]),  # after the last: said at the end
-        (0, [0.5, 0.3, 0.3, 0.25], []),  # never below
-        (0, [0.2, 0.1], [({"fig1/epochs_to_target": 1.0}, 10)]),  # below after the first, said at the second's start
-        (0, [0.5, None, 0.2], [({"fig1/epochs_to_target": 3.0}, 30)]),  # an epoch that logged no training error
-        (1, [0.5, 0.3, 0.2, 0.1], []),
-    ],  # fmt: skip
-)
-def test_figure1s_epochs_to_25_percent_are_logged_once_when_first_reached(
-    rank: int, errors: list[float | None], logged: list
-) -> None:
-    """As Lightning calls it: an epoch's training error reaches callback_metrics after its epoch-end hooks, so the
-    callback reads it at the next epoch's start, or at the end of training."""
-    logger, callback = Recorder(), FirstEpochBelow()  # the paper's 25% by default
-    trainer = SimpleNamespace(is_global_zero=rank == 0, loggers=[logger], callback_metrics={})
-    for epoch, error in enumerate(errors):
-        trainer.current_epoch = epoch
-        callback.on_train_epoch_start(trainer, None)
-        logged_now = {} if error is None else {"train/top1_err": torch.tensor(error)}  # None: every image skipped
-        trainer.callback_metrics, trainer.global_step = logged_now, 10 * (epoch + 1)
-    trainer.current_epoch = len(errors)
-    callback.on_train_end(trainer, None)
-    assert [(metrics, step) for _, metrics, step in logger.calls] == logged
 
 
 @pytest.mark.parametrize("max_train_images", [7, None])
@@ -456,12 +427,12 @@ def test_figure1_sweep_on_generated_cifar10(tmp_path: Path) -> None:
                       cwd=tmp_path))  # fmt: skip
     markdown = (sweep / "report.md").read_text()
     assert "## Figure 1" in markdown and (sweep / "fig1.png").is_file()
-    for job in ("0", "1"):
+    figure1 = {row[0]: row for row in table(markdown, "## Figure 1")}
+    for job, neuron in (("0", "relu"), ("1", "tanh")):
         with open(sweep / job / "csv" / "metrics.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         errors = [float(r["train/top1_err"]) for r in rows if r.get("train/top1_err")]
         assert len(errors) == 4, "the training error of every epoch"
-        logged = [float(r["fig1/epochs_to_target"]) for r in rows if r.get("fig1/epochs_to_target")]
-        first = next((i + 1 for i, e in enumerate(errors) if e < 0.25), None)
-        assert logged == ([first] if first is not None else []), "the callback's epoch is the curve's"
+        first = next((str(i + 1) for i, e in enumerate(errors) if e < 0.25), "not in 4")
+        assert figure1[neuron][1:4:2] == [job, first], "each neuron's epochs to 25%, from its own curve"
     assert not math.isnan(float(table(markdown)[0][3]))

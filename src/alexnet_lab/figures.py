@@ -12,13 +12,13 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from annotated_types import Ge, Interval
+from annotated_types import Ge
 from lightning.pytorch.loggers import WandbLogger
 from torch.utils.data import DataLoader, Subset
 from torchvision.utils import make_grid
 
 from alexnet_lab.declare import PositiveInt
-from alexnet_lab.report import FIG1_TARGET, epochs_to, pyplot, save_figure
+from alexnet_lab.report import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -212,35 +212,3 @@ class DrawFigures(L.Callback):
             pl_module.train(was_training)
         log_figures(trainer.loggers, paths, metrics, trainer.global_step)
         log.info("figures: %s", ", ".join(str(p) for p in paths.values()))
-
-
-class FirstEpochBelow(L.Callback):
-    """Figure 1's measure, logged to W&B as it happens: ``fig1/epochs_to_target``, the number of epochs after
-    which the epoch's ``metric`` (training error) first fell below ``threshold`` (alexnet_lab.report.epochs_to,
-    which the sweep's report computes from metrics.csv)."""
-
-    def __init__(
-        self, metric: str = "train/top1_err", threshold: Annotated[float, Interval(gt=0, le=1)] = FIG1_TARGET
-    ) -> None:
-        self.metric, self.threshold = metric, threshold
-        self.curve: list[tuple[int, float]] = []
-        self.logged = False
-
-    def _check(self, trainer: L.Trainer) -> None:
-        # the epoch's training metrics reach callback_metrics after the epoch-end hooks: read them at the
-        # start of the next epoch, or at the end of training
-        value = trainer.callback_metrics.get(self.metric)
-        done = trainer.current_epoch
-        if value is not None and done > 0 and (not self.curve or self.curve[-1][0] < done - 1):
-            self.curve.append((done - 1, float(value)))
-        epochs = epochs_to(self.curve, self.threshold)
-        if epochs is not None and not self.logged and trainer.is_global_zero:
-            self.logged = True
-            for logger in trainer.loggers:
-                logger.log_metrics({"fig1/epochs_to_target": float(epochs)}, step=trainer.global_step)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._check(trainer)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._check(trainer)
