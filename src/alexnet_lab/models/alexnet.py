@@ -187,23 +187,24 @@ class AlexNet(nn.Module):
         dropout_form: Literal["paper", "inverted"] = "paper",
     ) -> None:
         super().__init__()
-        self.columns, self.input_size = columns, input_size
-        self.norm, self.pooling, self.activation, self.init = norm, pooling, activation, init
-        self.lrn, self.dropout_form = lrn, dropout_form
+        self.columns, self.input_size, self.activation, self.init = columns, input_size, activation, init
         c1, c2, c3, c4, c5 = tuple(widths) if widths is not None else self.paper_widths(columns)
         fc_width = FC_WIDTH if fc_width is None else fc_width
 
         act = ACTIVATIONS[activation]
-        pool = self._pool
-        drop = (lambda: PaperDropout(dropout)) if self.dropout_form == "paper" else (lambda: nn.Dropout(dropout))
+        # Section 3.4: s = 2, z = 3 overlaps; s = z = 2 is the traditional non-overlapping scheme. Both give the
+        # same 27/13/6 maps from 55/27/13. MaxPool2d's stride defaults to its window.
+        pool = (lambda: nn.MaxPool2d(3, stride=2)) if pooling == "overlap" else (lambda: nn.MaxPool2d(2))
+        lrn_layer = (lambda c: PaperLRN(columns=columns)) if lrn == "paper" else (lambda c: PaperLRN.caffe())
+        norm_layer = {"lrn": lrn_layer, "bn": nn.BatchNorm2d, "none": lambda c: nn.Identity()}[norm]
+        drop = (lambda: PaperDropout(dropout)) if dropout_form == "paper" else (lambda: nn.Dropout(dropout))
         pad = nn.ZeroPad2d((0, 3, 0, 3)) if input_size == 224 else nn.Identity()  # left, right, top, bottom
         # Section 3.5: conv3 takes all kernel maps of conv2; conv2, conv4, conv5 only those of their column.
         self.features = nn.Sequential(OrderedDict([
             ("pad1", pad), ("conv1", nn.Conv2d(3, c1, kernel_size=11, stride=4)), ("act1", act()),
-            ("norm1", self._norm(c1)),
-            ("pool1", pool()),
+            ("norm1", norm_layer(c1)), ("pool1", pool()),
             ("conv2", nn.Conv2d(c1, c2, kernel_size=5, padding=2, groups=columns)), ("act2", act()),
-            ("norm2", self._norm(c2)), ("pool2", pool()),
+            ("norm2", norm_layer(c2)), ("pool2", pool()),
             ("conv3", nn.Conv2d(c2, c3, kernel_size=3, padding=1)), ("act3", act()),
             ("conv4", nn.Conv2d(c3, c4, kernel_size=3, padding=1, groups=columns)), ("act4", act()),
             ("conv5", nn.Conv2d(c4, c5, kernel_size=3, padding=1, groups=columns)), ("act5", act()),
@@ -219,18 +220,6 @@ class AlexNet(nn.Module):
     @staticmethod
     def paper_widths(columns: int) -> tuple[int, ...]:
         return PAPER_WIDTHS if columns == 2 else ONE_GPU_WIDTHS
-
-    def _pool(self) -> nn.Module:
-        # Section 3.4: s = 2, z = 3 overlaps; s = z = 2 is the traditional non-overlapping scheme.
-        # Both give the same 27/13/6 maps from 55/27/13. MaxPool2d's stride defaults to its window.
-        return nn.MaxPool2d(3, stride=2) if self.pooling == "overlap" else nn.MaxPool2d(2)
-
-    def _norm(self, channels: int) -> nn.Module:
-        if self.norm == "lrn":
-            return PaperLRN(columns=self.columns) if self.lrn == "paper" else PaperLRN.caffe()
-        if self.norm == "bn":
-            return nn.BatchNorm2d(channels)
-        return nn.Identity()
 
     @property
     def layers(self) -> dict[str, nn.Conv2d | nn.Linear]:
