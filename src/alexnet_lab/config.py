@@ -19,17 +19,12 @@ from alexnet_lab.files import HOST
 Gpus = Literal[1, 2] | None  # unset: the two-column net on one device; 1: the one-GPU baseline; 2: two devices
 
 
-def _check_gpus(gpus: Any) -> int | None:
-    """The resolvers' own guard (the start-up check names a wrong value first, alexnet_lab.settings)."""
-    return check_value("gpus", gpus, Gpus)
-
-
-def columns_for(gpus: Any) -> int:
-    return 1 if _check_gpus(gpus) == 1 else 2
+def columns_for(gpus: Any) -> int:  # each resolver checks its value too: compose() runs no start-up check
+    return 1 if check_value("gpus", gpus, Gpus) == 1 else 2
 
 
 def devices_for(gpus: Any) -> int:
-    return _check_gpus(gpus) or 1
+    return check_value("gpus", gpus, Gpus) or 1
 
 
 def isatty() -> bool:

@@ -40,11 +40,6 @@ def ablation_choices(cfg: DictConfig) -> dict[str, str]:
     return {group: str(choice) for group, choice in (cfg.get("ablation") or {}).items() if f"ablation.{group}" in read}
 
 
-def choices(cfg: DictConfig) -> dict[str, str]:
-    """The option taken in each ablation group that the net takes, and ``gpus``."""
-    return {**ablation_choices(cfg), "gpus": str(cfg.gpus)}
-
-
 def choices_line(cfg: DictConfig) -> str:
     """This job's choice in each config group (model=alexnet norm=lrn ...), Hydra's own groups apart, data_model,
     which train.yaml derives from data and model, and the ablation groups that the net does not take."""
@@ -60,7 +55,7 @@ def wandb_identity(cfg: DictConfig) -> dict[str, Any]:
     ``tags``, config = the resolved config plus the choices."""
     hydra = HydraConfig.get()
     group = Path(hydra.sweep.dir if hydra.mode == RunMode.MULTIRUN else hydra.runtime.output_dir).name
-    picked = choices(cfg)
+    picked = {**ablation_choices(cfg), "gpus": str(cfg.gpus)}  # the ablation groups the net takes, and gpus
     overrides = list(hydra.overrides.task)
     job_type = variant(overrides)
     if len(job_type) > 64:  # W&B's limit on a job type: the start, and a digest that keeps it distinct
