@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 from alexnet_lab.data import sampling
 from alexnet_lab.data.base import per_device_batch
 from alexnet_lab.errors import UserError
+from alexnet_lab.models.alexnet import PaperLRN
 from alexnet_lab.module import (
-    CheckpointMismatchError,
     ClassifierModule,
     Ensemble,
     TrainingTotals,
@@ -49,7 +49,7 @@ def test_config_holds_the_papers_recipe(compose_cfg) -> None:
 def test_instantiated_model_is_the_module_with_net(compose_cfg) -> None:
     module = instantiate(compose_cfg().model)
     assert isinstance(module, ClassifierModule)
-    assert module.net.columns == 2 and module.net.norm == "lrn"
+    assert module.net.columns == 2 and isinstance(module.net.features.norm1, PaperLRN)
     assert tuple(module.example_input_array.shape) == (2, 3, 224, 224)
 
 
@@ -337,7 +337,7 @@ def test_checkpoint_from_another_architecture_is_named() -> None:
     saved = ClassifierModule(net={**TINY_NET, "columns": 1}, **RECIPE)
     checkpoint = {"hyper_parameters": dict(saved.hparams), "state_dict": saved.state_dict()}
     current = ClassifierModule(net={**TINY_NET, "columns": 2, "norm": "bn"}, **RECIPE)  # one more setting too
-    with pytest.raises(CheckpointMismatchError) as error:
+    with pytest.raises(UserError) as error:
         current.on_load_checkpoint(checkpoint)
     assert str(error.value) == (
         "checkpoint was trained with a different architecture (columns: checkpoint 1 vs this run 2, norm: "

@@ -313,14 +313,10 @@ def build_net(net: dict[str, Any], weights: str | None) -> Backbone:
 def check_same_net(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
     if differs := [f"{k}: checkpoint {saved.get(k)!r} vs this run {current.get(k)!r}"
                    for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]:  # fmt: skip
-        raise CheckpointMismatchError(
+        raise UserError(
             f"checkpoint was trained with a different architecture ({', '.join(differs)}); "
             "resume with the checkpoint's settings or start a new run"
         )
-
-
-class CheckpointMismatchError(UserError):
-    pass
 
 
 class Diverged(UserError):
@@ -358,12 +354,8 @@ class Ensemble(L.LightningModule):
         )
         self.val_images = SumMetric(nan_strategy="disable")
 
-    @staticmethod
-    def average(member_probs: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(member_probs).mean(dim=0)
-
     def predict_probs(self, images: torch.Tensor) -> torch.Tensor:
-        return self.average([member.predict_probs(images) for member in self.members])
+        return torch.stack([member.predict_probs(images) for member in self.members]).mean(dim=0)
 
     def on_validation_epoch_start(self) -> None:
         self.predictions: list[torch.Tensor] = []  # this rank's top-1 classes, batch by batch
@@ -376,7 +368,7 @@ class Ensemble(L.LightningModule):
         for metrics, member_probs in zip(self.member_metrics, probs, strict=True):
             metrics.update(member_probs, labels)
             self.log_dict(metrics)
-        ensemble = self.average(probs)
+        ensemble = torch.stack(probs).mean(dim=0)
         self.predictions.append(ensemble.argmax(dim=1).cpu())
         self.val_metrics.update(ensemble, labels)
         self.val_images.update(float(labels.numel()))
