@@ -35,16 +35,12 @@ def _scaled(kernels: torch.Tensor) -> torch.Tensor:
     return ((flat - low) / (high - low).clamp_min(1e-12)).view_as(kernels)
 
 
-def kernel_saturation(kernels: torch.Tensor) -> torch.Tensor:
-    """Per kernel, the mean over its pixels of the colour spread max(R, G, B) - min(R, G, B) of the kernel
-    scaled for display: 0 for a grey kernel (equal channels), up to 1."""
-    scaled = _scaled(kernels.detach().float())
-    return (scaled.max(dim=1).values - scaled.min(dim=1).values).mean(dim=(1, 2))
-
-
 def column_saturation(kernels: torch.Tensor, columns: int) -> list[float]:
-    """Figure 3's number: the mean kernel saturation of each column's kernels (the first k / columns, ...)."""
-    return [float(s.mean()) for s in kernel_saturation(kernels).chunk(columns)]
+    """Figure 3's number, for each column's kernels (the first k / columns, ...): the mean over its kernels and
+    their pixels of the colour spread max(R, G, B) - min(R, G, B) of each kernel scaled for display (0 for a grey
+    kernel, whose channels are equal; up to 1)."""
+    scaled = _scaled(kernels.detach().float())
+    return [float(s.mean()) for s in (scaled.max(dim=1).values - scaled.min(dim=1).values).chunk(columns)]
 
 
 def kernel_mosaic(kernels: torch.Tensor, columns: int) -> np.ndarray:

@@ -105,12 +105,6 @@ POLL_S = 0.2
 ERROR_WAIT_S = 5.0  # after a rank's own error, how long its watchdog looks for a dead peer to name
 
 
-def _describe(status: int) -> str:
-    if status < 0:
-        return f"was killed by {signal.Signals(-status).name}"
-    return f"exited with status {status}"
-
-
 def _stop(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
     os._exit(1)
@@ -124,7 +118,8 @@ def stop_if_a_child_died(procs: Sequence[subprocess.Popen], first_rank: int) -> 
             for other in procs:
                 if other.poll() is None:
                     other.kill()
-            _stop(f"DDP rank {rank} (pid {proc.pid}) {_describe(status)}; stopping the job")
+            how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
+            _stop(f"DDP rank {rank} (pid {proc.pid}) {how}; stopping the job")
 
 
 def watch_children(procs: Sequence[subprocess.Popen], first_rank: int, wait_s: float = math.inf) -> None:

@@ -188,7 +188,7 @@ class AlexNet(nn.Module):
     ) -> None:
         super().__init__()
         self.columns, self.input_size, self.activation, self.init = columns, input_size, activation, init
-        c1, c2, c3, c4, c5 = tuple(widths) if widths is not None else self.paper_widths(columns)
+        c1, c2, c3, c4, c5 = widths if widths is not None else PAPER_WIDTHS if columns == 2 else ONE_GPU_WIDTHS
         fc_width = FC_WIDTH if fc_width is None else fc_width
 
         act = ACTIVATIONS[activation]
@@ -216,10 +216,6 @@ class AlexNet(nn.Module):
             ("fc8", nn.Linear(fc_width, num_classes)),
         ]))  # fmt: skip
         self.reset_parameters()
-
-    @staticmethod
-    def paper_widths(columns: int) -> tuple[int, ...]:
-        return PAPER_WIDTHS if columns == 2 else ONE_GPU_WIDTHS
 
     @property
     def layers(self) -> dict[str, nn.Conv2d | nn.Linear]:
