@@ -10,9 +10,9 @@ from omegaconf import DictConfig
 
 from alexnet_lab import settings
 from alexnet_lab.cli import run
-from alexnet_lab.data.layouts import DataRootError, detect_layout
+from alexnet_lab.data.layouts import detect_layout
 from alexnet_lab.data.prepared import prepare
-from alexnet_lab.errors import user_errors
+from alexnet_lab.errors import UserError, user_errors
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")
@@ -20,7 +20,7 @@ def main(cfg: DictConfig) -> None:
     with user_errors():
         settings.check_config(cfg, "prepare")
         if not cfg.source:
-            raise DataRootError("no source: set source=DIR or the IMAGENET_ROOT environment variable")
+            raise UserError("no source: set source=DIR or the IMAGENET_ROOT environment variable")
         detect_layout(Path(cfg.source), key="source")
         out = prepare(
             cfg.source,

@@ -22,7 +22,7 @@ from alexnet_lab.data import small
 from alexnet_lab.data.base import ClassificationData
 from alexnet_lab.data.generated import CLASSES, QUIRKS, generate
 from alexnet_lab.data.imagenet import ImageDataset, ImageNetDataModule, collate
-from alexnet_lab.data.layouts import LAYOUTS, BadImageError, DataRootError, detect_layout, load_rgb, read_split
+from alexnet_lab.data.layouts import LAYOUTS, BadImageError, detect_layout, load_rgb, read_split
 from alexnet_lab.data.sampling import ResumableLoader, ResumableSampler, mix, seed_step
 from alexnet_lab.data.stats import compute_stats, subset
 from alexnet_lab.data.transforms import (
@@ -118,7 +118,7 @@ def test_a_kaggle_val_image_without_a_row_in_the_csv_is_named(tmp_path: Path, la
     shutil.copy(next(stray.parent.iterdir()), stray)
     csv = root / "LOC_val_solution.csv"
     says = re.escape(f"{stray} has no row in {csv}: the file does not match the images")
-    with pytest.raises(DataRootError, match=f"^{says}$"):
+    with pytest.raises(UserError, match=f"^{says}$"):
         read_split(root, "val")
 
 
@@ -134,31 +134,31 @@ def test_a_root_that_holds_no_whole_layout_is_refused_naming_the_three_layouts(t
     """A missing root, half of a layout (Kaggle's folders without its csv, train/ without val/), a train/
     without class folders, classes without images, a layout name that does not exist: each one whole message."""
     nowhere = tmp_path / "nowhere"
-    with pytest.raises(DataRootError) as error:
+    with pytest.raises(UserError) as error:
         detect_layout(nowhere)
     assert (
         str(error.value) == f"data.root={nowhere} does not exist: set data.root=DIR (or IMAGENET_ROOT); {LAYOUT_HELP}"
     )
     (tmp_path / "ILSVRC" / "Data" / "CLS-LOC" / "train").mkdir(parents=True)
     (tmp_path / "train").mkdir()
-    with pytest.raises(DataRootError) as error:
+    with pytest.raises(UserError) as error:
         detect_layout(tmp_path)
     assert str(error.value) == f"data.root={tmp_path} holds no ImageNet layout I know; {LAYOUT_HELP}"
     (tmp_path / "val").mkdir()
     for refused in (detect_layout, lambda root: read_split(root, "train"), lambda root: read_split(root, "val")):
-        with pytest.raises(DataRootError) as error:
+        with pytest.raises(UserError) as error:
             refused(tmp_path)
         assert str(error.value) == f"{tmp_path / 'train'} has no class folders; {LAYOUT_HELP}"
     (tmp_path / "train" / "n01440764").mkdir()
-    with pytest.raises(DataRootError) as error:
+    with pytest.raises(UserError) as error:
         read_split(tmp_path, "val")
     assert str(error.value) == f"no val images found under {tmp_path} (folders layout); {LAYOUT_HELP}"
-    with pytest.raises(DataRootError) as error:
+    with pytest.raises(UserError) as error:
         read_split(tmp_path, "val", layout="zip")
     assert str(error.value) == "unknown data.layout='zip': use auto, folders, archives, kaggle"
-    with pytest.raises(DataRootError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         ImageNetDataModule(root=str(nowhere))
-    with pytest.raises(DataRootError, match="IMAGENET_ROOT"):
+    with pytest.raises(UserError, match="IMAGENET_ROOT"):
         ImageNetDataModule(root=None)
 
 
@@ -173,7 +173,7 @@ def test_a_training_folder_without_class_folders_is_refused_when_the_data_module
     train.mkdir()
     (train / "n01440764_1.JPEG").write_bytes(b"an image outside a class folder")
     (tmp_path / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n")
-    with pytest.raises(DataRootError) as error:
+    with pytest.raises(UserError) as error:
         ImageNetDataModule(root=str(tmp_path), num_workers=0)
     assert str(error.value) == f"{train} has no class folders; {LAYOUT_HELP}"
 

@@ -21,8 +21,9 @@ from PIL import Image
 from alexnet_lab import figures
 from alexnet_lab.data import small
 from alexnet_lab.data.imagenet import ImageNetDataModule
-from alexnet_lab.data.layouts import DataRootError, load_rgb
+from alexnet_lab.data.layouts import load_rgb
 from alexnet_lab.data.transforms import preprocess
+from alexnet_lab.errors import UserError
 from alexnet_lab.figures import (
     COLUMN_GAP,
     GAP,
@@ -316,7 +317,7 @@ def test_cifar10_batches_of_a_generated_sample_are_read_by_torchvisions_class(tm
     assert raw["data"].shape[1] == 3072 and raw["data"].dtype == np.uint8
     first = train.images[0]
     assert torch.equal(first[1].flatten(), torch.from_numpy(raw["data"][0, 1024:2048].copy()))  # the G plane
-    with pytest.raises(DataRootError, match=r"torchvision.datasets.CIFAR10\(.*download=True\) writes into"):
+    with pytest.raises(UserError, match=r"torchvision.datasets.CIFAR10\(.*download=True\) writes into"):
         small.read_split("cifar10", tmp_path, "train")
 
 
@@ -333,7 +334,7 @@ def test_mnist_idx_files_of_a_generated_sample_are_read_by_torchvisions_class(tm
                                                                                     dtype=torch.uint8))  # fmt: skip
     labels = (root / "MNIST" / "raw" / "train-labels-idx1-ubyte").read_bytes()
     assert train.labels.tolist() == list(labels[8:])
-    with pytest.raises(DataRootError, match="MNIST"):
+    with pytest.raises(UserError, match="MNIST"):
         small.read_split("mnist", tmp_path, "train")
 
 

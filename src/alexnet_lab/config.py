@@ -27,10 +27,6 @@ def devices_for(gpus: Any) -> int:
     return check_value("gpus", gpus, Gpus) or 1
 
 
-def isatty() -> bool:
-    return sys.stderr.isatty()
-
-
 _claimed: dict[str, str] = {}
 
 
@@ -93,7 +89,7 @@ def rank_suffix() -> str:
 RESOLVERS: dict[str, Callable[..., Any]] = {
     "if_rank_zero": if_rank_zero,
     "rank_suffix": rank_suffix,
-    "isatty": isatty,
+    "isatty": lambda: sys.stderr.isatty(),  # at each run: a progress bar on a terminal, plain lines in logs
     "columns_for": columns_for,
     "devices_for": devices_for,
     "claim_dir": claim_dir,  # registered with use_cache: a claimed dir is claimed once

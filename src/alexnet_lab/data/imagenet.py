@@ -15,7 +15,6 @@ from torch.utils.data.dataloader import default_collate
 from alexnet_lab.data.base import ClassificationData, Use
 from alexnet_lab.data.layouts import (
     BadImageError,
-    DataRootError,
     Layout,
     SplitIndex,
     detect_layout,
@@ -26,6 +25,7 @@ from alexnet_lab.data.prepared import STATS_FILE, PreparedDataset, ShardReader, 
 from alexnet_lab.data.stats import compute_stats, load_stats, save_stats, subset
 from alexnet_lab.data.transforms import IMAGE_SIZE, LIGHTING_STD, CropMode, Crops, DeviceNormalizer, PcaLighting
 from alexnet_lab.declare import PositiveInt, Seed, checked
+from alexnet_lab.errors import UserError
 from alexnet_lab.files import create_once
 from alexnet_lab.models.alexnet import PAPER_INPUT_SIZE, InputSize
 
@@ -95,7 +95,7 @@ class ImageNetDataModule(ClassificationData):
     ) -> None:
         super().__init__(num_classes, batch_size, num_workers, seed, pin_memory, persistent_workers)
         if not root:
-            raise DataRootError("no data root: set data.root=DIR or the IMAGENET_ROOT environment variable")
+            raise UserError("no data root: set data.root=DIR or the IMAGENET_ROOT environment variable")
         self.root = Path(root).expanduser()
         self.sample = sample
         self.prepared = layout == "prepared" or (sample is None and is_prepared(self.root))

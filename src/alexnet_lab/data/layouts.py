@@ -34,10 +34,6 @@ LAYOUT_HELP = (
 )
 
 
-class DataRootError(UserError):
-    pass
-
-
 class BadImageError(UserError):
     pass
 
@@ -53,21 +49,21 @@ def detect_layout(root: str | os.PathLike[str], key: str = "data.root") -> str:
     """The layout of the ImageNet copy at ``root``; ``key`` is the config key that gave it, for the errors."""
     root = Path(root)
     if not root.is_dir():
-        raise DataRootError(f"{key}={root} does not exist: set {key}=DIR (or IMAGENET_ROOT); {LAYOUT_HELP}")
+        raise UserError(f"{key}={root} does not exist: set {key}=DIR (or IMAGENET_ROOT); {LAYOUT_HELP}")
     if all((root / name).is_file() for name in ARCHIVES):
         return "archives"
     kaggle = (root / KAGGLE_BASE / "train").is_dir() and (root / KAGGLE_VAL_CSV).is_file()
     if kaggle or ((root / "train").is_dir() and (root / "val").is_dir()):
         _class_folders(root / KAGGLE_BASE / "train" if kaggle else root / "train")  # none: refused now, not at setup
         return "kaggle" if kaggle else "folders"
-    raise DataRootError(f"{key}={root} holds no ImageNet layout I know; {LAYOUT_HELP}")
+    raise UserError(f"{key}={root} holds no ImageNet layout I know; {LAYOUT_HELP}")
 
 
 def _class_folders(train_dir: Path) -> list[str]:
     try:
         return find_classes(train_dir)[0]  # sorted, as ImageFolder's
     except FileNotFoundError:
-        raise DataRootError(f"{train_dir} has no class folders; {LAYOUT_HELP}") from None
+        raise UserError(f"{train_dir} has no class folders; {LAYOUT_HELP}") from None
 
 
 def _read_names(mapping: Path, wnids: list[str]) -> list[str]:
@@ -108,7 +104,7 @@ def _read_kaggle(root: Path, split: str) -> SplitIndex:
     for path in sorted(p for p in (base / "val").iterdir() if has_file_allowed_extension(p.name, IMAGE_SUFFIXES)):
         wnid = labels.get(path.stem)
         if wnid is None:
-            raise DataRootError(f"{path} has no row in {root / KAGGLE_VAL_CSV}: the file does not match the images")
+            raise UserError(f"{path} has no row in {root / KAGGLE_VAL_CSV}: the file does not match the images")
         samples.append((str(path), index[wnid]))
     return SplitIndex(samples, wnids, names)
 
@@ -121,10 +117,10 @@ def read_split(root: str | os.PathLike[str], split: str, layout: str = "auto") -
     if layout == "auto":
         layout = detect_layout(root)
     elif layout not in READERS:
-        raise DataRootError(f"unknown data.layout={layout!r}: use auto, {', '.join(LAYOUTS)}")
+        raise UserError(f"unknown data.layout={layout!r}: use auto, {', '.join(LAYOUTS)}")
     index = READERS[layout](Path(root), split)
     if not index.samples:
-        raise DataRootError(f"no {split} images found under {root} ({layout} layout); {LAYOUT_HELP}")
+        raise UserError(f"no {split} images found under {root} ({layout} layout); {LAYOUT_HELP}")
     return index
 
 

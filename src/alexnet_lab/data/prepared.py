@@ -231,10 +231,6 @@ class ShardReader:
     def __len__(self) -> int:
         return len(self.rows)
 
-    @property
-    def labels(self) -> list[int]:
-        return self.rows[:, 3].tolist()
-
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_maps": {}}
 

@@ -23,8 +23,8 @@ from torchvision.datasets import CIFAR10, MNIST
 
 from alexnet_lab.data.base import ClassificationData, Split, Use
 from alexnet_lab.data.generated import picture
-from alexnet_lab.data.layouts import DataRootError
 from alexnet_lab.declare import PositiveInt, Seed, checked
+from alexnet_lab.errors import UserError
 
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = [name for name, _ in CIFAR10.train_list]
@@ -56,7 +56,7 @@ def read_split(dataset: str, root: str | Path, split: str) -> Split:
         digits = MNIST(str(root), train=train)
     except RuntimeError as error:
         writes = "CIFAR10" if dataset == "cifar10" else "MNIST"
-        raise DataRootError(
+        raise UserError(
             f"data.root={root} holds no {dataset} files ({error}): give the folder that "
             f"torchvision.datasets.{writes}('{root}', download=True) writes into"
         ) from None
@@ -83,18 +83,13 @@ def write_cifar10(
     batches = [
         (name, train[part], [train_labels[i] for i in part]) for name, part in zip(CIFAR_TRAIN, parts, strict=True)
     ]
-    for name, data, labels in [*batches, ("test_batch", *images(val_per_class))]:
-        _pickle(folder / name, {"batch_label": name, "labels": labels, "data": data,
-                                "filenames": [f"{name}_{i}.png" for i in range(len(labels))]})  # fmt: skip
-    _pickle(
-        folder / "batches.meta", {"label_names": CIFAR_CLASSES, "num_cases_per_batch": len(parts[0]), "num_vis": 3072}
-    )
+    files = {name: {"batch_label": name, "labels": labels, "data": data,
+                    "filenames": [f"{name}_{i}.png" for i in range(len(labels))]}
+             for name, data, labels in [*batches, ("test_batch", *images(val_per_class))]}  # fmt: skip
+    files["batches.meta"] = {"label_names": CIFAR_CLASSES, "num_cases_per_batch": len(parts[0]), "num_vis": 3072}
+    for name, content in files.items():
+        (folder / name).write_bytes(pickle.dumps(content, protocol=2))
     return Path(root)
-
-
-def _pickle(path: Path, obj: dict[str, Any]) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
 
 
 # -- MNIST -------------------------------------------------------------------------------------------------------
@@ -149,7 +144,7 @@ class SmallImageDataModule(ClassificationData):
     ) -> None:
         super().__init__(num_classes, batch_size, num_workers, seed)
         if not root:
-            raise DataRootError(f"no data root: set data.root=DIR (the folder torchvision's {dataset} download wrote)")
+            raise UserError(f"no data root: set data.root=DIR (the folder torchvision's {dataset} download wrote)")
         self.dataset_name, self.root, self.sample = dataset, Path(root).expanduser(), sample
         self.image_shape = IMAGE_SHAPES[dataset]
         self.mean_image: torch.Tensor | None = None
