@@ -34,19 +34,15 @@ NOTICES = [
 ]
 
 
-def quiet() -> None:
-    """Silences :data:`NOTICES`, Python warnings and Lightning's log lines alike. (W&B's notice that Lightning
-    sets its deprecated ``anonymous`` setting: alexnet_lab.compat.without_wandb_anonymous.)"""
+def run(main: Callable[[], Any]) -> None:
+    """Runs ``main`` with :data:`NOTICES` silenced, as Python warnings and Lightning's log lines alike (W&B's notice
+    that Lightning sets its deprecated ``anonymous`` setting: alexnet_lab.compat.without_wandb_anonymous)."""
     for text in NOTICES:
         warnings.filterwarnings("ignore", message=text)
     pattern = re.compile("|".join(NOTICES))
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: not pattern.match(record.getMessage())
     )
-
-
-def run(main: Callable[[], Any]) -> None:
-    quiet()
 
     def explained(error: BaseException) -> str | None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":

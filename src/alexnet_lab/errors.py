@@ -20,11 +20,8 @@ class UserError(ValueError):
 def _lightning_refused(error: BaseException) -> str | None:
     """Lightning refusing what it was asked for, in its own words on one line; about devices, with where ours
     are chosen. (Lightning is looked at only if this process has imported it.)"""
-    if "lightning" not in sys.modules:
-        return None
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    if not isinstance(error, MisconfigurationException):
+    exceptions = sys.modules.get("lightning.fabric.utilities.exceptions")
+    if exceptions is None or not isinstance(error, exceptions.MisconfigurationException):
         return None
     text = " ".join(str(error).split())
     about_devices = re.search(r"gpu|cuda|mps|tpu|device|accelerator", text, re.IGNORECASE)

@@ -195,8 +195,12 @@ class AlexNet(nn.Module):
         # Section 3.4: s = 2, z = 3 overlaps; s = z = 2 is the traditional non-overlapping scheme. Both give the
         # same 27/13/6 maps from 55/27/13. MaxPool2d's stride defaults to its window.
         pool = (lambda: nn.MaxPool2d(3, stride=2)) if pooling == "overlap" else (lambda: nn.MaxPool2d(2))
-        lrn_layer = (lambda c: PaperLRN(columns=columns)) if lrn == "paper" else (lambda c: PaperLRN.caffe())
-        norm_layer = {"lrn": lrn_layer, "bn": nn.BatchNorm2d, "none": lambda c: nn.Identity()}[norm]
+
+        def norm_layer(channels: int) -> nn.Module:
+            if norm == "lrn":
+                return PaperLRN(columns=columns) if lrn == "paper" else PaperLRN.caffe()
+            return nn.BatchNorm2d(channels) if norm == "bn" else nn.Identity()
+
         drop = (lambda: PaperDropout(dropout)) if dropout_form == "paper" else (lambda: nn.Dropout(dropout))
         pad = nn.ZeroPad2d((0, 3, 0, 3)) if input_size == 224 else nn.Identity()  # left, right, top, bottom
         # Section 3.5: conv3 takes all kernel maps of conv2; conv2, conv4, conv5 only those of their column.
