@@ -271,6 +271,8 @@ MUTANTS = [
     m("a generated sample is written in its root, not beside it", f"{PKG}/data/base.py",
       "atomic_dir(root, self.sample)  # type: ignore[arg-type]", "self.sample(root)  # type: ignore[misc]",
       f"{TD}::test_a_sample_whose_writing_is_interrupted_leaves_no_root_and_the_next_run_writes_it_whole"),
+    m("kaiming gives a new activation tanh's gain", MODEL, '"tanh" if self.activation == "tanh" else "relu"',
+      '"relu" if self.activation == "relu" else "tanh"', f"{TM}::test_kaiming_init"),
 ]  # fmt: skip
 
 

@@ -443,6 +443,10 @@ def test_kaiming_init() -> None:
     # He et al.'s gain is the activation's: 5/3 for tanh (torch.nn.init.calculate_gain), not ReLU's sqrt(2)
     tanh = AlexNet(init="kaiming", activation="tanh").layers["conv3"].weight
     assert tanh.std().item() == pytest.approx(5 / 3 / math.sqrt(256 * 9), rel=0.03)
+    # a choice added as docs/extending.md adds GELU: ReLU's gain (GELU is ReLU above 0), not tanh's
+    kaiming.activation = "gelu"
+    kaiming.reset_parameters()
+    assert kaiming.layers["conv3"].weight.std().item() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.03)
 
 
 @pytest.mark.parametrize(

@@ -230,8 +230,8 @@ class AlexNet(nn.Module):
         bias, fc_std = INITS[self.init]
         for name, layer in self.layers.items():
             assert layer.bias is not None
-            if fc_std is None:  # Kaiming normal
-                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if self.activation == "relu" else "tanh")
+            if fc_std is None:  # Kaiming normal, with ReLU's gain for all but tanh (GELU, SiLU: near ReLU's)
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="tanh" if self.activation == "tanh" else "relu")
             else:
                 nn.init.normal_(layer.weight, std=fc_std if name in ("fc6", "fc7") else INIT_STD)  # mean 0
             nn.init.constant_(layer.bias, bias if name in BIASED_LAYERS else 0.0)
